@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs the Debian packages patd needs to build, test and benchmark.
+# Idempotent: asks dpkg first and runs apt-get only for what is missing,
+# so a second run on a ready machine takes well under a second.
+set -euo pipefail
+
+PKGS=(
+  build-essential cmake pkg-config
+  libprotobuf-c-dev protobuf-c-compiler
+  libuv1-dev librocksdb-dev libssl-dev zlib1g-dev
+  libcmocka-dev
+  clang libclang-rt-14-dev
+  python3 python3-protobuf protobuf-compiler
+  redis-server redis-tools rocksdb-tools
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}" >&2
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "install-deps: need root or sudo to install ${missing[*]}" >&2; exit 1; }
+  SUDO="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# redis-server's package starts a system instance; patd's benchmarks start
+# their own on a private port, so the system one is left as the package set it.

@@ -1,0 +1,379 @@
+/* main: patd's command line, start-up (data dir, platform key, store) and
+ * orderly shutdown. Every flag has a default that just works. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "log.h"
+#include "net.h"
+#include "service.h"
+#include "store.h"
+#include "token.h"
+#include "usage.h"
+
+#ifndef PATD_VERSION
+#define PATD_VERSION "0.0.0"
+#endif
+
+#define MAIN_KEY_BYTES     32
+#define MAIN_KEY_MIN_CHARS 32
+
+static void main_usage(FILE *out)
+{
+    fprintf(
+        out,
+        "usage: patd [options]\n"
+        "\n"
+        "A personal-access-token service speaking length-prefixed protobuf over TCP.\n"
+        "\n"
+        "  --listen HOST:PORT          address to serve (default 127.0.0.1:7700; port 0 = any)\n"
+        "  --data-dir DIR              RocksDB store and key file (default ./data, made 0700)\n"
+        "  --platform-key-file PATH    platform key (default <data-dir>/platform.key; made\n"
+        "                              with a fresh random key, mode 0600, if missing)\n"
+        "  --workers N                 worker threads (default 8, 1..256)\n"
+        "  --max-frame-bytes N         largest request frame (default 65536, 1024..16777216)\n"
+        "  --max-connections N         open connections (default 1024)\n"
+        "  --max-inflight N            requests in flight per connection (default 128)\n"
+        "  --max-queue N               requests queued for workers, whole server (default 4096)\n"
+        "  --idle-timeout T            close silent or stalled connections after T\n"
+        "                              (seconds, or with ms suffix; default 60)\n"
+        "  --scim-prefix P             SCIM path prefix; repeat for more\n"
+        "                              (default /scim/v2 and /api/scim/v2)\n"
+        "  --cache-mb N                RocksDB block cache (default 64)\n"
+        "  --port-file PATH            write the bound port here once listening\n"
+        "  --log-level L               debug, info, warn, error (default info)\n"
+        "  --check                     check that the store's indexes agree, then exit\n"
+        "                              (exit 0 clean, 1 problems found, 2 cannot check)\n"
+        "  --version, --help\n");
+}
+
+static int main_parse_uint(const char *flag, const char *s, unsigned long min, unsigned long max,
+                           unsigned long *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-' || v < min || v > max) {
+        fprintf(stderr, "patd: %s must be a whole number from %lu to %lu, got '%s'\n", flag, min,
+                max, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int main_parse_duration(const char *s, uint64_t *ms)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || s[0] == '-') return -1;
+    if (strcmp(end, "ms") == 0)
+        *ms = v;
+    else if (*end == '\0' || strcmp(end, "s") == 0)
+        *ms = v * 1000;
+    else
+        return -1;
+    return *ms > 0 ? 0 : -1;
+}
+
+static int main_mkdir_private(const char *dir)
+{
+    if (mkdir(dir, 0700) == 0) return 0;
+    if (errno != EEXIST) {
+        log_error("cannot create data directory %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        log_error("data directory %s is not a directory", dir);
+        return -1;
+    }
+    if (sb.st_mode & 077)
+        log_warn("data directory %s is mode %03o; 0700 is advised (chmod 700 %s)", dir,
+                 sb.st_mode & 0777, dir);
+    return 0;
+}
+
+/* Reads the platform key, creating it (0600, fresh random) if missing. The
+ * key itself is never logged. Returns a malloc'd string or NULL. */
+static char *main_platform_key(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) {
+        uint8_t raw[MAIN_KEY_BYTES];
+        char hex[2 * MAIN_KEY_BYTES + 2];
+        if (token_random(raw, sizeof(raw)) != 0) {
+            log_error("random generator failed while making the platform key");
+            return NULL;
+        }
+        for (int i = 0; i < MAIN_KEY_BYTES; i++)
+            sprintf(hex + 2 * i, "%02x", raw[i]);
+        explicit_bzero(raw, sizeof(raw));
+        hex[2 * MAIN_KEY_BYTES] = '\n';
+        int wfd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (wfd < 0 || write(wfd, hex, 2 * MAIN_KEY_BYTES + 1) != 2 * MAIN_KEY_BYTES + 1 ||
+            fsync(wfd) != 0) {
+            log_error("cannot write platform key file %s: %s", path, strerror(errno));
+            if (wfd >= 0) close(wfd);
+            return NULL;
+        }
+        close(wfd);
+        explicit_bzero(hex, sizeof(hex));
+        log_info("event=platform_key_created path=%s mode=0600", path);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+    }
+    if (fd < 0) {
+        log_error("cannot open platform key file %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || (sb.st_mode & 077)) {
+        log_error("platform key file %s is readable or writable by others (mode %03o); "
+                  "run: chmod 600 %s",
+                  path, sb.st_mode & 0777, path);
+        close(fd);
+        return NULL;
+    }
+    char buf[1024];
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n < 0) {
+        log_error("cannot read platform key file %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    buf[n] = '\0';
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+        buf[--n] = 0;
+    if (n < MAIN_KEY_MIN_CHARS) {
+        log_error("platform key in %s is shorter than %d characters", path, MAIN_KEY_MIN_CHARS);
+        explicit_bzero(buf, sizeof(buf));
+        return NULL;
+    }
+    char *key = strdup(buf);
+    explicit_bzero(buf, sizeof(buf));
+    return key;
+}
+
+int main(int argc, char **argv)
+{
+    net_config_t net = {
+        .host = "127.0.0.1",
+        .port = 7700,
+        .max_frame = 64 * 1024,
+        .max_connections = 1024,
+        .max_inflight = 128,
+        .max_queue = 4096,
+        .idle_timeout_ms = 60000,
+        .drain_timeout_ms = 5000,
+        .max_output = 16u << 20,
+    };
+    const char *data_dir = "./data";
+    const char *key_file = NULL;
+    unsigned long workers = 8, cache_mb = 64, v;
+    int check = 0;
+    static const char *scim_defaults[] = {"/scim/v2", "/api/scim/v2"};
+    const char *scim[SVC_SCIM_PREFIXES];
+    int n_scim = 0;
+    char host_buf[256];
+
+    enum {
+        O_LISTEN = 256,
+        O_DATA,
+        O_KEY,
+        O_WORKERS,
+        O_FRAME,
+        O_CONNS,
+        O_INFLIGHT,
+        O_QUEUE,
+        O_IDLE,
+        O_SCIM,
+        O_CACHE,
+        O_PORTFILE,
+        O_LOG,
+        O_CHECK,
+        O_VERSION,
+        O_HELP
+    };
+    static const struct option opts[] = {
+        {"listen", required_argument, 0, O_LISTEN},
+        {"data-dir", required_argument, 0, O_DATA},
+        {"platform-key-file", required_argument, 0, O_KEY},
+        {"workers", required_argument, 0, O_WORKERS},
+        {"max-frame-bytes", required_argument, 0, O_FRAME},
+        {"max-connections", required_argument, 0, O_CONNS},
+        {"max-inflight", required_argument, 0, O_INFLIGHT},
+        {"max-queue", required_argument, 0, O_QUEUE},
+        {"idle-timeout", required_argument, 0, O_IDLE},
+        {"scim-prefix", required_argument, 0, O_SCIM},
+        {"cache-mb", required_argument, 0, O_CACHE},
+        {"port-file", required_argument, 0, O_PORTFILE},
+        {"log-level", required_argument, 0, O_LOG},
+        {"check", no_argument, 0, O_CHECK},
+        {"version", no_argument, 0, O_VERSION},
+        {"help", no_argument, 0, O_HELP},
+        {0, 0, 0, 0},
+    };
+    int o;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (o) {
+        case O_LISTEN: {
+            const char *colon = strrchr(optarg, ':');
+            size_t hl = colon ? (size_t)(colon - optarg) : 0;
+            if (!colon || hl == 0 || hl >= sizeof(host_buf) ||
+                main_parse_uint("--listen port", colon + 1, 0, 65535, &v)) {
+                fprintf(stderr, "patd: --listen takes HOST:PORT, e.g. 127.0.0.1:7700\n");
+                return 2;
+            }
+            memcpy(host_buf, optarg, hl);
+            host_buf[hl] = '\0';
+            /* [::1]:7700 */
+            if (host_buf[0] == '[' && host_buf[hl - 1] == ']') {
+                memmove(host_buf, host_buf + 1, hl - 2);
+                host_buf[hl - 2] = '\0';
+            }
+            net.host = host_buf;
+            net.port = (int)v;
+            break;
+        }
+        case O_DATA:
+            data_dir = optarg;
+            break;
+        case O_KEY:
+            key_file = optarg;
+            break;
+        case O_WORKERS:
+            if (main_parse_uint("--workers", optarg, 1, 256, &workers)) return 2;
+            break;
+        case O_FRAME:
+            if (main_parse_uint("--max-frame-bytes", optarg, 1024, 16u << 20, &v)) return 2;
+            net.max_frame = (uint32_t)v;
+            break;
+        case O_CONNS:
+            if (main_parse_uint("--max-connections", optarg, 1, 1000000, &v)) return 2;
+            net.max_connections = (unsigned)v;
+            break;
+        case O_INFLIGHT:
+            if (main_parse_uint("--max-inflight", optarg, 1, 65536, &v)) return 2;
+            net.max_inflight = (unsigned)v;
+            break;
+        case O_QUEUE:
+            if (main_parse_uint("--max-queue", optarg, 1, 1000000, &v)) return 2;
+            net.max_queue = (unsigned)v;
+            break;
+        case O_IDLE:
+            if (main_parse_duration(optarg, &net.idle_timeout_ms)) {
+                fprintf(stderr, "patd: --idle-timeout takes seconds or e.g. 500ms, got '%s'\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case O_SCIM:
+            if (optarg[0] != '/' || n_scim == SVC_SCIM_PREFIXES) {
+                fprintf(stderr, "patd: --scim-prefix must start with / (at most %d)\n",
+                        SVC_SCIM_PREFIXES);
+                return 2;
+            }
+            scim[n_scim++] = optarg;
+            break;
+        case O_CACHE:
+            if (main_parse_uint("--cache-mb", optarg, 1, 65536, &cache_mb)) return 2;
+            break;
+        case O_PORTFILE:
+            net.port_file = optarg;
+            break;
+        case O_LOG: {
+            log_level_t lv;
+            if (log_parse_level(optarg, &lv)) {
+                fprintf(stderr, "patd: --log-level is debug, info, warn or error\n");
+                return 2;
+            }
+            log_set_level(lv);
+            break;
+        }
+        case O_CHECK:
+            check = 1;
+            break;
+        case O_VERSION:
+            printf("patd %s\n", PATD_VERSION);
+            return 0;
+        case O_HELP:
+            main_usage(stdout);
+            return 0;
+        default:
+            main_usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "patd: unexpected argument '%s'\n", argv[optind]);
+        main_usage(stderr);
+        return 2;
+    }
+
+    /* libuv sizes its pool from the environment at first use. */
+    char wbuf[16];
+    snprintf(wbuf, sizeof(wbuf), "%lu", workers);
+    setenv("UV_THREADPOOL_SIZE", wbuf, 1);
+
+    umask(077);
+    if (main_mkdir_private(data_dir) != 0) return 1;
+    char db_dir[PATH_MAX], key_path[PATH_MAX];
+    snprintf(db_dir, sizeof(db_dir), "%s/db", data_dir);
+    if (key_file == NULL) {
+        snprintf(key_path, sizeof(key_path), "%s/platform.key", data_dir);
+        key_file = key_path;
+    }
+
+    char *err = NULL;
+    store_options_t sopt = {.block_cache_bytes = cache_mb << 20};
+    store_t *st = store_open(db_dir, &sopt, &err);
+    if (st == NULL) {
+        log_error("%s", err ? err : "cannot open store");
+        free(err);
+        return check ? 2 : 1;
+    }
+    if (check) {
+        long problems = store_check(st, stdout);
+        store_close(st);
+        if (problems < 0) return 2;
+        printf("patd --check: %ld problem(s)\n", problems);
+        return problems ? 1 : 0;
+    }
+
+    char *key = main_platform_key(key_file);
+    if (key == NULL) {
+        store_close(st);
+        return 1;
+    }
+    svc_stats_t stats = {0};
+    usage_t *usage = usage_new(st);
+    svc_t svc;
+    svc_init(&svc, st, usage, &stats, key);
+    if (n_scim == 0) {
+        scim[n_scim++] = scim_defaults[0];
+        scim[n_scim++] = scim_defaults[1];
+    }
+    for (int i = 0; i < n_scim; i++)
+        svc_add_scim_prefix(&svc, scim[i]);
+#ifdef PATD_TEST_CLOCK
+    log_warn("this is patd-testclock: its clock can be moved; never run it in production");
+#endif
+    log_info("event=starting version=%s data_dir=%s workers=%lu", PATD_VERSION, data_dir, workers);
+
+    int rc = net_run(&net, &svc, usage);
+    /* After the loop: nothing else runs; write what is pending and close. */
+    if (usage_flush(usage) != 0) log_warn("last-used data could not be written at shutdown");
+    svc_destroy(&svc);
+    usage_free(usage);
+    store_close(st);
+    log_info("event=stopped");
+    return rc == 0 ? 0 : 1;
+}

@@ -1,0 +1,52 @@
+/* net: the libuv loop thread: accept, read, frame, hand off, write.
+ *
+ * DESIGN. Threads have fixed roles. The loop thread owns every socket and
+ * every net_conn_t; it reads, splits frames (frame.c) and queues each
+ * request on libuv's thread pool (uv_queue_work), whose workers decode,
+ * run the handler and encode (dispatch.c). The finished response comes
+ * back to the loop thread in the after-work callback, which writes it.
+ *
+ * Bounds: a connection has at most max_inflight requests queued, running
+ * or waiting to be written; at the bound the loop stops reading it (the
+ * unread rest of the current chunk is stashed) until half of them are
+ * written: backpressure that keeps memory bounded for a client that
+ * pipelines without reading. The whole server has at most max_queue
+ * requests on the pool; beyond it requests are answered OVERLOADED at once.
+ * Beyond max_connections a new connection gets one TOO_MANY_CONNECTIONS
+ * response and is closed. A connection with nothing in flight and no
+ * complete frame for idle_timeout_ms is closed (slow or stalled clients).
+ *
+ * Lifetime: a connection is reference-counted: one reference for the open
+ * handle, one per request on the pool and one per pending write. A request
+ * whose connection closed while it ran is finished and dropped; the memory
+ * is freed when the last reference goes.
+ *
+ * Shutdown (SIGINT/SIGTERM): stop accepting and reading, let in-flight
+ * requests finish and be written (at most drain_timeout_ms), then close
+ * every connection and return from net_run(). */
+#ifndef PAT_NET_H
+#define PAT_NET_H
+
+#include <stdint.h>
+
+#include "service.h"
+#include "usage.h"
+
+typedef struct {
+    const char *host;
+    int port; /* 0: ephemeral, reported through port_file and the log */
+    const char *port_file;
+    uint32_t max_frame;
+    unsigned max_connections;
+    unsigned max_inflight; /* per connection */
+    unsigned max_queue;    /* whole server */
+    uint64_t idle_timeout_ms;
+    uint64_t drain_timeout_ms;
+    size_t max_output; /* bytes of responses waiting to be written, per connection */
+} net_config_t;
+
+/* Runs the server until SIGINT/SIGTERM; returns 0 after a clean drain, -1
+ * if it could not listen (logged). The usage flush timer runs on this loop. */
+int net_run(const net_config_t *cfg, svc_t *svc, usage_t *usage);
+
+#endif

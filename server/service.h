@@ -1,0 +1,95 @@
+/* service: the TokenService methods, their authentication, authorization
+ * and the token rules R1-R22 of docs/semantics.md.
+ *
+ * DESIGN. Handlers run on worker threads, any number at once. They are
+ * invoked by the dispatcher through protobuf-c's generated service
+ * (Pat__V1__TokenService_Service); closure_data is the svc_call_t of the
+ * request. A handler either calls the closure with its response message
+ * (which the closure packs before returning, so handlers may pass stack or
+ * temporary messages) or sets call->err/message and calls the closure with
+ * NULL. Changes for one owner (a user and their tokens) are serialized by a
+ * striped owner lock held across read, check and synced write, which is what
+ * makes "unique name per owner" hold when creates race on different
+ * workers; different owners never wait for each other. Reads take no lock. */
+#ifndef PAT_SERVICE_H
+#define PAT_SERVICE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "pat/v1/pat.pb-c.h"
+#include "store.h"
+#include "usage.h"
+
+#define SVC_OWNER_LOCKS   64
+#define SVC_NAME_MAX      255  /* bytes of UTF-8 (R6) */
+#define SVC_USER_ID_MAX   255  /* bytes; also bounds the owner index key */
+#define SVC_TEXT_MAX      1024 /* user_name, name, email */
+#define SVC_PATH_MAX      4096
+#define SVC_EXPIRY_MAX    365 /* days (R7) */
+#define SVC_PAGE_DEFAULT  100
+#define SVC_PAGE_MAX      500
+#define SVC_ACTIVITY_DEF  20
+#define SVC_SCIM_PREFIXES 8
+#define SVC_MESSAGE_MAX   256
+
+/* Counters the network layer keeps and Health reports. */
+typedef struct {
+    _Atomic uint64_t connections;
+    _Atomic uint64_t in_flight;
+    _Atomic int draining;
+} svc_stats_t;
+
+typedef struct {
+    Pat__V1__TokenService_Service base; /* first: handlers find svc_t from it */
+    store_t *store;
+    usage_t *usage;
+    svc_stats_t *stats;
+    char *platform_key; /* owned; compared in constant time, never logged */
+    size_t platform_key_len;
+    const char *scim_prefixes[SVC_SCIM_PREFIXES]; /* e.g. "/scim/v2", "/api/scim/v2" */
+    int n_scim_prefixes;
+    uint64_t start_mono_ms;
+    pthread_mutex_t owner_locks[SVC_OWNER_LOCKS];
+} svc_t;
+
+/* One request's context, owned by the dispatcher, passed as closure_data. */
+typedef struct {
+    svc_t *svc;
+    const char *authorization; /* metadata "authorization", NULL if absent */
+    const char *act_as;        /* metadata "x-act-as-user", NULL if absent */
+    pat_err_t err;
+    char message[SVC_MESSAGE_MAX];
+    uint8_t *out; /* packed response payload, malloc'd by the closure */
+    size_t out_len;
+    int answered;
+} svc_call_t;
+
+/* Initializes svc (takes ownership of platform_key, a malloc'd string). */
+void svc_init(svc_t *svc, store_t *st, usage_t *usage, svc_stats_t *stats, char *platform_key);
+void svc_destroy(svc_t *svc);
+/* Adds a SCIM path prefix such as "/scim/v2" (no trailing slash); the
+ * string must outlive svc. Returns -1 when the table is full. */
+int svc_add_scim_prefix(svc_t *svc, const char *prefix);
+
+/* Sets the call's error with a printf-style message. */
+void svc_fail(svc_call_t *call, pat_err_t err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* True if the call presents the platform key (and no act-as user). */
+int svc_is_platform(svc_call_t *call);
+
+/* Exposed for unit tests and the fuzzer. */
+/* Normalizes an API path (resolves ".", "..", "//", %2e, drops query and
+ * fragment) into out; returns -1 if it is not an absolute path or escapes
+ * the root. */
+int svc_normalize_path(const char *in, char *out, size_t out_cap);
+/* 1 if path (normalized) lies under one of svc's SCIM prefixes. */
+int svc_path_is_scim(const svc_t *svc, const char *path);
+/* 1 if s (len bytes) is valid UTF-8 without C0 controls or DEL. */
+int svc_valid_text(const char *s, size_t len);
+
+#endif

@@ -1,0 +1,33 @@
+/* testhooks: TestingService handlers for the test build. */
+#include "testhooks.h"
+
+#include "clock.h"
+#include "service.h"
+
+static void testhooks_advance_clock(Pat__V1__TestingService_Service *service,
+                                    const Pat__V1__AdvanceClockRequest *in,
+                                    Pat__V1__AdvanceClockResponse_Closure done, void *cd)
+{
+    svc_call_t *call = cd;
+    (void)service;
+    if (!svc_is_platform(call)) {
+        svc_fail(call, PAT_E_PLATFORM_ONLY, "AdvanceClock needs the platform key");
+        done(NULL, call);
+        return;
+    }
+    if (in->advance_ms < 0) {
+        svc_fail(call, PAT_E_INVALID_FIELD, "advance_ms may not be negative");
+        done(NULL, call);
+        return;
+    }
+    Pat__V1__AdvanceClockResponse r = PAT__V1__ADVANCE_CLOCK_RESPONSE__INIT;
+    r.now = clock_advance(in->advance_ms);
+    done(&r, call);
+}
+
+static Pat__V1__TestingService_Service testhooks_impl = PAT__V1__TESTING_SERVICE__INIT(testhooks_);
+
+ProtobufCService *testhooks_service(void)
+{
+    return &testhooks_impl.base;
+}

@@ -1,0 +1,61 @@
+/* usage: last-used times and recent activity of tokens, kept in memory and
+ * written to the store in batches (R15, R22).
+ *
+ * DESIGN. A successful Verify must not cost a storage write, let alone a
+ * synced one, so usage_record() only updates an in-memory entry under one
+ * of USAGE_STRIPES mutexes. usage_flush() (run on a worker every
+ * USAGE_FLUSH_MS by the loop's timer, and once at shutdown) moves what
+ * changed into one synced WriteBatch. After a crash, last-used times and
+ * use events lag by at most one flush interval plus one synced write.
+ * Each token keeps its newest USAGE_KEEP activity rows; older rows are
+ * trimmed by range, so a busy token cannot grow the store without bound.
+ *
+ * Deleted tokens are remembered (a flag on the entry) so that a Verify that
+ * raced with the delete cannot bring rows of the deleted token back.
+ * All functions are thread-safe. */
+#ifndef PAT_USAGE_H
+#define PAT_USAGE_H
+
+#include <stdint.h>
+
+#include "store.h"
+
+#define USAGE_STRIPES       16
+#define USAGE_FLUSH_MS      1000
+#define USAGE_KEEP          100 /* activity rows kept per token */
+#define USAGE_TRIM_EVERY    20  /* rows written between trims of one token */
+#define USAGE_PATH_MAX      256 /* bytes of path kept per use */
+#define USAGE_CLIENT_IP_MAX 64
+
+typedef struct usage usage_t;
+
+usage_t *usage_new(store_t *st);
+/* Frees memory only; call usage_flush() first to keep what is pending. */
+void usage_free(usage_t *u);
+
+/* Records one successful use. path and client_ip may be NULL; they are
+ * copied (truncated to the limits above). */
+void usage_record(usage_t *u, uint64_t id, int64_t now, const char *path, const char *client_ip);
+
+/* The newest last-used time known in memory, 0 if none (then ask the store). */
+int64_t usage_last_used(usage_t *u, uint64_t id);
+
+/* Notes rows written to the activity column family outside usage (lifecycle
+ * events), so that trimming takes them into account. */
+void usage_note_rows(usage_t *u, uint64_t id, unsigned rows);
+
+/* Writes everything pending in one synced batch, then trims tokens that are
+ * due. Returns 0, or -1 if the store refused (what was pending is kept and
+ * retried on the next flush). Flushes never run concurrently. */
+int usage_flush(usage_t *u);
+
+/* Deleting tokens: usage_hold() waits for a running flush and holds off
+ * the next; the caller commits its delete, calls usage_forget() for each
+ * deleted id (drops what is pending and ignores later uses), then
+ * usage_release(). Holding across the commit is what keeps a flush from
+ * writing rows of a token after its delete. */
+void usage_hold(usage_t *u);
+void usage_forget(usage_t *u, uint64_t id);
+void usage_release(usage_t *u);
+
+#endif

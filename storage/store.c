@@ -1,0 +1,688 @@
+/* store: RocksDB wrapper for users, tokens, indexes, last-used and activity.
+ *
+ * DESIGN. RocksDB errors (char **err) are turned into store_status_t here
+ * and logged once with their cause; nothing above this file sees a RocksDB
+ * type. Keys are fixed binary layouts (see store.h). The token id counter
+ * uses a high-water mark reserved in blocks: the mark is written synced
+ * before any id below it is handed out, so an id is never reused, even after
+ * kill -9, without a synced meta write per token. */
+#include "store.h"
+
+#include <pthread.h>
+#include <rocksdb/c.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define STORE_ID_BLOCK        1024
+#define STORE_DEFAULT_CACHE   (64u << 20)
+#define STORE_ACTIVITY_KEYLEN 24
+
+enum {
+    CF_DEFAULT,
+    CF_META,
+    CF_USERS,
+    CF_TOKENS,
+    CF_TOKEN_BY_HASH,
+    CF_TOKENS_BY_OWNER,
+    CF_LAST_USED,
+    CF_ACTIVITY,
+    CF__COUNT
+};
+
+static const char *const store_cf_names[CF__COUNT] = {
+    "default",         "meta",      "users",   "tokens", "token_by_hash",
+    "tokens_by_owner", "last_used", "activity"};
+
+struct store {
+    rocksdb_t *db;
+    rocksdb_options_t *opts;
+    rocksdb_options_t *cf_opts[CF__COUNT];
+    rocksdb_block_based_table_options_t *table_opts[CF__COUNT];
+    rocksdb_cache_t *cache;
+    rocksdb_column_family_handle_t *cf[CF__COUNT];
+    rocksdb_readoptions_t *ropts;
+    rocksdb_writeoptions_t *wsync;
+    rocksdb_writeoptions_t *wnosync;
+
+    pthread_mutex_t id_lock;
+    uint64_t id_next; /* next id to hand out */
+    uint64_t id_hw;   /* ids below this are reserved on disk */
+    _Atomic uint64_t activity_seq;
+};
+
+struct store_batch {
+    store_t *st;
+    rocksdb_writebatch_t *wb;
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* Consumes a RocksDB error: logs it once with what was being done. */
+static store_status_t store_fail(char *err, const char *what)
+{
+    log_error("storage: %s failed: %s", what, err);
+    rocksdb_free(err);
+    return STORE_IO;
+}
+
+static void *store_pack(const ProtobufCMessage *m, size_t *len)
+{
+    *len = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = malloc(*len ? *len : 1);
+    if (buf == NULL) abort();
+    protobuf_c_message_pack(m, buf);
+    return buf;
+}
+
+void store_record_free(void *record)
+{
+    if (record) protobuf_c_message_free_unpacked(record, NULL);
+}
+
+/* Reads one key; *out is the decoded record (caller frees). */
+static store_status_t store_get_record(store_t *st, int cf, const void *key, size_t klen,
+                                       const ProtobufCMessageDescriptor *desc, void **out)
+{
+    char *err = NULL;
+    rocksdb_pinnableslice_t *v =
+        rocksdb_get_pinned_cf(st->db, st->ropts, st->cf[cf], key, klen, &err);
+    if (err) return store_fail(err, "get");
+    if (v == NULL) return STORE_NOT_FOUND;
+    size_t len;
+    const char *val = rocksdb_pinnableslice_value(v, &len);
+    *out = protobuf_c_message_unpack(desc, NULL, len, (const uint8_t *)val);
+    rocksdb_pinnableslice_destroy(v);
+    if (*out == NULL) {
+        log_error("storage: undecodable record in column family %s", store_cf_names[cf]);
+        return STORE_CORRUPT;
+    }
+    return STORE_OK;
+}
+
+static store_status_t store_get_u64(store_t *st, int cf, const void *key, size_t klen,
+                                    uint64_t *out)
+{
+    char *err = NULL;
+    rocksdb_pinnableslice_t *v =
+        rocksdb_get_pinned_cf(st->db, st->ropts, st->cf[cf], key, klen, &err);
+    if (err) return store_fail(err, "get");
+    if (v == NULL) return STORE_NOT_FOUND;
+    size_t len;
+    const char *val = rocksdb_pinnableslice_value(v, &len);
+    store_status_t s = STORE_CORRUPT;
+    if (len == 8) {
+        *out = get_u64((const uint8_t *)val);
+        s = STORE_OK;
+    }
+    rocksdb_pinnableslice_destroy(v);
+    return s;
+}
+
+static store_status_t store_put_u64(store_t *st, int cf, const char *key, uint64_t v)
+{
+    uint8_t buf[8];
+    put_u64(buf, v);
+    char *err = NULL;
+    rocksdb_put_cf(st->db, st->wsync, st->cf[cf], key, strlen(key), (const char *)buf, 8, &err);
+    return err ? store_fail(err, "put meta") : STORE_OK;
+}
+
+/* ---------------------------------------------------------------- open */
+
+static void store_destroy(store_t *st)
+{
+    for (int i = 0; i < CF__COUNT; i++) {
+        if (st->cf[i]) rocksdb_column_family_handle_destroy(st->cf[i]);
+    }
+    if (st->db) rocksdb_close(st->db);
+    for (int i = 0; i < CF__COUNT; i++) {
+        if (st->cf_opts[i]) rocksdb_options_destroy(st->cf_opts[i]);
+        if (st->table_opts[i]) rocksdb_block_based_options_destroy(st->table_opts[i]);
+    }
+    if (st->opts) rocksdb_options_destroy(st->opts);
+    if (st->cache) rocksdb_cache_destroy(st->cache);
+    if (st->ropts) rocksdb_readoptions_destroy(st->ropts);
+    if (st->wsync) rocksdb_writeoptions_destroy(st->wsync);
+    if (st->wnosync) rocksdb_writeoptions_destroy(st->wnosync);
+    pthread_mutex_destroy(&st->id_lock);
+    free(st);
+}
+
+static char *store_strdupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *store_strdupf(const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    return strdup(buf);
+}
+
+store_t *store_open(const char *dir, const store_options_t *opt, char **errmsg)
+{
+    store_t *st = calloc(1, sizeof(*st));
+    if (st == NULL) abort();
+    pthread_mutex_init(&st->id_lock, NULL);
+
+    size_t cache_bytes =
+        opt && opt->block_cache_bytes ? opt->block_cache_bytes : STORE_DEFAULT_CACHE;
+    st->cache = rocksdb_cache_create_lru(cache_bytes);
+    st->opts = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(st->opts, 1);
+    rocksdb_options_set_create_missing_column_families(st->opts, 1);
+    rocksdb_options_increase_parallelism(st->opts, 2);
+    rocksdb_options_set_max_background_jobs(st->opts, 2);
+
+    for (int i = 0; i < CF__COUNT; i++) {
+        st->cf_opts[i] = rocksdb_options_create();
+        st->table_opts[i] = rocksdb_block_based_options_create();
+        rocksdb_block_based_options_set_block_cache(st->table_opts[i], st->cache);
+        rocksdb_block_based_options_set_cache_index_and_filter_blocks(st->table_opts[i], 1);
+        if (i == CF_TOKEN_BY_HASH || i == CF_TOKENS || i == CF_USERS) {
+            /* Point lookups by exact key: a bloom filter lets an unknown
+             * (well-formed) token miss without reading a data block. */
+            rocksdb_block_based_options_set_filter_policy(
+                st->table_opts[i], rocksdb_filterpolicy_create_bloom_full(10));
+        }
+        rocksdb_options_set_block_based_table_factory(st->cf_opts[i], st->table_opts[i]);
+    }
+
+    const rocksdb_options_t *cf_opts_c[CF__COUNT];
+    for (int i = 0; i < CF__COUNT; i++)
+        cf_opts_c[i] = st->cf_opts[i];
+    char *err = NULL;
+    st->db = rocksdb_open_column_families(st->opts, dir, CF__COUNT, store_cf_names, cf_opts_c,
+                                          st->cf, &err);
+    if (err) {
+        if (errmsg) *errmsg = store_strdupf("cannot open store in %s: %s", dir, err);
+        rocksdb_free(err);
+        st->db = NULL;
+        memset(st->cf, 0, sizeof(st->cf));
+        store_destroy(st);
+        return NULL;
+    }
+    st->ropts = rocksdb_readoptions_create();
+    st->wsync = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(st->wsync, 1);
+    st->wnosync = rocksdb_writeoptions_create();
+
+    /* Schema version: written on first open, refused if newer than us. */
+    uint64_t schema = 0;
+    store_status_t s = store_get_u64(st, CF_META, "schema_version", 14, &schema);
+    if (s == STORE_NOT_FOUND) {
+        s = store_put_u64(st, CF_META, "schema_version", STORE_SCHEMA_VERSION);
+        schema = STORE_SCHEMA_VERSION;
+    }
+    if (s != STORE_OK || schema != STORE_SCHEMA_VERSION) {
+        if (errmsg)
+            *errmsg = store_strdupf("store in %s has schema version %llu, this patd reads %d", dir,
+                                    (unsigned long long)schema, STORE_SCHEMA_VERSION);
+        store_destroy(st);
+        return NULL;
+    }
+    uint64_t hw = 1;
+    s = store_get_u64(st, CF_META, "token_id_hw", 11, &hw);
+    if (s != STORE_OK && s != STORE_NOT_FOUND) {
+        if (errmsg) *errmsg = store_strdupf("cannot read the token id counter in %s", dir);
+        store_destroy(st);
+        return NULL;
+    }
+    st->id_next = st->id_hw = hw ? hw : 1;
+    return st;
+}
+
+void store_close(store_t *st)
+{
+    if (st) store_destroy(st);
+}
+
+store_status_t store_next_token_id(store_t *st, uint64_t *id)
+{
+    store_status_t s = STORE_OK;
+    pthread_mutex_lock(&st->id_lock);
+    if (st->id_next >= st->id_hw) {
+        s = store_put_u64(st, CF_META, "token_id_hw", st->id_next + STORE_ID_BLOCK);
+        if (s == STORE_OK) st->id_hw = st->id_next + STORE_ID_BLOCK;
+    }
+    if (s == STORE_OK) *id = st->id_next++;
+    pthread_mutex_unlock(&st->id_lock);
+    return s;
+}
+
+/* ---------------------------------------------------------------- reads */
+
+store_status_t store_user_get(store_t *st, const char *user_id, Patd__Store__UserRecord **out)
+{
+    return store_get_record(st, CF_USERS, user_id, strlen(user_id),
+                            &patd__store__user_record__descriptor, (void **)out);
+}
+
+store_status_t store_token_get(store_t *st, uint64_t id, Patd__Store__TokenRecord **out)
+{
+    uint8_t key[8];
+    put_u64(key, id);
+    return store_get_record(st, CF_TOKENS, key, 8, &patd__store__token_record__descriptor,
+                            (void **)out);
+}
+
+store_status_t store_token_id_by_hash(store_t *st, const uint8_t hash[STORE_HASH_BYTES],
+                                      uint64_t *id)
+{
+    return store_get_u64(st, CF_TOKEN_BY_HASH, hash, STORE_HASH_BYTES, id);
+}
+
+size_t store_owner_key(int32_t kind, const char *owner, const char *name, uint8_t *out,
+                       size_t out_cap)
+{
+    size_t olen = strlen(owner);
+    size_t nlen = name ? strlen(name) : 0;
+    if (olen > STORE_OWNER_MAX) olen = STORE_OWNER_MAX;
+    if (2 + olen + nlen > out_cap) return 0;
+    out[0] = (uint8_t)kind;
+    out[1] = (uint8_t)olen;
+    memcpy(out + 2, owner, olen);
+    if (nlen) memcpy(out + 2 + olen, name, nlen);
+    return 2 + olen + nlen;
+}
+
+store_status_t store_token_id_by_name(store_t *st, int32_t kind, const char *owner,
+                                      const char *name, uint64_t *id)
+{
+    size_t cap = 2 + STORE_OWNER_MAX + strlen(name);
+    uint8_t *key = malloc(cap);
+    if (key == NULL) abort();
+    size_t klen = store_owner_key(kind, owner, name, key, cap);
+    store_status_t s = store_get_u64(st, CF_TOKENS_BY_OWNER, key, klen, id);
+    free(key);
+    return s;
+}
+
+store_status_t store_last_used_get(store_t *st, uint64_t id, int64_t *ms)
+{
+    uint8_t key[8];
+    put_u64(key, id);
+    uint64_t v = 0;
+    store_status_t s = store_get_u64(st, CF_LAST_USED, key, 8, &v);
+    if (s == STORE_NOT_FOUND) {
+        *ms = 0;
+        return STORE_OK;
+    }
+    *ms = (int64_t)v;
+    return s;
+}
+
+static store_status_t store_iter_status(rocksdb_iterator_t *it)
+{
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    return err ? store_fail(err, "iterate") : STORE_OK;
+}
+
+store_status_t store_tokens_scan(store_t *st, int32_t kind, const char *owner, const void *after,
+                                 size_t after_len, store_token_cb cb, void *arg)
+{
+    uint8_t prefix[2 + STORE_OWNER_MAX];
+    size_t plen = 1;
+    prefix[0] = (uint8_t)kind;
+    if (owner) plen = store_owner_key(kind, owner, NULL, prefix, sizeof(prefix));
+
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(st->db, st->ropts, st->cf[CF_TOKENS_BY_OWNER]);
+    if (after_len) {
+        rocksdb_iter_seek(it, after, after_len);
+        if (rocksdb_iter_valid(it)) {
+            size_t kl;
+            const char *k = rocksdb_iter_key(it, &kl);
+            if (kl == after_len && memcmp(k, after, kl) == 0) rocksdb_iter_next(it);
+        }
+    } else {
+        rocksdb_iter_seek(it, (const char *)prefix, plen);
+    }
+    for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kl, vl;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
+        if (kl < plen || memcmp(k, prefix, plen) != 0) break;
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vl);
+        if (kl < 2 || vl != 8 || kl < 2u + k[1]) continue;
+        if (cb(arg, (const char *)k + 2 + k[1], kl - 2 - k[1], get_u64(v))) break;
+    }
+    store_status_t s = store_iter_status(it);
+    rocksdb_iter_destroy(it);
+    return s;
+}
+
+store_status_t store_users_scan(store_t *st, const char *after, store_user_cb cb, void *arg)
+{
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, st->ropts, st->cf[CF_USERS]);
+    if (after && *after) {
+        rocksdb_iter_seek(it, after, strlen(after));
+        if (rocksdb_iter_valid(it)) {
+            size_t kl;
+            const char *k = rocksdb_iter_key(it, &kl);
+            if (kl == strlen(after) && memcmp(k, after, kl) == 0) rocksdb_iter_next(it);
+        }
+    } else {
+        rocksdb_iter_seek_to_first(it);
+    }
+    store_status_t s = STORE_OK;
+    for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t vl;
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vl);
+        Patd__Store__UserRecord *u = patd__store__user_record__unpack(NULL, vl, v);
+        if (u == NULL) {
+            s = STORE_CORRUPT;
+            break;
+        }
+        int stop = cb(arg, u);
+        patd__store__user_record__free_unpacked(u, NULL);
+        if (stop) break;
+    }
+    if (s == STORE_OK) s = store_iter_status(it);
+    rocksdb_iter_destroy(it);
+    return s;
+}
+
+static void store_activity_key(uint8_t key[STORE_ACTIVITY_KEYLEN], uint64_t id, uint64_t time,
+                               uint64_t seq)
+{
+    put_u64(key, id);
+    put_u64(key + 8, time);
+    put_u64(key + 16, seq);
+}
+
+store_status_t store_activity_scan(store_t *st, uint64_t id, store_activity_cb cb, void *arg)
+{
+    uint8_t hi[STORE_ACTIVITY_KEYLEN];
+    store_activity_key(hi, id, UINT64_MAX, UINT64_MAX);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, st->ropts, st->cf[CF_ACTIVITY]);
+    store_status_t s = STORE_OK;
+    for (rocksdb_iter_seek_for_prev(it, (const char *)hi, sizeof(hi)); rocksdb_iter_valid(it);
+         rocksdb_iter_prev(it)) {
+        size_t kl, vl;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
+        if (kl != STORE_ACTIVITY_KEYLEN || get_u64(k) != id) break;
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vl);
+        Patd__Store__ActivityRecord *ev = patd__store__activity_record__unpack(NULL, vl, v);
+        if (ev == NULL) {
+            s = STORE_CORRUPT;
+            break;
+        }
+        int stop = cb(arg, ev);
+        patd__store__activity_record__free_unpacked(ev, NULL);
+        if (stop) break;
+    }
+    if (s == STORE_OK) s = store_iter_status(it);
+    rocksdb_iter_destroy(it);
+    return s;
+}
+
+store_status_t store_activity_trim(store_t *st, uint64_t id, unsigned keep)
+{
+    uint8_t hi[STORE_ACTIVITY_KEYLEN], lo[STORE_ACTIVITY_KEYLEN];
+    store_activity_key(hi, id, UINT64_MAX, UINT64_MAX);
+    store_activity_key(lo, id, 0, 0);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, st->ropts, st->cf[CF_ACTIVITY]);
+    unsigned seen = 0;
+    int cut = 0;
+    uint8_t cut_key[STORE_ACTIVITY_KEYLEN];
+    for (rocksdb_iter_seek_for_prev(it, (const char *)hi, sizeof(hi)); rocksdb_iter_valid(it);
+         rocksdb_iter_prev(it)) {
+        size_t kl;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
+        if (kl != STORE_ACTIVITY_KEYLEN || get_u64(k) != id) break;
+        if (++seen > keep) {
+            /* Everything from this key down is older than the newest `keep`. */
+            memcpy(cut_key, k, sizeof(cut_key));
+            cut = 1;
+            break;
+        }
+    }
+    store_status_t s = store_iter_status(it);
+    rocksdb_iter_destroy(it);
+    if (s != STORE_OK || !cut) return s;
+    /* delete_range's end is exclusive: bump the cut key by one seq. */
+    uint64_t seq = get_u64(cut_key + 16);
+    uint64_t t = get_u64(cut_key + 8);
+    if (seq == UINT64_MAX) {
+        t++;
+        seq = 0;
+    } else {
+        seq++;
+    }
+    store_activity_key(cut_key, id, t, seq);
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    rocksdb_writebatch_delete_range_cf(wb, st->cf[CF_ACTIVITY], (const char *)lo, sizeof(lo),
+                                       (const char *)cut_key, sizeof(cut_key));
+    char *err = NULL;
+    rocksdb_write(st->db, st->wnosync, wb, &err);
+    rocksdb_writebatch_destroy(wb);
+    return err ? store_fail(err, "trim activity") : STORE_OK;
+}
+
+/* ---------------------------------------------------------------- batches */
+
+store_batch_t *store_batch_new(store_t *st)
+{
+    store_batch_t *b = malloc(sizeof(*b));
+    if (b == NULL) abort();
+    b->st = st;
+    b->wb = rocksdb_writebatch_create();
+    return b;
+}
+
+void store_batch_free(store_batch_t *b)
+{
+    if (b == NULL) return;
+    rocksdb_writebatch_destroy(b->wb);
+    free(b);
+}
+
+static void store_batch_put(store_batch_t *b, int cf, const void *k, size_t kl, const void *v,
+                            size_t vl)
+{
+    rocksdb_writebatch_put_cf(b->wb, b->st->cf[cf], k, kl, v, vl);
+}
+
+static void store_batch_del(store_batch_t *b, int cf, const void *k, size_t kl)
+{
+    rocksdb_writebatch_delete_cf(b->wb, b->st->cf[cf], k, kl);
+}
+
+void store_batch_put_user(store_batch_t *b, const Patd__Store__UserRecord *u)
+{
+    size_t len;
+    void *buf = store_pack(&u->base, &len);
+    store_batch_put(b, CF_USERS, u->user_id, strlen(u->user_id), buf, len);
+    free(buf);
+}
+
+void store_batch_delete_user(store_batch_t *b, const char *user_id)
+{
+    store_batch_del(b, CF_USERS, user_id, strlen(user_id));
+}
+
+void store_batch_put_token(store_batch_t *b, const Patd__Store__TokenRecord *t)
+{
+    uint8_t id[8];
+    put_u64(id, t->id);
+    size_t len;
+    void *buf = store_pack(&t->base, &len);
+    store_batch_put(b, CF_TOKENS, id, 8, buf, len);
+    free(buf);
+    store_batch_put(b, CF_TOKEN_BY_HASH, t->hash.data, t->hash.len, id, 8);
+    size_t cap = 2 + STORE_OWNER_MAX + strlen(t->name);
+    uint8_t *okey = malloc(cap);
+    if (okey == NULL) abort();
+    size_t olen = store_owner_key(t->kind, t->owner_id, t->name, okey, cap);
+    store_batch_put(b, CF_TOKENS_BY_OWNER, okey, olen, id, 8);
+    free(okey);
+}
+
+void store_batch_delete_token(store_batch_t *b, const Patd__Store__TokenRecord *t)
+{
+    uint8_t id[8];
+    put_u64(id, t->id);
+    store_batch_del(b, CF_TOKENS, id, 8);
+    store_batch_del(b, CF_TOKEN_BY_HASH, t->hash.data, t->hash.len);
+    size_t cap = 2 + STORE_OWNER_MAX + strlen(t->name);
+    uint8_t *okey = malloc(cap);
+    if (okey == NULL) abort();
+    size_t olen = store_owner_key(t->kind, t->owner_id, t->name, okey, cap);
+    store_batch_del(b, CF_TOKENS_BY_OWNER, okey, olen);
+    free(okey);
+    store_batch_del(b, CF_LAST_USED, id, 8);
+    uint8_t lo[STORE_ACTIVITY_KEYLEN], hi[STORE_ACTIVITY_KEYLEN];
+    store_activity_key(lo, t->id, 0, 0);
+    store_activity_key(hi, t->id + 1, 0, 0);
+    rocksdb_writebatch_delete_range_cf(b->wb, b->st->cf[CF_ACTIVITY], (const char *)lo, sizeof(lo),
+                                       (const char *)hi, sizeof(hi));
+}
+
+void store_batch_put_last_used(store_batch_t *b, uint64_t id, int64_t ms)
+{
+    uint8_t k[8], v[8];
+    put_u64(k, id);
+    put_u64(v, (uint64_t)ms);
+    store_batch_put(b, CF_LAST_USED, k, 8, v, 8);
+}
+
+void store_batch_put_activity(store_batch_t *b, uint64_t id, const Patd__Store__ActivityRecord *ev)
+{
+    uint8_t key[STORE_ACTIVITY_KEYLEN];
+    uint64_t seq = atomic_fetch_add(&b->st->activity_seq, 1);
+    store_activity_key(key, id, (uint64_t)ev->time, seq);
+    size_t len;
+    void *buf = store_pack(&ev->base, &len);
+    store_batch_put(b, CF_ACTIVITY, key, sizeof(key), buf, len);
+    free(buf);
+}
+
+store_status_t store_batch_commit(store_batch_t *b, int sync)
+{
+    store_t *st = b->st;
+    char *err = NULL;
+    rocksdb_write(st->db, sync ? st->wsync : st->wnosync, b->wb, &err);
+    return err ? store_fail(err, "write batch") : STORE_OK;
+}
+
+/* ---------------------------------------------------------------- check */
+
+static long store_check_tokens(store_t *st, FILE *out)
+{
+    long problems = 0;
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, st->ropts, st->cf[CF_TOKENS]);
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kl, vl;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vl);
+        Patd__Store__TokenRecord *t = patd__store__token_record__unpack(NULL, vl, v);
+        if (kl != 8 || t == NULL) {
+            fprintf(out, "tokens: undecodable record (key %zu bytes)\n", kl);
+            problems++;
+            store_record_free(t);
+            continue;
+        }
+        uint64_t id = get_u64(k), got = 0;
+        if (t->id != id) {
+            fprintf(out, "tokens: key %llu holds record of id %llu\n", (unsigned long long)id,
+                    (unsigned long long)t->id);
+            problems++;
+        }
+        if (t->hash.len != STORE_HASH_BYTES ||
+            store_token_id_by_hash(st, t->hash.data, &got) != STORE_OK || got != id) {
+            fprintf(out, "token_by_hash: no entry pointing to token %llu\n",
+                    (unsigned long long)id);
+            problems++;
+        }
+        if (store_token_id_by_name(st, t->kind, t->owner_id, t->name, &got) != STORE_OK ||
+            got != id) {
+            fprintf(out, "tokens_by_owner: no entry pointing to token %llu\n",
+                    (unsigned long long)id);
+            problems++;
+        }
+        Patd__Store__UserRecord *u = NULL;
+        if (store_user_get(st, t->owner_id, &u) != STORE_OK) {
+            fprintf(out, "users: owner of token %llu does not exist\n", (unsigned long long)id);
+            problems++;
+        }
+        store_record_free(u);
+        if (id >= st->id_hw) {
+            fprintf(out, "meta: token id %llu is not below the id high-water mark\n",
+                    (unsigned long long)id);
+            problems++;
+        }
+        store_record_free(t);
+    }
+    rocksdb_iter_destroy(it);
+    return problems;
+}
+
+/* Every index entry must point at a token whose fields produce that entry. */
+static long store_check_index(store_t *st, int cf, FILE *out)
+{
+    long problems = 0;
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, st->ropts, st->cf[cf]);
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kl, vl;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vl);
+        if (vl != 8) {
+            fprintf(out, "%s: value of %zu bytes\n", store_cf_names[cf], vl);
+            problems++;
+            continue;
+        }
+        uint64_t id = get_u64(v);
+        Patd__Store__TokenRecord *t = NULL;
+        if (store_token_get(st, id, &t) != STORE_OK) {
+            fprintf(out, "%s: entry points to missing token %llu\n", store_cf_names[cf],
+                    (unsigned long long)id);
+            problems++;
+            continue;
+        }
+        int match;
+        if (cf == CF_TOKEN_BY_HASH) {
+            match = kl == t->hash.len && memcmp(k, t->hash.data, kl) == 0;
+        } else {
+            uint8_t buf[2 + STORE_OWNER_MAX + 256];
+            size_t ol = store_owner_key(t->kind, t->owner_id, t->name, buf, sizeof(buf));
+            match = ol == kl && memcmp(k, buf, kl) == 0;
+        }
+        if (!match) {
+            fprintf(out, "%s: entry for token %llu does not match its record\n", store_cf_names[cf],
+                    (unsigned long long)id);
+            problems++;
+        }
+        store_record_free(t);
+    }
+    rocksdb_iter_destroy(it);
+    return problems;
+}
+
+long store_check(store_t *st, FILE *out)
+{
+    long p = store_check_tokens(st, out);
+    p += store_check_index(st, CF_TOKEN_BY_HASH, out);
+    p += store_check_index(st, CF_TOKENS_BY_OWNER, out);
+    return p;
+}
