@@ -1,0 +1,362 @@
+/* harness: spawn, stop and talk to a real patd for integration tests. */
+#define _GNU_SOURCE
+#include "harness.h"
+
+#include "pat/v1/testing.pb-c.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static void h_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int h_spawn(patd_t *p)
+{
+    const char *bin = getenv(p->testclock ? "PATD_TESTCLOCK_BIN" : "PATD_BIN");
+    if (bin == NULL) {
+        fprintf(stderr, "harness: PATD_BIN / PATD_TESTCLOCK_BIN not set\n");
+        return -1;
+    }
+    char port_file[300];
+    snprintf(port_file, sizeof(port_file), "%s/port", p->dir);
+    unlink(port_file);
+    const char *argv[40];
+    int n = 0;
+    argv[n++] = bin;
+    argv[n++] = "--data-dir";
+    argv[n++] = p->dir;
+    argv[n++] = "--listen";
+    argv[n++] = "127.0.0.1:0";
+    argv[n++] = "--port-file";
+    argv[n++] = port_file;
+    argv[n++] = "--workers";
+    argv[n++] = "4";
+    for (int i = 0; p->extra[i] && n < 38; i++)
+        argv[n++] = p->extra[i];
+    argv[n] = NULL;
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        int fd = open(p->log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd >= 0) dup2(fd, 2);
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    p->pid = pid;
+    for (int i = 0; i < 1000; i++) {
+        FILE *f = fopen(port_file, "r");
+        if (f) {
+            int port = 0;
+            int ok = fscanf(f, "%d", &port) == 1;
+            fclose(f);
+            if (ok && port > 0) {
+                p->port = port;
+                snprintf(p->server, sizeof(p->server), "127.0.0.1:%d", port);
+                return 0;
+            }
+        }
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            p->pid = 0;
+            fprintf(stderr, "harness: patd exited at start (see %s)\n", p->log_path);
+            return -1;
+        }
+        h_sleep_ms(10);
+    }
+    fprintf(stderr, "harness: patd did not start within 10 s\n");
+    return -1;
+}
+
+int h_start(patd_t *p, int testclock, const char *const *extra)
+{
+    memset(p, 0, sizeof(*p));
+    p->testclock = testclock;
+    snprintf(p->dir, sizeof(p->dir), "/tmp/patd-test-XXXXXX");
+    if (mkdtemp(p->dir) == NULL) return -1;
+    snprintf(p->log_path, sizeof(p->log_path), "%s/patd.log", p->dir);
+    for (int i = 0; extra && extra[i] && i < 15; i++)
+        p->extra[i] = extra[i];
+    if (h_spawn(p) != 0) return -1;
+    char kp[300], err[256];
+    snprintf(kp, sizeof(kp), "%s/platform.key", p->dir);
+    p->key = pat_read_secret_file(kp, err, sizeof(err));
+    return p->key ? 0 : -1;
+}
+
+int h_restart(patd_t *p)
+{
+    return h_spawn(p);
+}
+
+static int h_wait(patd_t *p, int timeout_ms)
+{
+    for (int waited = 0; waited < timeout_ms; waited += 5) {
+        int status;
+        pid_t r = waitpid(p->pid, &status, WNOHANG);
+        if (r == p->pid) {
+            p->pid = 0;
+            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        }
+        h_sleep_ms(5);
+    }
+    return -2;
+}
+
+int h_stop(patd_t *p)
+{
+    if (p->pid <= 0) return -1;
+    kill(p->pid, SIGTERM);
+    int rc = h_wait(p, 10000);
+    if (rc == -2) {
+        h_kill(p);
+        return -1;
+    }
+    return rc;
+}
+
+void h_kill(patd_t *p)
+{
+    if (p->pid <= 0) return;
+    kill(p->pid, SIGKILL);
+    waitpid(p->pid, NULL, 0);
+    p->pid = 0;
+}
+
+void h_cleanup(patd_t *p)
+{
+    if (p->pid > 0) h_stop(p);
+    if (p->key) {
+        explicit_bzero(p->key, strlen(p->key));
+        free(p->key);
+        p->key = NULL;
+    }
+    if (getenv("PATD_KEEP_TEST_DIRS") == NULL && p->dir[0]) {
+        char cmd[300];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", p->dir);
+        if (system(cmd) != 0) fprintf(stderr, "harness: could not remove %s\n", p->dir);
+    }
+}
+
+pat_client_t *h_connect(const patd_t *p)
+{
+    char err[256];
+    pat_client_t *c = pat_connect(p->server, 10000, err, sizeof(err));
+    if (c == NULL) fprintf(stderr, "harness: %s\n", err);
+    return c;
+}
+
+pat_client_t *h_platform(const patd_t *p, const char *user_id)
+{
+    pat_client_t *c = h_connect(p);
+    if (c) pat_set_platform(c, p->key, user_id);
+    return c;
+}
+
+pat_client_t *h_bearer(const patd_t *p, const char *token)
+{
+    pat_client_t *c = h_connect(p);
+    if (c) pat_set_bearer(c, token);
+    return c;
+}
+
+int h_call(pat_client_t *c, const char *method, const ProtobufCMessage *req,
+           const ProtobufCMessageDescriptor *desc, void *out, pat_status_t *st)
+{
+    pat_status_t local;
+    if (st == NULL) st = &local;
+    if (pat_call(c, method, req, desc, (ProtobufCMessage **)out, st) != 0) return -1;
+    return st->code;
+}
+
+int h_user(const patd_t *p, const char *user_id, int role)
+{
+    pat_client_t *c = h_platform(p, NULL);
+    if (c == NULL) return -1;
+    Pat__V1__User u = PAT__V1__USER__INIT;
+    u.user_id = (char *)user_id;
+    u.user_name = (char *)user_id;
+    u.role = role;
+    Pat__V1__UpsertUserRequest req = PAT__V1__UPSERT_USER_REQUEST__INIT;
+    req.user = &u;
+    pat_status_t st;
+    int rc = h_call(c, "UpsertUser", &req.base, NULL, NULL, &st);
+    if (rc != 0) fprintf(stderr, "harness: UpsertUser: %s\n", st.message);
+    pat_close(c);
+    return rc;
+}
+
+int h_set_active(const patd_t *p, const char *user_id, int active, pat_status_t *st)
+{
+    pat_client_t *c = h_platform(p, NULL);
+    Pat__V1__DeactivateUserRequest req = PAT__V1__DEACTIVATE_USER_REQUEST__INIT;
+    req.user_id = (char *)user_id;
+    int rc = h_call(c, active ? "ActivateUser" : "DeactivateUser", &req.base, NULL, NULL, st);
+    pat_close(c);
+    return rc;
+}
+
+char *h_create_with(pat_client_t *c, const char *name, int days, int scim, int kind,
+                    const char *service_user_id, uint64_t *id, pat_status_t *st)
+{
+    Pat__V1__CreateTokenRequest req = PAT__V1__CREATE_TOKEN_REQUEST__INIT;
+    req.name = (char *)name;
+    if (days >= 0) {
+        req.expiry_case = PAT__V1__CREATE_TOKEN_REQUEST__EXPIRY_EXPIRES_IN_DAYS;
+        req.expires_in_days = days;
+    }
+    req.scim_endpoints_only = scim;
+    req.kind = kind;
+    if (service_user_id) req.service_user_id = (char *)service_user_id;
+    Pat__V1__CreateTokenResponse *out = NULL;
+    pat_status_t local;
+    if (st == NULL) st = &local;
+    if (h_call(c, "CreateToken", &req.base, &pat__v1__create_token_response__descriptor, &out,
+               st) != 0)
+        return NULL;
+    char *secret = strdup(out->bearer_token);
+    if (id) *id = out->token->id;
+    protobuf_c_message_free_unpacked(&out->base, NULL);
+    return secret;
+}
+
+char *h_create(const patd_t *p, const char *user_id, const char *name, int days, uint64_t *id,
+               pat_status_t *st)
+{
+    pat_client_t *c = h_platform(p, user_id);
+    char *s = h_create_with(c, name, days, 0, 0, NULL, id, st);
+    pat_close(c);
+    return s;
+}
+
+int h_verify(const patd_t *p, const char *token, const char *path, int required_role,
+             Pat__V1__VerifyResponse **out, pat_status_t *st)
+{
+    pat_client_t *c = h_connect(p);
+    Pat__V1__VerifyRequest req = PAT__V1__VERIFY_REQUEST__INIT;
+    req.bearer_token = (char *)token;
+    req.path = (char *)(path ? path : "");
+    req.required_role = required_role;
+    req.client_ip = "192.0.2.7";
+    Pat__V1__VerifyResponse *local_out = NULL;
+    int rc = h_call(c, "Verify", &req.base, &pat__v1__verify_response__descriptor, &local_out, st);
+    if (out)
+        *out = local_out;
+    else if (local_out)
+        protobuf_c_message_free_unpacked(&local_out->base, NULL);
+    pat_close(c);
+    return rc;
+}
+
+int h_update(pat_client_t *c, uint64_t id, int revoke, Pat__V1__TokenInfo **out, pat_status_t *st)
+{
+    Pat__V1__UpdateTokenRequest req = PAT__V1__UPDATE_TOKEN_REQUEST__INIT;
+    req.id = id;
+    req.revoke = revoke;
+    Pat__V1__TokenInfo *local_out = NULL;
+    int rc = h_call(c, "UpdateToken", &req.base, &pat__v1__token_info__descriptor, &local_out, st);
+    if (out)
+        *out = local_out;
+    else if (local_out)
+        protobuf_c_message_free_unpacked(&local_out->base, NULL);
+    return rc;
+}
+
+int h_delete(pat_client_t *c, uint64_t id, pat_status_t *st)
+{
+    Pat__V1__DeleteTokenRequest req = PAT__V1__DELETE_TOKEN_REQUEST__INIT;
+    req.id = id;
+    return h_call(c, "DeleteToken", &req.base, NULL, NULL, st);
+}
+
+Pat__V1__TokenInfo **h_list(pat_client_t *c, int kind, const char *service_user_id, size_t *n,
+                            pat_status_t *st)
+{
+    Pat__V1__TokenInfo **all = NULL;
+    size_t count = 0;
+    char page[2048] = "";
+    *n = 0;
+    for (;;) {
+        Pat__V1__ListTokensRequest req = PAT__V1__LIST_TOKENS_REQUEST__INIT;
+        req.kind = kind;
+        if (service_user_id) req.service_user_id = (char *)service_user_id;
+        req.page_token = page;
+        Pat__V1__ListTokensResponse *out = NULL;
+        if (h_call(c, "ListTokens", &req.base, &pat__v1__list_tokens_response__descriptor, &out,
+                   st) != 0) {
+            h_list_free(all, count);
+            return NULL;
+        }
+        all = realloc(all, (count + out->n_tokens + 1) * sizeof(*all));
+        for (size_t i = 0; i < out->n_tokens; i++) {
+            /* Copy each TokenInfo out of the page by re-encoding it. */
+            size_t len = pat__v1__token_info__get_packed_size(out->tokens[i]);
+            uint8_t *buf = malloc(len + 1);
+            pat__v1__token_info__pack(out->tokens[i], buf);
+            all[count++] = pat__v1__token_info__unpack(NULL, len, buf);
+            free(buf);
+        }
+        snprintf(page, sizeof(page), "%s", out->next_page_token);
+        protobuf_c_message_free_unpacked(&out->base, NULL);
+        if (page[0] == '\0') break;
+    }
+    *n = count;
+    return all ? all : calloc(1, sizeof(*all));
+}
+
+void h_list_free(Pat__V1__TokenInfo **list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        protobuf_c_message_free_unpacked(&list[i]->base, NULL);
+    free(list);
+}
+
+int h_advance(const patd_t *p, int64_t ms)
+{
+    pat_client_t *c = h_platform(p, NULL);
+    Pat__V1__AdvanceClockRequest req = PAT__V1__ADVANCE_CLOCK_REQUEST__INIT;
+    req.advance_ms = ms;
+    pat_status_t st;
+    int rc = h_call(c, "pat.v1.TestingService/AdvanceClock", &req.base, NULL, NULL, &st);
+    pat_close(c);
+    return rc;
+}
+
+int h_log_contains(const patd_t *p, const char *needle)
+{
+    FILE *f = fopen(p->log_path, "r");
+    if (f == NULL) return 0;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)len + 1);
+    size_t got = fread(buf, 1, (size_t)len, f);
+    buf[got] = '\0';
+    fclose(f);
+    int found = strstr(buf, needle) != NULL;
+    free(buf);
+    return found;
+}
+
+long h_rss_kib(const patd_t *p)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)p->pid);
+    FILE *f = fopen(path, "r");
+    long kib = -1;
+    while (f && fgets(line, sizeof(line), f)) {
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1) break;
+    }
+    if (f) fclose(f);
+    return kib;
+}

@@ -1,0 +1,75 @@
+/* harness: starts a real patd process for integration tests and wraps the
+ * calls tests make over libpatclient.
+ *
+ * patd runs on 127.0.0.1 with an ephemeral port (--port-file) and a fresh
+ * temporary data dir; its log goes to <dir>/patd.log, which tests read.
+ * The binary comes from $PATD_BIN (set by ctest), or $PATD_TESTCLOCK_BIN
+ * when h_start() is asked for the test clock. */
+#ifndef PAT_HARNESS_H
+#define PAT_HARNESS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "patclient.h"
+
+typedef struct {
+    pid_t pid;
+    int port;
+    int testclock;
+    char dir[256];
+    char server[64];
+    char log_path[300];
+    char *key; /* platform key, read from the key file patd made */
+    const char *extra[16];
+} patd_t;
+
+/* Starts patd; extra is a NULL-terminated list of more flags (may be NULL).
+ * Returns 0 or -1. */
+int h_start(patd_t *p, int testclock, const char *const *extra);
+/* Starts again on the same data dir (after h_stop or h_kill). */
+int h_restart(patd_t *p);
+/* SIGTERM and wait; returns the exit status (or -1 on timeout/signal). */
+int h_stop(patd_t *p);
+/* SIGKILL and wait. */
+void h_kill(patd_t *p);
+/* Stops if running and removes the data dir. */
+void h_cleanup(patd_t *p);
+
+pat_client_t *h_connect(const patd_t *p);
+/* A client holding the platform key, acting as user_id (NULL: platform). */
+pat_client_t *h_platform(const patd_t *p, const char *user_id);
+/* A client holding a bearer token. */
+pat_client_t *h_bearer(const patd_t *p, const char *token);
+
+/* Generic call; returns st->code (-1 on transport error). */
+int h_call(pat_client_t *c, const char *method, const ProtobufCMessage *req,
+           const ProtobufCMessageDescriptor *desc, void *out, pat_status_t *st);
+
+/* Upserts a human user with role (1 member, 2 manager, 3 admin). */
+int h_user(const patd_t *p, const char *user_id, int role);
+int h_set_active(const patd_t *p, const char *user_id, int active, pat_status_t *st);
+/* Creates a token through c. days < 0: never expires. Returns the secret
+ * (malloc'd) and sets *id, or NULL with st filled. */
+char *h_create_with(pat_client_t *c, const char *name, int days, int scim, int kind,
+                    const char *service_user_id, uint64_t *id, pat_status_t *st);
+/* Same, acting as user_id through the platform key (personal tokens). */
+char *h_create(const patd_t *p, const char *user_id, const char *name, int days, uint64_t *id,
+               pat_status_t *st);
+/* Verify; returns st.code; *out (may be NULL) receives the response. */
+int h_verify(const patd_t *p, const char *token, const char *path, int required_role,
+             Pat__V1__VerifyResponse **out, pat_status_t *st);
+int h_update(pat_client_t *c, uint64_t id, int revoke, Pat__V1__TokenInfo **out, pat_status_t *st);
+int h_delete(pat_client_t *c, uint64_t id, pat_status_t *st);
+/* Lists the caller's tokens of a kind (0 = personal), all pages. */
+Pat__V1__TokenInfo **h_list(pat_client_t *c, int kind, const char *service_user_id, size_t *n,
+                            pat_status_t *st);
+void h_list_free(Pat__V1__TokenInfo **list, size_t n);
+/* Moves the test clock (patd-testclock only). */
+int h_advance(const patd_t *p, int64_t ms);
+/* 1 if the whole log contains needle. */
+int h_log_contains(const patd_t *p, const char *needle);
+/* Resident memory of the patd process in KiB. */
+long h_rss_kib(const patd_t *p);
+
+#endif

@@ -1,0 +1,121 @@
+/* Unit tests of token.c: format, prefixes, checksum, hashing. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "token.h"
+
+static void test_generated_tokens_parse_with_their_prefix(void **state)
+{
+    (void)state;
+    const char *prefixes[] = {"patp_", "pats_", "patscim_"};
+    for (int k = 0; k < 3; k++) {
+        char t[TOKEN_MAX_LEN + 1];
+        assert_int_equal(token_generate((token_prefix_t)k, t), 0);
+        assert_true(strncmp(t, prefixes[k], strlen(prefixes[k])) == 0);
+        assert_int_equal(strlen(t),
+                         strlen(prefixes[k]) + TOKEN_RANDOM_CHARS + TOKEN_CHECKSUM_CHARS);
+        token_prefix_t got;
+        assert_int_equal(token_parse(t, strlen(t), &got), 0);
+        assert_int_equal(got, k);
+    }
+}
+
+static void test_any_single_typo_is_rejected_by_the_checksum(void **state)
+{
+    (void)state;
+    char t[TOKEN_MAX_LEN + 1];
+    assert_int_equal(token_generate(TOKEN_PREFIX_PERSONAL, t), 0);
+    size_t len = strlen(t);
+    for (size_t i = 0; i < len; i++) {
+        char saved = t[i];
+        t[i] = saved == 'x' ? 'y' : 'x';
+        assert_int_not_equal(token_parse(t, len, NULL), 0);
+        t[i] = saved;
+    }
+    /* Swapping two different adjacent characters is caught too. */
+    for (size_t i = 5; i + 1 < len; i++) {
+        if (t[i] == t[i + 1]) continue;
+        char a = t[i];
+        t[i] = t[i + 1];
+        t[i + 1] = a;
+        assert_int_not_equal(token_parse(t, len, NULL), 0);
+        t[i + 1] = t[i];
+        t[i] = a;
+    }
+    assert_int_equal(token_parse(t, len, NULL), 0);
+}
+
+static void test_malformed_inputs(void **state)
+{
+    (void)state;
+    char t[TOKEN_MAX_LEN + 1];
+    assert_int_equal(token_generate(TOKEN_PREFIX_SERVICE, t), 0);
+    size_t len = strlen(t);
+    assert_int_not_equal(token_parse(t, len - 1, NULL), 0);
+    assert_int_not_equal(token_parse("", 0, NULL), 0);
+    assert_int_not_equal(token_parse("ghp_abc", 7, NULL), 0);
+    char u[TOKEN_MAX_LEN + 2];
+    memcpy(u, t, len);
+    u[len] = 'A';
+    assert_int_not_equal(token_parse(u, len + 1, NULL), 0);
+    memcpy(u, t, len);
+    u[7] = '-'; /* not base62 */
+    assert_int_not_equal(token_parse(u, len, NULL), 0);
+    /* Right prefix and length but a personal token relabelled as service. */
+    memcpy(u, t, len);
+    u[3] = 'p';
+    assert_int_not_equal(token_parse(u, len, NULL), 0);
+}
+
+static void test_tokens_are_unique_and_hashes_stable(void **state)
+{
+    (void)state;
+    enum { N = 2000 };
+    char(*toks)[TOKEN_MAX_LEN + 1] = malloc(N * sizeof(*toks));
+    for (int i = 0; i < N; i++)
+        assert_int_equal(token_generate(TOKEN_PREFIX_PERSONAL, toks[i]), 0);
+    for (int i = 0; i < N; i++)
+        for (int j = i + 1; j < N; j++)
+            assert_string_not_equal(toks[i], toks[j]);
+    uint8_t h1[TOKEN_HASH_BYTES], h2[TOKEN_HASH_BYTES];
+    token_hash(toks[0], strlen(toks[0]), h1);
+    token_hash(toks[0], strlen(toks[0]), h2);
+    assert_memory_equal(h1, h2, sizeof(h1));
+    token_hash(toks[1], strlen(toks[1]), h2);
+    assert_memory_not_equal(h1, h2, sizeof(h1));
+    /* Known answer: SHA-256("abc"). */
+    static const uint8_t abc[32] = {0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea,
+                                    0x41, 0x41, 0x40, 0xde, 0x5d, 0xae, 0x22, 0x23,
+                                    0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c,
+                                    0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad};
+    token_hash("abc", 3, h1);
+    assert_memory_equal(h1, abc, 32);
+    free(toks);
+}
+
+static void test_secret_equal(void **state)
+{
+    (void)state;
+    assert_true(token_secret_equal("key-one", 7, "key-one", 7));
+    assert_false(token_secret_equal("key-one", 7, "key-two", 7));
+    assert_false(token_secret_equal("key", 3, "key-one", 7));
+    assert_false(token_secret_equal("", 0, "x", 1));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_generated_tokens_parse_with_their_prefix),
+        cmocka_unit_test(test_any_single_typo_is_rejected_by_the_checksum),
+        cmocka_unit_test(test_malformed_inputs),
+        cmocka_unit_test(test_tokens_are_unique_and_hashes_stable),
+        cmocka_unit_test(test_secret_equal),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
