@@ -4,8 +4,11 @@
 # so a second run on a ready machine takes well under a second.
 set -euo pipefail
 
+# --runtime: only what a built patd needs to run (the Docker image's last stage).
+RUNTIME_PKGS=(libprotobuf-c1 libuv1 librocksdb7.8 libssl3 zlib1g ca-certificates)
+
 PKGS=(
-  build-essential cmake pkg-config
+  build-essential cmake pkg-config git
   libprotobuf-c-dev protobuf-c-compiler
   libuv1-dev librocksdb-dev libssl-dev zlib1g-dev
   libcmocka-dev
@@ -13,6 +16,10 @@ PKGS=(
   python3 python3-protobuf protobuf-compiler
   redis-server redis-tools rocksdb-tools
 )
+
+if [ "${1:-}" = "--runtime" ]; then
+  PKGS=("${RUNTIME_PKGS[@]}")
+fi
 
 missing=()
 for p in "${PKGS[@]}"; do
