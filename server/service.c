@@ -995,14 +995,15 @@ fail:
 
 /* ---------------------------------------------------------------- tokens */
 
-static void svc_activity(store_batch_t *b, uint64_t id, int kind, int64_t now, const char *actor)
+static void svc_activity(svc_t *svc, store_batch_t *b, uint64_t id, int kind, int64_t now,
+                         const char *actor)
 {
     Patd__Store__ActivityRecord ev = PATD__STORE__ACTIVITY_RECORD__INIT;
     ev.schema = STORE_SCHEMA_VERSION;
     ev.kind = kind;
     ev.time = now;
     ev.actor = (char *)actor;
-    store_batch_put_activity(b, id, &ev);
+    store_batch_put_activity(b, id, store_activity_seq(svc->store), &ev);
 }
 
 static void svc_create_token(Pat__V1__TokenService_Service *service,
@@ -1108,7 +1109,7 @@ static void svc_create_token(Pat__V1__TokenService_Service *service,
     t.created_by = p.user->user_id;
     store_batch_t *b = store_batch_new(svc->store);
     store_batch_put_token(b, &t);
-    svc_activity(b, id, PAT__V1__ACTIVITY_KIND__ACTIVITY_KIND_CREATED, now, p.user->user_id);
+    svc_activity(svc, b, id, PAT__V1__ACTIVITY_KIND__ACTIVITY_KIND_CREATED, now, p.user->user_id);
     s = store_batch_commit(b, 1);
     store_batch_free(b);
     pthread_mutex_unlock(lock);
@@ -1301,7 +1302,7 @@ static void svc_update_token(Pat__V1__TokenService_Service *service,
         t->active = active;
         store_batch_t *b = store_batch_new(svc->store);
         store_batch_put_token(b, t);
-        svc_activity(b, t->id,
+        svc_activity(svc, b, t->id,
                      active ? PAT__V1__ACTIVITY_KIND__ACTIVITY_KIND_RESTORED
                             : PAT__V1__ACTIVITY_KIND__ACTIVITY_KIND_REVOKED,
                      now, p.user->user_id);

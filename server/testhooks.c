@@ -25,6 +25,22 @@ static void testhooks_advance_clock(Pat__V1__TestingService_Service *service,
     done(&r, call);
 }
 
+static void testhooks_set_fault(Pat__V1__TestingService_Service *service,
+                                const Pat__V1__SetFaultRequest *in,
+                                Pat__V1__SetFaultResponse_Closure done, void *cd)
+{
+    svc_call_t *call = cd;
+    (void)service;
+    if (!svc_is_platform(call)) {
+        svc_fail(call, PAT_E_PLATFORM_ONLY, "SetFault needs the platform key");
+        done(NULL, call);
+        return;
+    }
+    store_set_fail_writes(call->svc->store, in->fail_writes);
+    Pat__V1__SetFaultResponse r = PAT__V1__SET_FAULT_RESPONSE__INIT;
+    done(&r, call);
+}
+
 static Pat__V1__TestingService_Service testhooks_impl = PAT__V1__TESTING_SERVICE__INIT(testhooks_);
 
 ProtobufCService *testhooks_service(void)

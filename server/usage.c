@@ -13,6 +13,7 @@
 
 typedef struct usage_event {
     int64_t time;
+    uint64_t seq;
     char path[USAGE_PATH_MAX + 1];
     char client_ip[USAGE_CLIENT_IP_MAX + 1];
 } usage_event_t;
@@ -136,6 +137,7 @@ void usage_record(usage_t *u, uint64_t id, int64_t now, const char *path, const 
         }
         usage_event_t *ev = &e->ring[slot];
         ev->time = now;
+        ev->seq = store_activity_seq(u->store);
         usage_copy(ev->path, path, USAGE_PATH_MAX);
         usage_copy(ev->client_ip, client_ip, USAGE_CLIENT_IP_MAX);
     }
@@ -219,7 +221,7 @@ int usage_flush(usage_t *u)
                 rec.time = ev->time;
                 rec.path = ev->path;
                 rec.client_ip = ev->client_ip;
-                store_batch_put_activity(batch, t->id, &rec);
+                store_batch_put_activity(batch, t->id, ev->seq, &rec);
             }
         }
         if (store_batch_commit(batch, 1) != STORE_OK) {

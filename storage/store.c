@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 
@@ -52,6 +53,7 @@ struct store {
     uint64_t id_next; /* next id to hand out */
     uint64_t id_hw;   /* ids below this are reserved on disk */
     _Atomic uint64_t activity_seq;
+    _Atomic int fail_writes; /* test fault injection */
 };
 
 struct store_batch {
@@ -138,8 +140,22 @@ static store_status_t store_get_u64(store_t *st, int cf, const void *key, size_t
     return s;
 }
 
+void store_set_fail_writes(store_t *st, int on)
+{
+    atomic_store(&st->fail_writes, on);
+}
+
+/* The injected fault, reported like a real RocksDB write error. */
+static int store_injected_fault(store_t *st, const char *what)
+{
+    if (!atomic_load(&st->fail_writes)) return 0;
+    log_error("storage: %s failed: injected fault (no space left on device)", what);
+    return 1;
+}
+
 static store_status_t store_put_u64(store_t *st, int cf, const char *key, uint64_t v)
 {
+    if (store_injected_fault(st, "put meta")) return STORE_IO;
     uint8_t buf[8];
     put_u64(buf, v);
     char *err = NULL;
@@ -249,6 +265,11 @@ store_t *store_open(const char *dir, const store_options_t *opt, char **errmsg)
         return NULL;
     }
     st->id_next = st->id_hw = hw ? hw : 1;
+    /* Sequence numbers start from the wall clock in nanoseconds so that they
+     * keep growing across restarts without being stored. */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    st->activity_seq = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
     return st;
 }
 
@@ -567,10 +588,15 @@ void store_batch_put_last_used(store_batch_t *b, uint64_t id, int64_t ms)
     store_batch_put(b, CF_LAST_USED, k, 8, v, 8);
 }
 
-void store_batch_put_activity(store_batch_t *b, uint64_t id, const Patd__Store__ActivityRecord *ev)
+uint64_t store_activity_seq(store_t *st)
+{
+    return atomic_fetch_add(&st->activity_seq, 1);
+}
+
+void store_batch_put_activity(store_batch_t *b, uint64_t id, uint64_t seq,
+                              const Patd__Store__ActivityRecord *ev)
 {
     uint8_t key[STORE_ACTIVITY_KEYLEN];
-    uint64_t seq = atomic_fetch_add(&b->st->activity_seq, 1);
     store_activity_key(key, id, (uint64_t)ev->time, seq);
     size_t len;
     void *buf = store_pack(&ev->base, &len);
@@ -581,6 +607,7 @@ void store_batch_put_activity(store_batch_t *b, uint64_t id, const Patd__Store__
 store_status_t store_batch_commit(store_batch_t *b, int sync)
 {
     store_t *st = b->st;
+    if (store_injected_fault(st, "write batch")) return STORE_IO;
     char *err = NULL;
     rocksdb_write(st->db, sync ? st->wsync : st->wnosync, b->wb, &err);
     return err ? store_fail(err, "write batch") : STORE_OK;

@@ -99,9 +99,18 @@ void store_batch_put_token(store_batch_t *b, const Patd__Store__TokenRecord *t);
 /* Removes a token from every column family, activity included. */
 void store_batch_delete_token(store_batch_t *b, const Patd__Store__TokenRecord *t);
 void store_batch_put_last_used(store_batch_t *b, uint64_t id, int64_t ms);
-void store_batch_put_activity(store_batch_t *b, uint64_t id, const Patd__Store__ActivityRecord *ev);
+/* Activity rows sort by (time, seq): seq orders events of the same
+ * millisecond as they happened. Take it with store_activity_seq() when the
+ * event occurs, not when it is written. */
+uint64_t store_activity_seq(store_t *st);
+void store_batch_put_activity(store_batch_t *b, uint64_t id, uint64_t seq,
+                              const Patd__Store__ActivityRecord *ev);
 /* Commits the batch atomically; sync = fsync the WAL before returning. */
 store_status_t store_batch_commit(store_batch_t *b, int sync);
+
+/* Fault injection for tests: while on, every write fails with STORE_IO as
+ * if the disk were full. Only patd-testclock's TestingService can reach it. */
+void store_set_fail_writes(store_t *st, int on);
 
 /* Frees a record returned by this module. NULL is a no-op. */
 void store_record_free(void *record);

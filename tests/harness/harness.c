@@ -332,6 +332,17 @@ int h_advance(const patd_t *p, int64_t ms)
     return rc;
 }
 
+int h_set_fault(const patd_t *p, int fail_writes)
+{
+    pat_client_t *c = h_platform(p, NULL);
+    Pat__V1__SetFaultRequest req = PAT__V1__SET_FAULT_REQUEST__INIT;
+    req.fail_writes = fail_writes;
+    pat_status_t st;
+    int rc = h_call(c, "pat.v1.TestingService/SetFault", &req.base, NULL, NULL, &st);
+    pat_close(c);
+    return rc;
+}
+
 int h_log_contains(const patd_t *p, const char *needle)
 {
     FILE *f = fopen(p->log_path, "r");

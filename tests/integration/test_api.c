@@ -209,8 +209,10 @@ static void test_restart_then_verify(void **state)
     Pat__V1__TokenInfo **list = h_list(alice, 0, NULL, &n, &st);
     assert_int_equal(n, 2);
     for (size_t i = 0; i < n; i++) {
-        if (list[i]->id == id_live) assert_true(list[i]->last_used > 0);
-        else assert_int_equal(list[i]->last_used, 0);
+        if (list[i]->id == id_live)
+            assert_true(list[i]->last_used > 0);
+        else
+            assert_int_equal(list[i]->last_used, 0);
     }
     h_list_free(list, n);
     /* New ids keep growing after a restart. */

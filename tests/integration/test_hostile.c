@@ -18,8 +18,8 @@
 
 #include "harness.h"
 
-static const char *const hostile_flags[] = {"--idle-timeout", "400ms", "--max-connections", "8",
-                                            "--max-frame-bytes", "4096", NULL};
+static const char *const hostile_flags[] = {
+    "--idle-timeout", "400ms", "--max-connections", "8", "--max-frame-bytes", "4096", NULL};
 
 static int setup(void **state)
 {
@@ -113,7 +113,8 @@ static void test_garbage_bytes(void **state)
     for (int round = 0; round < 20; round++) {
         pat_client_t *c = h_connect(p);
         uint8_t junk[512];
-        for (size_t i = 0; i < sizeof(junk); i++) junk[i] = (uint8_t)rand();
+        for (size_t i = 0; i < sizeof(junk); i++)
+            junk[i] = (uint8_t)rand();
         /* A plausible small length so the junk reaches the decoder too. */
         if (round % 2) {
             junk[0] = junk[1] = 0;
@@ -208,17 +209,21 @@ static void test_too_many_connections(void **state)
 {
     patd_t *p = *state;
     pat_client_t *held[8];
-    for (int i = 0; i < 8; i++) held[i] = h_connect(p);
+    for (int i = 0; i < 8; i++)
+        held[i] = h_connect(p);
     /* Let the server accept all eight before the ninth. */
     Pat__V1__HealthRequest h = PAT__V1__HEALTH_REQUEST__INIT;
     pat_status_t st;
-    for (int i = 0; i < 8; i++) assert_int_equal(h_call(held[i], "Health", &h.base, NULL, NULL, &st), 0);
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(h_call(held[i], "Health", &h.base, NULL, NULL, &st), 0);
     pat_client_t *extra = h_connect(p);
     expect_error_then_close(extra, PAT__V1__CODE__RESOURCE_EXHAUSTED, "too_many_connections");
     pat_close(extra);
     /* Existing clients are unaffected. */
-    for (int i = 0; i < 8; i++) assert_int_equal(h_call(held[i], "Health", &h.base, NULL, NULL, &st), 0);
-    for (int i = 0; i < 8; i++) pat_close(held[i]);
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(h_call(held[i], "Health", &h.base, NULL, NULL, &st), 0);
+    for (int i = 0; i < 8; i++)
+        pat_close(held[i]);
     usleep(100000);
     assert_still_serving(p);
 }
@@ -246,8 +251,8 @@ static void test_client_that_never_reads_is_held_back_with_bounded_memory(void *
     /* The server stopped reading (backpressure) long before 200000. */
     assert_true(sent < 200000);
     long rss1 = h_rss_kib(p);
-    fprintf(stderr, "flood: %d requests sent before backpressure, RSS %ld -> %ld KiB\n", sent,
-            rss0, rss1);
+    fprintf(stderr, "flood: %d requests sent before backpressure, RSS %ld -> %ld KiB\n", sent, rss0,
+            rss1);
     assert_true(rss1 - rss0 < 64 * 1024);
     assert_still_serving(p);
     pat_close(flood);

@@ -234,8 +234,8 @@ static void test_activity_newest_first_and_trimmed(void **state)
         ev.kind = 1;
         ev.time = 1000 + i;
         ev.path = "/api/x";
-        store_batch_put_activity(b, 7, &ev);
-        store_batch_put_activity(b, 8, &ev); /* a neighbour that must be untouched */
+        store_batch_put_activity(b, 7, store_activity_seq(f->st), &ev);
+        store_batch_put_activity(b, 8, store_activity_seq(f->st), &ev); /* a neighbour, untouched */
     }
     assert_int_equal(store_batch_commit(b, 0), STORE_OK);
     store_batch_free(b);
