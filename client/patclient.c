@@ -125,6 +125,12 @@ void pat_set_bearer(pat_client_t *c, const char *token)
     c->authorization = pat_concat("Bearer ", token);
 }
 
+void pat_set_authorization(pat_client_t *c, const char *value)
+{
+    pat_clear_credentials(c);
+    c->authorization = pat_concat("", value);
+}
+
 void pat_set_platform(pat_client_t *c, const char *key, const char *act_as)
 {
     pat_clear_credentials(c);

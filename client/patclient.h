@@ -45,6 +45,8 @@ void pat_set_bearer(pat_client_t *c, const char *token);
 /* act_as may be NULL: the platform itself (user management). */
 void pat_set_platform(pat_client_t *c, const char *key, const char *act_as);
 void pat_clear_credentials(pat_client_t *c);
+/* Sets the raw "authorization" value, e.g. "bearer <token>" (any scheme). */
+void pat_set_authorization(pat_client_t *c, const char *value);
 
 /* One request, one response. method is a short name ("CreateToken",
  * looked up in TokenService) or a full one ("pat.v1.X/Y"). Returns 0 when a

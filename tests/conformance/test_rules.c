@@ -515,12 +515,13 @@ static void test_R10_bearer_token_works_from_any_client(void **state)
 {
     fx_t *f = *state;
     pat_status_t st;
-    /* Many connections, the scheme's case does not matter. */
+    /* Many connections; the scheme's case does not matter (RFC 7235). */
+    const char *schemes[] = {"Bearer ", "bearer ", "BEARER ", "Bearer ", "bEaReR "};
     for (int i = 0; i < 5; i++) {
         pat_client_t *c = h_connect(&f->p);
         char auth[128];
-        snprintf(auth, sizeof(auth), "%s", f->alice_tok);
-        pat_set_bearer(c, auth);
+        snprintf(auth, sizeof(auth), "%s%s", schemes[i], f->alice_tok);
+        pat_set_authorization(c, auth);
         size_t n;
         Pat__V1__TokenInfo **list = h_list(c, 0, NULL, &n, &st);
         assert_non_null(list);
@@ -528,6 +529,13 @@ static void test_R10_bearer_token_works_from_any_client(void **state)
         pat_close(c);
     }
     assert_int_equal(verify(f, f->alice_tok, "/", 0, &st), 0);
+    /* Anything but "Bearer <token>" or "Platform <key>" is refused. */
+    pat_client_t *c = h_connect(&f->p);
+    pat_set_authorization(c, f->alice_tok);
+    size_t n;
+    assert_null(h_list(c, 0, NULL, &n, &st));
+    expect(&st, PAT__V1__CODE__UNAUTHENTICATED, 401, "missing_credential");
+    pat_close(c);
 }
 
 static void test_R11_no_idle_timeout_only_expiry_revoke_or_deactivation(void **state)
