@@ -104,13 +104,10 @@ static const char *disp_metadata(const Pat__V1__Request *req, const char *key)
     return NULL;
 }
 
-uint8_t *disp_handle(svc_t *svc, const uint8_t *frame, size_t len, size_t *out_len)
+/* Finds the method a Request names, through the services' descriptors. */
+static const ProtobufCMethodDescriptor *disp_find(svc_t *svc, const char *method,
+                                                  disp_service_t *target)
 {
-    Pat__V1__Request *req = pat__v1__request__unpack(NULL, len, frame);
-    if (req == NULL) {
-        return disp_error(disp_peek_id(frame, len), PAT_E_BAD_REQUEST,
-                          "frame is not a pat.v1.Request", out_len);
-    }
     disp_service_t services[2];
     int n_services = 0;
     services[n_services++] =
@@ -119,20 +116,53 @@ uint8_t *disp_handle(svc_t *svc, const uint8_t *frame, size_t len, size_t *out_l
     services[n_services++] =
         (disp_service_t){&pat__v1__testing_service__descriptor, testhooks_service()};
 #endif
-
     /* "pat.v1.TokenService/CreateToken": service full name, '/', method. */
-    const char *slash = strrchr(req->method, '/');
-    const ProtobufCMethodDescriptor *m = NULL;
-    disp_service_t *target = NULL;
+    const char *slash = strrchr(method, '/');
     for (int i = 0; slash && i < n_services; i++) {
-        size_t sl = (size_t)(slash - req->method);
+        size_t sl = (size_t)(slash - method);
         if (strlen(services[i].desc->name) == sl &&
-            strncmp(services[i].desc->name, req->method, sl) == 0) {
-            target = &services[i];
-            m = protobuf_c_service_descriptor_get_method_by_name(services[i].desc, slash + 1);
-            break;
+            strncmp(services[i].desc->name, method, sl) == 0) {
+            *target = services[i];
+            return protobuf_c_service_descriptor_get_method_by_name(services[i].desc, slash + 1);
         }
     }
+    return NULL;
+}
+
+/* Packs the answer of a finished call into a Response. */
+static uint8_t *disp_finish(const Pat__V1__Request *req, svc_call_t *call, size_t *out_len)
+{
+    uint8_t *out;
+    if (!call->answered) svc_fail(call, PAT_E_INTERNAL, "handler gave no answer");
+    if (call->out) {
+        Pat__V1__Status st = PAT__V1__STATUS__INIT;
+        st.http_status = 200;
+        Pat__V1__Response r = PAT__V1__RESPONSE__INIT;
+        r.id = req->id;
+        r.status = &st;
+        r.payload.data = call->out;
+        r.payload.len = call->out_len;
+        out = disp_pack_response(&r, out_len);
+        /* The payload may hold a token shown once: wipe our copy. */
+        explicit_bzero(call->out, call->out_len);
+        free(call->out);
+    } else {
+        log_debug("request id=%llu method=%s failed: %s", (unsigned long long)req->id, req->method,
+                  pat_err_name(call->err));
+        out = disp_error(req->id, call->err, call->message, out_len);
+    }
+    return out;
+}
+
+uint8_t *disp_handle(svc_t *svc, const uint8_t *frame, size_t len, size_t *out_len)
+{
+    Pat__V1__Request *req = pat__v1__request__unpack(NULL, len, frame);
+    if (req == NULL) {
+        return disp_error(disp_peek_id(frame, len), PAT_E_BAD_REQUEST,
+                          "frame is not a pat.v1.Request", out_len);
+    }
+    disp_service_t target;
+    const ProtobufCMethodDescriptor *m = disp_find(svc, req->method, &target);
     uint8_t *out;
     if (m == NULL) {
         char msg[SVC_MESSAGE_MAX];
@@ -150,31 +180,33 @@ uint8_t *disp_handle(svc_t *svc, const uint8_t *frame, size_t len, size_t *out_l
         pat__v1__request__free_unpacked(req, NULL);
         return out;
     }
-
     svc_call_t call = {.svc = svc};
     call.authorization = disp_metadata(req, "authorization");
     call.act_as = disp_metadata(req, "x-act-as-user");
-    unsigned index = (unsigned)(m - target->desc->methods);
-    target->impl->invoke(target->impl, index, input, disp_closure, &call);
+    unsigned index = (unsigned)(m - target.desc->methods);
+    target.impl->invoke(target.impl, index, input, disp_closure, &call);
     protobuf_c_message_free_unpacked(input, NULL);
+    out = disp_finish(req, &call, out_len);
+    pat__v1__request__free_unpacked(req, NULL);
+    return out;
+}
 
-    if (!call.answered) svc_fail(&call, PAT_E_INTERNAL, "handler gave no answer");
-    if (call.out) {
-        Pat__V1__Status st = PAT__V1__STATUS__INIT;
-        st.http_status = 200;
-        Pat__V1__Response r = PAT__V1__RESPONSE__INIT;
-        r.id = req->id;
-        r.status = &st;
-        r.payload.data = call.out;
-        r.payload.len = call.out_len;
-        out = disp_pack_response(&r, out_len);
-        /* The payload may hold a token shown once: wipe our copy. */
-        explicit_bzero(call.out, call.out_len);
-        free(call.out);
-    } else {
-        log_debug("request id=%llu method=%s failed: %s", (unsigned long long)req->id, req->method,
-                  pat_err_name(call.err));
-        out = disp_error(req->id, call.err, call.message, out_len);
+uint8_t *disp_handle_inline(svc_t *svc, const uint8_t *frame, size_t len, size_t *out_len)
+{
+    Pat__V1__Request *req = pat__v1__request__unpack(NULL, len, frame);
+    if (req == NULL) return NULL;
+    disp_service_t target;
+    const ProtobufCMethodDescriptor *m = disp_find(svc, req->method, &target);
+    uint8_t *out = NULL;
+    if (m != NULL && m->input == &pat__v1__verify_request__descriptor) {
+        Pat__V1__VerifyRequest *in =
+            pat__v1__verify_request__unpack(NULL, req->payload.len, req->payload.data);
+        if (in != NULL) {
+            svc_call_t call = {.svc = svc};
+            if (svc_verify_cached(svc, in, &call, (Pat__V1__VerifyResponse_Closure)disp_closure))
+                out = disp_finish(req, &call, out_len);
+            pat__v1__verify_request__free_unpacked(in, NULL);
+        }
     }
     pat__v1__request__free_unpacked(req, NULL);
     return out;

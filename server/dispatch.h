@@ -22,6 +22,11 @@
  * an error Response. If the request id could be read, it is echoed. */
 uint8_t *disp_handle(svc_t *svc, const uint8_t *frame, size_t len, size_t *out_len);
 
+/* The loop thread's fast path: if the frame is a Verify that the cache can
+ * answer (or a malformed token), returns the packed Response; otherwise
+ * NULL, and the frame goes to a worker through disp_handle(). Never blocks. */
+uint8_t *disp_handle_inline(svc_t *svc, const uint8_t *frame, size_t len, size_t *out_len);
+
 /* A packed error Response with the given id, outcome and message. */
 uint8_t *disp_error(uint64_t id, pat_err_t err, const char *message, size_t *out_len);
 

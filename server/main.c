@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cache.h"
 #include "clock.h"
 #include "log.h"
 #include "net.h"
@@ -47,6 +48,8 @@ static void main_usage(FILE *out)
         "  --scim-prefix P             SCIM path prefix; repeat for more\n"
         "                              (default /scim/v2 and /api/scim/v2)\n"
         "  --cache-mb N                RocksDB block cache (default 64)\n"
+        "  --cache-entries N           verification cache: tokens kept in memory\n"
+        "                              (default 100000, about 200 bytes each; 0 = off)\n"
         "  --port-file PATH            write the bound port here once listening\n"
         "  --log-level L               debug, info, warn, error (default info)\n"
         "  --check                     check that the store's indexes agree, then exit\n"
@@ -177,7 +180,7 @@ int main(int argc, char **argv)
     };
     const char *data_dir = "./data";
     const char *key_file = NULL;
-    unsigned long workers = 8, cache_mb = 64, v;
+    unsigned long workers = 8, cache_mb = 64, cache_entries = 100000, v;
     int check = 0;
     static const char *scim_defaults[] = {"/scim/v2", "/api/scim/v2"};
     const char *scim[SVC_SCIM_PREFIXES];
@@ -195,6 +198,7 @@ int main(int argc, char **argv)
         O_QUEUE,
         O_IDLE,
         O_SCIM,
+        O_CENTRIES,
         O_CACHE,
         O_PORTFILE,
         O_LOG,
@@ -214,6 +218,7 @@ int main(int argc, char **argv)
         {"idle-timeout", required_argument, 0, O_IDLE},
         {"scim-prefix", required_argument, 0, O_SCIM},
         {"cache-mb", required_argument, 0, O_CACHE},
+        {"cache-entries", required_argument, 0, O_CENTRIES},
         {"port-file", required_argument, 0, O_PORTFILE},
         {"log-level", required_argument, 0, O_LOG},
         {"check", no_argument, 0, O_CHECK},
@@ -286,6 +291,9 @@ int main(int argc, char **argv)
         case O_CACHE:
             if (main_parse_uint("--cache-mb", optarg, 1, 65536, &cache_mb)) return 2;
             break;
+        case O_CENTRIES:
+            if (main_parse_uint("--cache-entries", optarg, 0, 100000000, &cache_entries)) return 2;
+            break;
         case O_PORTFILE:
             net.port_file = optarg;
             break;
@@ -355,8 +363,9 @@ int main(int argc, char **argv)
     }
     svc_stats_t stats = {0};
     usage_t *usage = usage_new(st);
+    cache_t *cache = cache_new(cache_entries);
     svc_t svc;
-    svc_init(&svc, st, usage, &stats, key);
+    svc_init(&svc, st, usage, cache, &stats, key);
     if (n_scim == 0) {
         scim[n_scim++] = scim_defaults[0];
         scim[n_scim++] = scim_defaults[1];
@@ -372,6 +381,7 @@ int main(int argc, char **argv)
     /* After the loop: nothing else runs; write what is pending and close. */
     if (usage_flush(usage) != 0) log_warn("last-used data could not be written at shutdown");
     svc_destroy(&svc);
+    cache_free(cache);
     usage_free(usage);
     store_close(st);
     log_info("event=stopped");

@@ -51,6 +51,13 @@ void svc_fail(svc_call_t *call, pat_err_t err, const char *fmt, ...)
     va_end(ap);
 }
 
+static char *svc_strdup_or_die(const char *s)
+{
+    char *d = strdup(s ? s : "");
+    if (d == NULL) abort();
+    return d;
+}
+
 static svc_t *svc_of(Pat__V1__TokenService_Service *service)
 {
     return (svc_t *)service;
@@ -304,40 +311,45 @@ int svc_add_scim_prefix(svc_t *svc, const char *prefix)
 
 /* ---------------------------------------------------------------- authn */
 
-/* Resolves a bearer token to its record and owner, applying R11-R14 and
- * R16/R18. On success the caller owns *t_out and *u_out. */
-static pat_err_t svc_authenticate(svc_t *svc, const char *tok, int64_t now, token_rec_t **t_out,
-                                  user_rec_t **u_out, const char **why)
+/* Outcome of svc_authenticate() in cache-only mode when it needs storage. */
+#define SVC_NEED_STORAGE PAT_E__COUNT
+
+/* Resolves a bearer token to its token and owner, applying R11-R14 and
+ * R16/R18, through the verification cache. cache_only: never touch storage;
+ * answer SVC_NEED_STORAGE instead (the loop thread's fast path). */
+static pat_err_t svc_authenticate(svc_t *svc, const char *tok, int64_t now, int cache_only,
+                                  cache_token_t *t, cache_user_t *u, const char **why)
 {
     size_t len = strlen(tok);
-    token_prefix_t prefix;
-    *t_out = NULL;
-    *u_out = NULL;
-    if (len == 0 || len > TOKEN_MAX_LEN || token_parse(tok, len, &prefix) != 0) {
+    if (len == 0 || len > TOKEN_MAX_LEN || token_parse(tok, len, NULL) != 0) {
         *why = "token is malformed or its checksum is wrong";
         return PAT_E_MALFORMED_TOKEN;
     }
     uint8_t hash[TOKEN_HASH_BYTES];
     token_hash(tok, len, hash);
-    uint64_t id;
-    store_status_t s = store_token_id_by_hash(svc->store, hash, &id);
-    if (s == STORE_OK) s = store_token_get(svc->store, id, t_out);
-    if (s == STORE_NOT_FOUND) {
-        *why = "token is not known (never issued, or deleted)";
-        return PAT_E_UNKNOWN_TOKEN;
+    uint64_t epoch = 0;
+    if (!cache_token_get(svc->cache, hash, t, &epoch, !cache_only)) {
+        if (cache_only) return SVC_NEED_STORAGE;
+        uint64_t id;
+        token_rec_t *rec = NULL;
+        store_status_t s = store_token_id_by_hash(svc->store, hash, &id);
+        if (s == STORE_OK) s = store_token_get(svc->store, id, &rec);
+        if (s == STORE_OK && (rec->hash.len != TOKEN_HASH_BYTES ||
+                              !token_ct_equal(rec->hash.data, hash, TOKEN_HASH_BYTES)))
+            s = STORE_NOT_FOUND; /* an index entry pointing at another token */
+        if (s != STORE_OK) {
+            store_record_free(rec);
+            *why = s == STORE_NOT_FOUND ? "token is not known (never issued, or deleted)"
+                                        : "storage unavailable; retry later";
+            return s == STORE_NOT_FOUND ? PAT_E_UNKNOWN_TOKEN
+                   : s == STORE_CORRUPT ? PAT_E_INTERNAL
+                                        : PAT_E_STORAGE;
+        }
+        cache_token_put(svc->cache, hash, rec, epoch);
+        cache_token_from_record(rec, t);
+        store_record_free(rec);
     }
-    if (s != STORE_OK) {
-        *why = "storage unavailable; retry later";
-        return s == STORE_CORRUPT ? PAT_E_INTERNAL : PAT_E_STORAGE;
-    }
-    token_rec_t *t = *t_out;
-    /* The stored hash is compared in constant time as well: the index key
-     * matched, this guards against an index pointing at the wrong record. */
-    if (t->hash.len != TOKEN_HASH_BYTES || !token_ct_equal(t->hash.data, hash, TOKEN_HASH_BYTES)) {
-        *why = "token is not known";
-        return PAT_E_UNKNOWN_TOKEN;
-    }
-    if (svc_is_expired(t, now)) {
+    if (t->expiration != 0 && now >= t->expiration) {
         *why = "token has expired";
         return PAT_E_EXPIRED;
     }
@@ -345,20 +357,45 @@ static pat_err_t svc_authenticate(svc_t *svc, const char *tok, int64_t now, toke
         *why = "token has been revoked";
         return PAT_E_REVOKED;
     }
-    s = store_user_get(svc->store, t->owner_id, u_out);
-    if (s == STORE_NOT_FOUND) {
-        *why = "token's user no longer exists";
-        return PAT_E_UNKNOWN_TOKEN;
+    if (!cache_user_get(svc->cache, t->owner_id, u, &epoch, !cache_only)) {
+        if (cache_only) return SVC_NEED_STORAGE;
+        user_rec_t *rec = NULL;
+        store_status_t s = store_user_get(svc->store, t->owner_id, &rec);
+        if (s != STORE_OK) {
+            *why = s == STORE_NOT_FOUND ? "token's user no longer exists"
+                                        : "storage unavailable; retry later";
+            return s == STORE_NOT_FOUND ? PAT_E_UNKNOWN_TOKEN
+                   : s == STORE_CORRUPT ? PAT_E_INTERNAL
+                                        : PAT_E_STORAGE;
+        }
+        cache_user_put(svc->cache, rec, epoch);
+        cache_user_from_record(rec, u);
+        store_record_free(rec);
     }
-    if (s != STORE_OK) {
-        *why = "storage unavailable; retry later";
-        return s == STORE_CORRUPT ? PAT_E_INTERNAL : PAT_E_STORAGE;
-    }
-    if (!(*u_out)->active) {
+    if (!u->active) {
         *why = "token's user is deactivated";
         return PAT_E_USER_DEACTIVATED;
     }
     return PAT_E_OK;
+}
+
+/* A heap user record (as the store returns) from a cached user. */
+static user_rec_t *svc_user_rec_new(const cache_user_t *c)
+{
+    user_rec_t *r = malloc(sizeof(*r));
+    if (r == NULL) abort();
+    patd__store__user_record__init(r);
+    r->schema = STORE_SCHEMA_VERSION;
+    r->user_id = svc_strdup_or_die(c->user_id);
+    r->user_name = svc_strdup_or_die(c->user_name);
+    r->email = svc_strdup_or_die(c->email);
+    r->name = svc_strdup_or_die(c->name);
+    r->created_by = svc_strdup_or_die(c->created_by);
+    r->role = c->role;
+    r->user_type = c->user_type;
+    r->active = c->active;
+    r->created = c->created;
+    return r;
 }
 
 static void svc_principal_free(svc_principal_t *p)
@@ -394,22 +431,20 @@ static int svc_caller(svc_call_t *call, svc_principal_t *p, int need_user)
         return -1;
     }
     if (svc_starts_with_ci(a, "Bearer ")) {
-        token_rec_t *t;
+        cache_token_t t;
+        cache_user_t u;
         const char *why = "";
-        pat_err_t e = svc_authenticate(svc, a + 7, clock_now_ms(), &t, &p->user, &why);
-        int scim = t ? t->scim : 0;
-        store_record_free(t);
+        pat_err_t e = svc_authenticate(svc, a + 7, clock_now_ms(), 0, &t, &u, &why);
         if (e != PAT_E_OK) {
-            svc_principal_free(p);
             svc_fail(call, e, "caller's %s", why);
             return -1;
         }
-        if (scim) {
+        if (t.scim) {
             /* R5: a SCIM token only reaches SCIM endpoints, never this API. */
-            svc_principal_free(p);
             svc_fail(call, PAT_E_SCIM_ONLY, "a SCIM token may only be used on SCIM endpoints");
             return -1;
         }
+        p->user = svc_user_rec_new(&u);
         return 0;
     }
     if (svc_starts_with_ci(a, "Platform ")) {
@@ -509,6 +544,16 @@ static void svc_health(Pat__V1__TokenService_Service *service, const Pat__V1__He
     r.connections = atomic_load(&svc->stats->connections);
     r.requests_in_flight = atomic_load(&svc->stats->in_flight);
     r.last_used_lag_ms = USAGE_FLUSH_MS;
+    cache_stats_t cs;
+    cache_stats(svc->cache, &cs);
+    Pat__V1__CacheStats c = PAT__V1__CACHE_STATS__INIT;
+    c.hits = cs.hits;
+    c.misses = cs.misses;
+    c.evictions = cs.evictions;
+    c.entries = cs.entries;
+    c.capacity = cs.capacity;
+    c.user_entries = cs.user_entries;
+    r.cache = &c;
     done(&r, cd);
 }
 
@@ -586,6 +631,7 @@ static void svc_upsert_user(Pat__V1__TokenService_Service *service,
     s = store_batch_commit(b, 1);
     store_batch_free(b);
     pthread_mutex_unlock(lock);
+    if (s == STORE_OK) cache_user_invalidate(svc->cache, rec.user_id);
     if (s != STORE_OK) {
         store_record_free(old);
         svc_store_fail(call, s, "writing the user");
@@ -819,6 +865,8 @@ static void svc_set_active(Pat__V1__TokenService_Service *service, const char *u
         store_batch_put_user(b, u);
         s = store_batch_commit(b, 1);
         store_batch_free(b);
+        /* Before the answer: the next Verify must see the new state (R14). */
+        if (s == STORE_OK) cache_user_invalidate(svc->cache, user_id);
         if (s != STORE_OK) {
             pthread_mutex_unlock(lock);
             store_record_free(u);
@@ -961,18 +1009,28 @@ static void svc_delete_service_user(Pat__V1__TokenService_Service *service,
     }
     /* Its revoked and expired tokens go with it, in the same batch. */
     store_batch_t *b = store_batch_new(svc->store);
+    uint8_t(*hashes)[TOKEN_HASH_BYTES] = calloc(o.n + 1, TOKEN_HASH_BYTES);
+    if (hashes == NULL) abort();
     for (size_t i = 0; i < o.n; i++) {
         token_rec_t *t = NULL;
-        if (store_token_get(svc->store, o.ids[i], &t) == STORE_OK) store_batch_delete_token(b, t);
+        if (store_token_get(svc->store, o.ids[i], &t) == STORE_OK) {
+            store_batch_delete_token(b, t);
+            if (t->hash.len == TOKEN_HASH_BYTES) memcpy(hashes[i], t->hash.data, TOKEN_HASH_BYTES);
+        }
         store_record_free(t);
     }
     store_batch_delete_user(b, in->user_id);
     usage_hold(svc->usage);
     s = store_batch_commit(b, 1);
     if (s == STORE_OK) {
-        for (size_t i = 0; i < o.n; i++)
+        /* Before the answer: none of its tokens may verify from memory. */
+        for (size_t i = 0; i < o.n; i++) {
             usage_forget(svc->usage, o.ids[i]);
+            cache_token_invalidate(svc->cache, hashes[i]);
+        }
+        cache_user_invalidate(svc->cache, in->user_id);
     }
+    free(hashes);
     usage_release(svc->usage);
     store_batch_free(b);
     pthread_mutex_unlock(lock);
@@ -1308,6 +1366,8 @@ static void svc_update_token(Pat__V1__TokenService_Service *service,
                      now, p.user->user_id);
         s = store_batch_commit(b, 1);
         store_batch_free(b);
+        /* Before the answer: no later Verify may see the old state (R16). */
+        if (s == STORE_OK) cache_token_invalidate(svc->cache, t->hash.data);
     }
     pthread_mutex_unlock(lock);
     if (s != STORE_OK) {
@@ -1361,7 +1421,10 @@ static void svc_delete_token(Pat__V1__TokenService_Service *service,
     store_batch_delete_token(b, t);
     usage_hold(svc->usage);
     store_status_t s = store_batch_commit(b, 1);
-    if (s == STORE_OK) usage_forget(svc->usage, t->id);
+    if (s == STORE_OK) {
+        usage_forget(svc->usage, t->id);
+        cache_token_invalidate(svc->cache, t->hash.data);
+    }
     usage_release(svc->usage);
     store_batch_free(b);
     pthread_mutex_unlock(lock);
@@ -1460,12 +1523,28 @@ fail:
 
 /* ---------------------------------------------------------------- Verify */
 
-static void svc_verify(Pat__V1__TokenService_Service *service, const Pat__V1__VerifyRequest *in,
-                       Pat__V1__VerifyResponse_Closure done, void *cd)
+static void svc_user_pb_c(const cache_user_t *c, Pat__V1__User *u)
 {
-    svc_t *svc = svc_of(service);
-    svc_call_t *call = cd;
+    pat__v1__user__init(u);
+    u->user_id = (char *)c->user_id;
+    u->user_name = (char *)c->user_name;
+    u->email = (char *)c->email;
+    u->name = (char *)c->name;
+    u->role = c->role;
+    u->user_type = c->user_type;
+    u->active = c->active;
+    u->created = c->created;
+    u->created_by = (char *)c->created_by;
+}
+
+/* Verify, in full (cache_only = 0) or from the cache alone. Returns 0 when
+ * cache_only and storage is needed (nothing answered), else 1. */
+static int svc_verify_run(svc_t *svc, const Pat__V1__VerifyRequest *in, svc_call_t *call,
+                          Pat__V1__VerifyResponse_Closure done, int cache_only)
+{
     char path[SVC_PATH_MAX + 1] = "";
+    pat_err_t e = PAT_E_OK;
+    const char *why = "";
     if (strlen(in->path) > SVC_PATH_MAX) {
         svc_fail(call, PAT_E_INVALID_FIELD, "path is longer than %d bytes", SVC_PATH_MAX);
         goto fail;
@@ -1484,50 +1563,71 @@ static void svc_verify(Pat__V1__TokenService_Service *service, const Pat__V1__Ve
                  USAGE_CLIENT_IP_MAX);
         goto fail;
     }
-    token_rec_t *t;
-    user_rec_t *u;
-    const char *why = "";
+    cache_token_t t;
+    cache_user_t u;
     int64_t now = clock_now_ms();
-    pat_err_t e = svc_authenticate(svc, in->bearer_token, now, &t, &u, &why);
-    if (e == PAT_E_OK && t->scim && !svc_path_is_scim(svc, path)) {
+    e = svc_authenticate(svc, in->bearer_token, now, cache_only, &t, &u, &why);
+    if (e == SVC_NEED_STORAGE) return 0;
+    if (e == PAT_E_OK && t.scim && !svc_path_is_scim(svc, path)) {
         e = PAT_E_SCIM_ONLY;
         why = "a SCIM token may only be used on SCIM endpoints";
     }
-    if (e == PAT_E_OK && u->role < (int)in->required_role) {
+    if (e == PAT_E_OK && u.role < (int)in->required_role) {
         e = PAT_E_INSUFFICIENT_ROLE;
         why = "the token's user lacks the required role";
     }
     if (e != PAT_E_OK) {
-        store_record_free(t);
-        store_record_free(u);
         svc_fail(call, e, "%s", why);
         goto fail;
     }
-    usage_record(svc->usage, t->id, now, in->path[0] ? path : NULL, in->client_ip);
+    usage_record(svc->usage, t.id, now, in->path[0] ? path : NULL, in->client_ip);
     Pat__V1__VerifyResponse r = PAT__V1__VERIFY_RESPONSE__INIT;
-    Pat__V1__User user_pb, owner_pb;
-    Pat__V1__TokenInfo ti;
-    svc_user_pb(u, &user_pb);
-    svc_token_pb(svc, t, u, now, &ti, &owner_pb);
+    Pat__V1__User user_pb;
+    Pat__V1__TokenInfo ti = PAT__V1__TOKEN_INFO__INIT;
+    svc_user_pb_c(&u, &user_pb);
+    ti.id = t.id;
+    ti.name = t.name;
+    ti.created = t.created;
+    ti.expiration = t.expiration;
+    ti.last_used = now; /* this use */
+    ti.active = 1;
+    ti.status = PAT__V1__TOKEN_STATUS__TOKEN_STATUS_ACTIVE;
+    ti.kind = t.kind;
+    ti.scim_endpoints_only = t.scim;
+    ti.created_by = t.created_by;
+    ti.user = &user_pb;
     r.user = &user_pb;
     r.token = &ti;
     done(&r, call);
-    store_record_free(t);
-    store_record_free(u);
-    return;
+    return 1;
 fail:
     done(NULL, call);
+    return 1;
+}
+
+static void svc_verify(Pat__V1__TokenService_Service *service, const Pat__V1__VerifyRequest *in,
+                       Pat__V1__VerifyResponse_Closure done, void *cd)
+{
+    svc_verify_run(svc_of(service), in, cd, done, 0);
+}
+
+int svc_verify_cached(svc_t *svc, const Pat__V1__VerifyRequest *in, svc_call_t *call,
+                      Pat__V1__VerifyResponse_Closure done)
+{
+    return svc_verify_run(svc, in, call, done, 1);
 }
 
 /* ---------------------------------------------------------------- setup */
 
-void svc_init(svc_t *svc, store_t *st, usage_t *usage, svc_stats_t *stats, char *platform_key)
+void svc_init(svc_t *svc, store_t *st, usage_t *usage, cache_t *cache, svc_stats_t *stats,
+              char *platform_key)
 {
     static const Pat__V1__TokenService_Service base = PAT__V1__TOKEN_SERVICE__INIT(svc_);
     memset(svc, 0, sizeof(*svc));
     svc->base = base;
     svc->store = st;
     svc->usage = usage;
+    svc->cache = cache;
     svc->stats = stats;
     svc->platform_key = platform_key;
     svc->platform_key_len = platform_key ? strlen(platform_key) : 0;

@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cache.h"
 #include "err.h"
 #include "pat/v1/pat.pb-c.h"
 #include "store.h"
@@ -47,6 +48,7 @@ typedef struct {
     Pat__V1__TokenService_Service base; /* first: handlers find svc_t from it */
     store_t *store;
     usage_t *usage;
+    cache_t *cache; /* verification cache; owned by the caller of svc_init */
     svc_stats_t *stats;
     char *platform_key; /* owned; compared in constant time, never logged */
     size_t platform_key_len;
@@ -69,7 +71,8 @@ typedef struct {
 } svc_call_t;
 
 /* Initializes svc (takes ownership of platform_key, a malloc'd string). */
-void svc_init(svc_t *svc, store_t *st, usage_t *usage, svc_stats_t *stats, char *platform_key);
+void svc_init(svc_t *svc, store_t *st, usage_t *usage, cache_t *cache, svc_stats_t *stats,
+              char *platform_key);
 void svc_destroy(svc_t *svc);
 /* Adds a SCIM path prefix such as "/scim/v2" (no trailing slash); the
  * string must outlive svc. Returns -1 when the table is full. */
@@ -81,6 +84,13 @@ void svc_fail(svc_call_t *call, pat_err_t err, const char *fmt, ...)
 
 /* True if the call presents the platform key (and no act-as user). */
 int svc_is_platform(svc_call_t *call);
+
+/* The Verify fast path, run on the loop thread: answers from the cache
+ * alone (or a malformed token without any lookup) and returns 1, or
+ * returns 0 without answering when storage is needed, and the request goes
+ * to a worker. Never blocks. */
+int svc_verify_cached(svc_t *svc, const Pat__V1__VerifyRequest *in, svc_call_t *call,
+                      Pat__V1__VerifyResponse_Closure done);
 
 /* Exposed for unit tests and the fuzzer. */
 /* Normalizes an API path (resolves ".", "..", "//", %2e, drops query and

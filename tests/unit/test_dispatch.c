@@ -21,6 +21,7 @@ typedef struct {
     char dir[64];
     store_t *st;
     usage_t *usage;
+    cache_t *cache;
     svc_stats_t stats;
     svc_t svc;
 } fixture_t;
@@ -33,7 +34,9 @@ static int setup(void **state)
     f->st = store_open(f->dir, NULL, NULL);
     if (f->st == NULL) return -1;
     f->usage = usage_new(f->st);
-    svc_init(&f->svc, f->st, f->usage, &f->stats, strdup("0123456789abcdef0123456789abcdef"));
+    f->cache = cache_new(1000);
+    svc_init(&f->svc, f->st, f->usage, f->cache, &f->stats,
+             strdup("0123456789abcdef0123456789abcdef"));
     svc_add_scim_prefix(&f->svc, "/scim/v2");
     svc_add_scim_prefix(&f->svc, "/api/scim/v2");
     *state = f;
@@ -44,6 +47,7 @@ static int teardown(void **state)
 {
     fixture_t *f = *state;
     svc_destroy(&f->svc);
+    cache_free(f->cache);
     usage_free(f->usage);
     store_close(f->st);
     char cmd[128];

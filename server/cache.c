@@ -1,0 +1,390 @@
+/* cache: sharded LRU maps with epoch-guarded inserts (see cache.h). */
+#include "cache.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct centry {
+    struct centry *hnext;         /* hash chain */
+    struct centry *lprev, *lnext; /* LRU list, most recent first */
+    uint64_t h;                   /* hash of the key, for the chain and the shard */
+    uint16_t klen;
+    /* Key then value, in one allocation: key bytes, then the payload. */
+    uint8_t data[];
+} centry_t;
+
+typedef struct {
+    pthread_mutex_t lock;
+    centry_t **buckets;
+    size_t nbuckets, count, cap;
+    centry_t *head, *tail;
+    uint64_t epoch;
+} cshard_t;
+
+typedef struct {
+    cshard_t shards[CACHE_SHARDS];
+} cmap_t;
+
+struct cache {
+    cmap_t tokens, users;
+    size_t capacity;
+    _Atomic uint64_t hits, misses, evictions;
+};
+
+/* The token payload stored after the 32-byte key. */
+typedef struct {
+    uint64_t id;
+    int64_t created, expiration;
+    int32_t kind;
+    uint8_t scim, active;
+    uint16_t name_len, owner_len, by_len; /* strings follow, NUL-terminated */
+} ctok_t;
+
+typedef struct {
+    int32_t role, user_type;
+    int64_t created;
+    uint8_t active;
+    uint16_t lens[4]; /* user_name, email, name, created_by; strings follow */
+} cusr_t;
+
+static uint64_t cache_hash(const void *key, size_t len)
+{
+    /* FNV-1a; token keys are already uniform SHA-256 bytes. */
+    const uint8_t *p = key;
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 1099511628211ULL;
+    return h;
+}
+
+static void cmap_init(cmap_t *m, size_t capacity)
+{
+    size_t per = capacity / CACHE_SHARDS + 1;
+    size_t nb = 16;
+    while (nb < per)
+        nb <<= 1;
+    for (int i = 0; i < CACHE_SHARDS; i++) {
+        cshard_t *s = &m->shards[i];
+        pthread_mutex_init(&s->lock, NULL);
+        s->nbuckets = nb;
+        s->buckets = calloc(nb, sizeof(*s->buckets));
+        if (s->buckets == NULL) abort();
+        s->cap = capacity ? per : 0;
+    }
+}
+
+static void cmap_destroy(cmap_t *m)
+{
+    for (int i = 0; i < CACHE_SHARDS; i++) {
+        cshard_t *s = &m->shards[i];
+        for (centry_t *e = s->head, *n; e; e = n) {
+            n = e->lnext;
+            free(e);
+        }
+        free(s->buckets);
+        pthread_mutex_destroy(&s->lock);
+    }
+}
+
+static cshard_t *cmap_shard(cmap_t *m, uint64_t h)
+{
+    return &m->shards[(h >> 58) % CACHE_SHARDS];
+}
+
+/* Caller holds the shard lock. */
+static centry_t **cmap_slot(cshard_t *s, uint64_t h, const void *key, size_t klen)
+{
+    centry_t **pp = &s->buckets[h & (s->nbuckets - 1)];
+    while (*pp && !((*pp)->h == h && (*pp)->klen == klen && memcmp((*pp)->data, key, klen) == 0))
+        pp = &(*pp)->hnext;
+    return pp;
+}
+
+static void lru_unlink(cshard_t *s, centry_t *e)
+{
+    if (e->lprev)
+        e->lprev->lnext = e->lnext;
+    else
+        s->head = e->lnext;
+    if (e->lnext)
+        e->lnext->lprev = e->lprev;
+    else
+        s->tail = e->lprev;
+}
+
+static void lru_push(cshard_t *s, centry_t *e)
+{
+    e->lprev = NULL;
+    e->lnext = s->head;
+    if (s->head) s->head->lprev = e;
+    s->head = e;
+    if (s->tail == NULL) s->tail = e;
+}
+
+static void cmap_remove(cshard_t *s, centry_t **pp)
+{
+    centry_t *e = *pp;
+    *pp = e->hnext;
+    lru_unlink(s, e);
+    s->count--;
+    free(e);
+}
+
+/* Looks up key; copies the payload out with copy(). Returns 1 on a hit. */
+static int cmap_get(cache_t *c, cmap_t *m, const void *key, size_t klen,
+                    void (*copy)(const uint8_t *payload, void *out), void *out, uint64_t *epoch,
+                    int count_miss)
+{
+    uint64_t h = cache_hash(key, klen);
+    cshard_t *s = cmap_shard(m, h);
+    pthread_mutex_lock(&s->lock);
+    centry_t *e = *cmap_slot(s, h, key, klen);
+    if (e) {
+        lru_unlink(s, e);
+        lru_push(s, e);
+        copy(e->data + klen, out);
+    } else if (epoch) {
+        *epoch = s->epoch;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (e)
+        atomic_fetch_add_explicit(&c->hits, 1, memory_order_relaxed);
+    else if (count_miss)
+        atomic_fetch_add_explicit(&c->misses, 1, memory_order_relaxed);
+    return e != NULL;
+}
+
+static void cmap_put(cache_t *c, cmap_t *m, const void *key, size_t klen, const void *payload,
+                     size_t plen, uint64_t epoch)
+{
+    uint64_t h = cache_hash(key, klen);
+    cshard_t *s = cmap_shard(m, h);
+    if (s->cap == 0) return;
+    centry_t *e = malloc(sizeof(*e) + klen + plen);
+    if (e == NULL) abort();
+    e->h = h;
+    e->klen = (uint16_t)klen;
+    memcpy(e->data, key, klen);
+    memcpy(e->data + klen, payload, plen);
+    pthread_mutex_lock(&s->lock);
+    if (s->epoch != epoch) {
+        /* A write invalidated this shard since the reader looked: what it
+         * read may be older than that write, so it must not be cached. */
+        pthread_mutex_unlock(&s->lock);
+        free(e);
+        return;
+    }
+    centry_t **pp = cmap_slot(s, h, key, klen);
+    if (*pp) cmap_remove(s, pp);
+    e->hnext = *pp;
+    *pp = e;
+    lru_push(s, e);
+    s->count++;
+    while (s->count > s->cap) {
+        centry_t *old = s->tail;
+        cmap_remove(s, cmap_slot(s, old->h, old->data, old->klen));
+        atomic_fetch_add_explicit(&c->evictions, 1, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void cmap_invalidate(cmap_t *m, const void *key, size_t klen)
+{
+    uint64_t h = cache_hash(key, klen);
+    cshard_t *s = cmap_shard(m, h);
+    pthread_mutex_lock(&s->lock);
+    centry_t **pp = cmap_slot(s, h, key, klen);
+    if (*pp) cmap_remove(s, pp);
+    s->epoch++;
+    pthread_mutex_unlock(&s->lock);
+}
+
+cache_t *cache_new(size_t capacity)
+{
+    cache_t *c = calloc(1, sizeof(*c));
+    if (c == NULL) abort();
+    c->capacity = capacity;
+    cmap_init(&c->tokens, capacity);
+    cmap_init(&c->users, capacity);
+    return c;
+}
+
+void cache_free(cache_t *c)
+{
+    if (c == NULL) return;
+    cmap_destroy(&c->tokens);
+    cmap_destroy(&c->users);
+    free(c);
+}
+
+/* ---------------------------------------------------------------- tokens */
+
+static void copy_str(char *dst, size_t cap, const char *src, size_t len)
+{
+    if (len >= cap) len = cap - 1;
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+}
+
+static void ctok_copy(const uint8_t *p, void *out)
+{
+    const ctok_t *t = (const ctok_t *)p;
+    cache_token_t *o = out;
+    o->id = t->id;
+    o->created = t->created;
+    o->expiration = t->expiration;
+    o->kind = t->kind;
+    o->scim = t->scim;
+    o->active = t->active;
+    const char *s = (const char *)(t + 1);
+    copy_str(o->name, sizeof(o->name), s, t->name_len);
+    s += t->name_len + 1;
+    copy_str(o->owner_id, sizeof(o->owner_id), s, t->owner_len);
+    s += t->owner_len + 1;
+    copy_str(o->created_by, sizeof(o->created_by), s, t->by_len);
+}
+
+int cache_token_get(cache_t *c, const uint8_t hash[32], cache_token_t *out, uint64_t *epoch,
+                    int count_miss)
+{
+    return cmap_get(c, &c->tokens, hash, 32, ctok_copy, out, epoch, count_miss);
+}
+
+static size_t str_len(const char *s, size_t max)
+{
+    return strnlen(s ? s : "", max);
+}
+
+void cache_token_put(cache_t *c, const uint8_t hash[32], const Patd__Store__TokenRecord *t,
+                     uint64_t epoch)
+{
+    ctok_t h = {.id = t->id,
+                .created = t->created,
+                .expiration = t->expiration,
+                .kind = t->kind,
+                .scim = t->scim,
+                .active = t->active};
+    h.name_len = (uint16_t)str_len(t->name, 255);
+    h.owner_len = (uint16_t)str_len(t->owner_id, 255);
+    h.by_len = (uint16_t)str_len(t->created_by, 255);
+    size_t plen = sizeof(h) + h.name_len + h.owner_len + h.by_len + 3;
+    uint8_t buf[sizeof(ctok_t) + 3 * 256];
+    memcpy(buf, &h, sizeof(h));
+    char *s = (char *)buf + sizeof(h);
+    memcpy(s, t->name, h.name_len);
+    s[h.name_len] = '\0';
+    s += h.name_len + 1;
+    memcpy(s, t->owner_id, h.owner_len);
+    s[h.owner_len] = '\0';
+    s += h.owner_len + 1;
+    memcpy(s, t->created_by, h.by_len);
+    s[h.by_len] = '\0';
+    cmap_put(c, &c->tokens, hash, 32, buf, plen, epoch);
+}
+
+void cache_token_invalidate(cache_t *c, const uint8_t hash[32])
+{
+    cmap_invalidate(&c->tokens, hash, 32);
+}
+
+/* ---------------------------------------------------------------- users */
+
+static void cusr_copy(const uint8_t *p, void *out)
+{
+    const cusr_t *u = (const cusr_t *)p;
+    cache_user_t *o = out;
+    o->role = u->role;
+    o->user_type = u->user_type;
+    o->created = u->created;
+    o->active = u->active;
+    const char *s = (const char *)(u + 1);
+    char *dst[4] = {o->user_name, o->email, o->name, o->created_by};
+    size_t caps[4] = {sizeof(o->user_name), sizeof(o->email), sizeof(o->name),
+                      sizeof(o->created_by)};
+    for (int i = 0; i < 4; i++) {
+        copy_str(dst[i], caps[i], s, u->lens[i]);
+        s += u->lens[i] + 1;
+    }
+}
+
+int cache_user_get(cache_t *c, const char *user_id, cache_user_t *out, uint64_t *epoch,
+                   int count_miss)
+{
+    int hit = cmap_get(c, &c->users, user_id, strlen(user_id), cusr_copy, out, epoch, count_miss);
+    if (hit) copy_str(out->user_id, sizeof(out->user_id), user_id, strlen(user_id));
+    return hit;
+}
+
+void cache_user_put(cache_t *c, const Patd__Store__UserRecord *u, uint64_t epoch)
+{
+    cusr_t h = {
+        .role = u->role, .user_type = u->user_type, .created = u->created, .active = u->active};
+    const char *strs[4] = {u->user_name, u->email, u->name, u->created_by};
+    size_t plen = sizeof(h);
+    for (int i = 0; i < 4; i++) {
+        h.lens[i] = (uint16_t)str_len(strs[i], 1024);
+        plen += h.lens[i] + 1u;
+    }
+    uint8_t *buf = malloc(plen);
+    if (buf == NULL) abort();
+    memcpy(buf, &h, sizeof(h));
+    char *s = (char *)buf + sizeof(h);
+    for (int i = 0; i < 4; i++) {
+        memcpy(s, strs[i] ? strs[i] : "", h.lens[i]);
+        s[h.lens[i]] = '\0';
+        s += h.lens[i] + 1;
+    }
+    size_t klen = str_len(u->user_id, 255);
+    cmap_put(c, &c->users, u->user_id, klen, buf, plen, epoch);
+    free(buf);
+}
+
+void cache_user_invalidate(cache_t *c, const char *user_id)
+{
+    cmap_invalidate(&c->users, user_id, strlen(user_id));
+}
+
+void cache_stats(cache_t *c, cache_stats_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->hits = atomic_load(&c->hits);
+    out->misses = atomic_load(&c->misses);
+    out->evictions = atomic_load(&c->evictions);
+    out->capacity = c->capacity;
+    for (int i = 0; i < CACHE_SHARDS; i++) {
+        pthread_mutex_lock(&c->tokens.shards[i].lock);
+        out->entries += c->tokens.shards[i].count;
+        pthread_mutex_unlock(&c->tokens.shards[i].lock);
+        pthread_mutex_lock(&c->users.shards[i].lock);
+        out->user_entries += c->users.shards[i].count;
+        pthread_mutex_unlock(&c->users.shards[i].lock);
+    }
+}
+
+void cache_token_from_record(const Patd__Store__TokenRecord *t, cache_token_t *o)
+{
+    o->id = t->id;
+    o->created = t->created;
+    o->expiration = t->expiration;
+    o->kind = t->kind;
+    o->scim = t->scim;
+    o->active = t->active;
+    copy_str(o->name, sizeof(o->name), t->name, str_len(t->name, 255));
+    copy_str(o->owner_id, sizeof(o->owner_id), t->owner_id, str_len(t->owner_id, 255));
+    copy_str(o->created_by, sizeof(o->created_by), t->created_by, str_len(t->created_by, 255));
+}
+
+void cache_user_from_record(const Patd__Store__UserRecord *u, cache_user_t *o)
+{
+    o->role = u->role;
+    o->user_type = u->user_type;
+    o->active = u->active;
+    o->created = u->created;
+    copy_str(o->user_id, sizeof(o->user_id), u->user_id, str_len(u->user_id, 255));
+    copy_str(o->user_name, sizeof(o->user_name), u->user_name, str_len(u->user_name, 1024));
+    copy_str(o->email, sizeof(o->email), u->email, str_len(u->email, 1024));
+    copy_str(o->name, sizeof(o->name), u->name, str_len(u->name, 1024));
+    copy_str(o->created_by, sizeof(o->created_by), u->created_by, str_len(u->created_by, 255));
+}

@@ -1,0 +1,82 @@
+/* cache: the verification cache in front of RocksDB.
+ *
+ * DESIGN. Two bounded LRU maps, each split into CACHE_SHARDS shards with a
+ * mutex: tokens keyed by SHA-256 of the token (what Verify needs: id, name,
+ * owner, kind, flags, times) and users keyed by user_id (role, active and
+ * the fields a VerifyResponse carries). Verify joins the two at lookup time,
+ * so a role change or a deactivation only has to touch one user entry.
+ *
+ * Exactness. Every write that changes a Verify answer (revoke, restore,
+ * delete, user upsert, (de)activation) calls cache_*_invalidate() after its
+ * storage commit and before it is acknowledged. Invalidation removes the
+ * entry and bumps the shard's epoch. A reader that missed remembers the
+ * epoch it saw before reading storage and may only insert if the epoch is
+ * unchanged, so a read that raced with a write can never leave the old
+ * answer behind. Hence no Verify that starts after an acknowledgement can be
+ * answered from an older state.
+ *
+ * Negative answers are never cached: unknown tokens cannot fill the cache.
+ * Thread-safe; lookups copy out, so nothing returned points into the cache. */
+#ifndef PAT_CACHE_H
+#define PAT_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+
+#define CACHE_SHARDS 64
+
+typedef struct cache cache_t;
+
+typedef struct {
+    uint64_t id;
+    int64_t created, expiration;
+    int32_t kind;
+    int scim, active;
+    char name[256];
+    char owner_id[256];
+    char created_by[256];
+} cache_token_t;
+
+typedef struct {
+    int32_t role, user_type;
+    int active;
+    int64_t created;
+    char user_id[256];
+    char user_name[1025];
+    char email[1025];
+    char name[1025];
+    char created_by[256];
+} cache_user_t;
+
+typedef struct {
+    uint64_t hits, misses, evictions, entries, capacity, user_entries;
+} cache_stats_t;
+
+/* capacity: token entries kept (users: the same bound); 0 disables. */
+cache_t *cache_new(size_t capacity);
+void cache_free(cache_t *c);
+
+/* Token lookups. On a miss *epoch receives the value to pass to the
+ * matching insert. Returns 1 on a hit (out filled), 0 on a miss.
+ * count_miss = 0 for a tentative lookup that will be retried (the loop
+ * thread's attempt before a worker), so one request counts one miss. */
+int cache_token_get(cache_t *c, const uint8_t hash[32], cache_token_t *out, uint64_t *epoch,
+                    int count_miss);
+void cache_token_put(cache_t *c, const uint8_t hash[32], const Patd__Store__TokenRecord *t,
+                     uint64_t epoch);
+void cache_token_invalidate(cache_t *c, const uint8_t hash[32]);
+
+int cache_user_get(cache_t *c, const char *user_id, cache_user_t *out, uint64_t *epoch,
+                   int count_miss);
+void cache_user_put(cache_t *c, const Patd__Store__UserRecord *u, uint64_t epoch);
+void cache_user_invalidate(cache_t *c, const char *user_id);
+
+void cache_stats(cache_t *c, cache_stats_t *out);
+
+/* Fill the value types from store records (used on a miss). */
+void cache_token_from_record(const Patd__Store__TokenRecord *t, cache_token_t *out);
+void cache_user_from_record(const Patd__Store__UserRecord *u, cache_user_t *out);
+
+#endif
