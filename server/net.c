@@ -35,6 +35,13 @@ typedef struct net_conn {
     uint64_t last_active_ms;
     uint8_t *stash; /* unread bytes of the chunk in which we paused */
     size_t stash_len, stash_off;
+    /* Responses framed but not yet handed to uv_write: flushed once per
+     * loop iteration, so a pipelined batch costs one write, not one each. */
+    uint8_t *out;
+    size_t out_len, out_cap;
+    unsigned out_count;
+    int dirty; /* on the server's dirty list (holds a reference) */
+    struct net_conn *dnext;
     struct net_conn *prev, *next;
 } net_conn_t;
 
@@ -51,9 +58,9 @@ typedef struct {
 typedef struct {
     uv_write_t req;
     net_conn_t *conn;
-    uint8_t hdr[FRAME_HEADER_BYTES];
-    uint8_t *body;
+    uint8_t *buf; /* count framed responses, len bytes */
     size_t len;
+    unsigned count;
 } net_write_t;
 
 struct net_server {
@@ -61,6 +68,8 @@ struct net_server {
     uv_tcp_t listener;
     uv_signal_t sigint, sigterm;
     uv_timer_t sweep, flush, drain;
+    uv_check_t writer; /* flushes dirty connections after each poll */
+    net_conn_t *dirty;
     uv_work_t flush_work;
     int flush_running;
     const net_config_t *cfg;
@@ -84,6 +93,7 @@ static void net_conn_unref(net_conn_t *c)
     if (--c->refs > 0) return;
     frame_free(&c->dec);
     free(c->stash);
+    free(c->out);
     free(c);
 }
 
@@ -115,8 +125,8 @@ static void net_on_write(uv_write_t *req, int status)
     net_write_t *w = (net_write_t *)req;
     net_conn_t *c = w->conn;
     c->write_bytes -= w->len;
-    c->inflight--;
-    free(w->body);
+    c->inflight -= w->count;
+    free(w->buf);
     free(w);
     if (status < 0 && !c->closing) {
         log_debug("net: write failed: %s", uv_strerror(status));
@@ -131,8 +141,55 @@ static void net_on_write(uv_write_t *req, int status)
     net_conn_unref(c);
 }
 
-/* Writes one response; takes ownership of body. The request it answers
- * stays counted in c->inflight until the write completes. */
+/* Hands what a connection has framed to one uv_write. */
+static void net_conn_flush(net_conn_t *c)
+{
+    if (c->out_len == 0) return;
+    if (c->closing) {
+        c->inflight -= c->out_count;
+        c->out_len = 0;
+        c->out_count = 0;
+        return;
+    }
+    net_write_t *w = malloc(sizeof(*w));
+    if (w == NULL) abort();
+    w->conn = c;
+    w->buf = c->out;
+    w->len = c->out_len;
+    w->count = c->out_count;
+    c->out = NULL;
+    c->out_len = c->out_cap = 0;
+    c->out_count = 0;
+    uv_buf_t b = uv_buf_init((char *)w->buf, (unsigned)w->len);
+    c->refs++;
+    c->write_bytes += w->len;
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, net_on_write) < 0) {
+        c->refs--;
+        c->write_bytes -= w->len;
+        c->inflight -= w->count;
+        free(w->buf);
+        free(w);
+        net_conn_close(c);
+    }
+}
+
+static void net_on_check(uv_check_t *h)
+{
+    net_server_t *srv = h->data;
+    net_conn_t *c = srv->dirty;
+    srv->dirty = NULL;
+    while (c) {
+        net_conn_t *next = c->dnext;
+        c->dirty = 0;
+        c->dnext = NULL;
+        net_conn_flush(c);
+        net_conn_unref(c);
+        c = next;
+    }
+}
+
+/* Queues one response; takes ownership of body. The request it answers
+ * stays counted in c->inflight until its write completes. */
 static void net_conn_send(net_conn_t *c, uint8_t *body, size_t len)
 {
     if (c->closing) {
@@ -140,33 +197,37 @@ static void net_conn_send(net_conn_t *c, uint8_t *body, size_t len)
         c->inflight--;
         return;
     }
-    if (c->write_bytes + len > c->srv->cfg->max_output) {
+    if (c->write_bytes + c->out_len + len > c->srv->cfg->max_output) {
         /* Backpressure keeps this from happening to a client that reads;
          * one that does not read is cut off rather than buffered for. */
-        log_warn("net: closing a connection with %zu bytes of unread responses", c->write_bytes);
+        log_warn("net: closing a connection with %zu bytes of unread responses",
+                 c->write_bytes + c->out_len);
         free(body);
         c->inflight--;
         net_conn_close(c);
         return;
     }
-    net_write_t *w = malloc(sizeof(*w));
-    if (w == NULL) abort();
-    w->conn = c;
-    w->body = body;
-    w->len = len;
-    frame_put_header(w->hdr, (uint32_t)len);
-    uv_buf_t bufs[2] = {uv_buf_init((char *)w->hdr, FRAME_HEADER_BYTES),
-                        uv_buf_init((char *)body, (unsigned)len)};
-    c->refs++;
-    c->write_bytes += len;
-    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, 2, net_on_write);
-    if (rc < 0) {
-        c->refs--;
-        c->write_bytes -= len;
-        c->inflight--;
-        free(body);
-        free(w);
-        net_conn_close(c);
+    size_t need = c->out_len + FRAME_HEADER_BYTES + len;
+    if (need > c->out_cap) {
+        size_t cap = c->out_cap ? c->out_cap * 2 : 4096;
+        while (cap < need)
+            cap *= 2;
+        c->out = realloc(c->out, cap);
+        if (c->out == NULL) abort();
+        c->out_cap = cap;
+    }
+    frame_put_header(c->out + c->out_len, (uint32_t)len);
+    memcpy(c->out + c->out_len + FRAME_HEADER_BYTES, body, len);
+    c->out_len = need;
+    c->out_count++;
+    explicit_bzero(body, len);
+    free(body);
+    if (!c->dirty) {
+        net_server_t *srv = c->srv;
+        c->dirty = 1;
+        c->refs++;
+        c->dnext = srv->dirty;
+        srv->dirty = c;
     }
 }
 
@@ -401,6 +462,7 @@ static void net_on_drain(uv_timer_t *t)
         next = c->next;
         net_conn_close(c);
     }
+    uv_close((uv_handle_t *)&srv->writer, NULL);
     uv_close((uv_handle_t *)&srv->sweep, NULL);
     uv_close((uv_handle_t *)&srv->flush, NULL);
     uv_close((uv_handle_t *)&srv->drain, NULL);
@@ -475,6 +537,9 @@ int net_run(const net_config_t *cfg, svc_t *svc, usage_t *usage)
     if (cfg->port_file && net_write_port_file(cfg->port_file, port) != 0)
         log_warn("net: cannot write port file %s: %s", cfg->port_file, strerror(errno));
 
+    uv_check_init(srv->loop, &srv->writer);
+    srv->writer.data = srv;
+    uv_check_start(&srv->writer, net_on_check);
     uv_timer_init(srv->loop, &srv->sweep);
     uv_timer_init(srv->loop, &srv->flush);
     uv_timer_init(srv->loop, &srv->drain);

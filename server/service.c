@@ -1466,6 +1466,8 @@ static int svc_activity_cb(void *arg, const Patd__Store__ActivityRecord *rec)
     pat__v1__activity_event__init(ev);
     ev->time = rec->time;
     ev->kind = rec->kind;
+    ev->count = rec->count;
+    ev->first_time = rec->first_time;
     ev->path = pg->strs[3 * pg->n] = svc_strdup(rec->path);
     ev->client_ip = pg->strs[3 * pg->n + 1] = svc_strdup(rec->client_ip);
     ev->actor = pg->strs[3 * pg->n + 2] = svc_strdup(rec->actor);

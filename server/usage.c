@@ -11,12 +11,15 @@
 
 #define USAGE_BUCKETS 1024 /* per stripe; chains grow beyond */
 
-typedef struct usage_event {
-    int64_t time;
-    uint64_t seq;
-    char path[USAGE_PATH_MAX + 1];
-    char client_ip[USAGE_CLIENT_IP_MAX + 1];
-} usage_event_t;
+/* Uses of one token with one (path, client) in the current interval. */
+typedef struct usage_use {
+    struct usage_use *next;
+    int64_t first, last;
+    uint64_t seq; /* taken at the last use: orders rows of one millisecond */
+    uint32_t count;
+    uint16_t path_len, ip_len;
+    char data[]; /* path NUL client_ip NUL */
+} usage_use_t;
 
 typedef struct usage_entry {
     struct usage_entry *next;
@@ -25,10 +28,8 @@ typedef struct usage_entry {
     int dirty;   /* last_used not yet written */
     int deleted; /* the token is gone: record nothing more */
     unsigned rows_since_trim;
-    /* Pending use events: a ring of at most USAGE_KEEP, oldest overwritten
-     * (only the newest USAGE_KEEP would survive the trim anyway). */
-    usage_event_t *ring;
-    unsigned ring_start, ring_len;
+    usage_use_t *uses; /* pending rows, newest first */
+    unsigned n_uses;
 } usage_entry_t;
 
 typedef struct {
@@ -79,6 +80,15 @@ static usage_entry_t *usage_find(usage_stripe_t *s, uint64_t id, int create)
     return e;
 }
 
+static void usage_free_uses(usage_use_t *u)
+{
+    while (u) {
+        usage_use_t *n = u->next;
+        free(u);
+        u = n;
+    }
+}
+
 usage_t *usage_new(store_t *st)
 {
     usage_t *u = calloc(1, sizeof(*u));
@@ -98,7 +108,7 @@ void usage_free(usage_t *u)
             usage_entry_t *e = u->stripes[i].buckets[b];
             while (e) {
                 usage_entry_t *n = e->next;
-                free(e->ring);
+                usage_free_uses(e->uses);
                 free(e);
                 e = n;
             }
@@ -109,37 +119,47 @@ void usage_free(usage_t *u)
     free(u);
 }
 
-static void usage_copy(char *dst, const char *src, size_t max)
-{
-    size_t n = src ? strnlen(src, max) : 0;
-    if (n) memcpy(dst, src, n);
-    dst[n] = '\0';
-}
-
 void usage_record(usage_t *u, uint64_t id, int64_t now, const char *path, const char *client_ip)
 {
+    size_t pl = path ? strnlen(path, USAGE_PATH_MAX) : 0;
+    size_t il = client_ip ? strnlen(client_ip, USAGE_CLIENT_IP_MAX) : 0;
     usage_stripe_t *s = usage_stripe(u, id);
     pthread_mutex_lock(&s->lock);
     usage_entry_t *e = usage_find(s, id, 1);
     if (!e->deleted) {
         if (now > e->last_used) e->last_used = now;
         e->dirty = 1;
-        if (e->ring == NULL) {
-            e->ring = malloc(sizeof(usage_event_t) * USAGE_KEEP);
-            if (e->ring == NULL) abort();
+        usage_use_t *x = e->uses;
+        /* Beyond USAGE_DISTINCT pairs, everything goes to one "*" row. */
+        if (e->n_uses >= USAGE_DISTINCT) {
+            pl = 1;
+            path = "*";
+            il = 0;
         }
-        unsigned slot;
-        if (e->ring_len < USAGE_KEEP) {
-            slot = (e->ring_start + e->ring_len++) % USAGE_KEEP;
-        } else {
-            slot = e->ring_start;
-            e->ring_start = (e->ring_start + 1) % USAGE_KEEP;
+        for (; x; x = x->next) {
+            if (x->path_len == pl && x->ip_len == il &&
+                (pl == 0 || memcmp(x->data, path, pl) == 0) &&
+                (il == 0 || memcmp(x->data + pl + 1, client_ip, il) == 0))
+                break;
         }
-        usage_event_t *ev = &e->ring[slot];
-        ev->time = now;
-        ev->seq = store_activity_seq(u->store);
-        usage_copy(ev->path, path, USAGE_PATH_MAX);
-        usage_copy(ev->client_ip, client_ip, USAGE_CLIENT_IP_MAX);
+        if (x == NULL) {
+            x = malloc(sizeof(*x) + pl + il + 2);
+            if (x == NULL) abort();
+            x->first = now;
+            x->count = 0;
+            x->path_len = (uint16_t)pl;
+            x->ip_len = (uint16_t)il;
+            if (pl) memcpy(x->data, path, pl);
+            x->data[pl] = '\0';
+            if (il) memcpy(x->data + pl + 1, client_ip, il);
+            x->data[pl + 1 + il] = '\0';
+            x->next = e->uses;
+            e->uses = x;
+            e->n_uses++;
+        }
+        x->count++;
+        x->last = now;
+        x->seq = store_activity_seq(u->store);
     }
     pthread_mutex_unlock(&s->lock);
 }
@@ -168,8 +188,7 @@ typedef struct {
     uint64_t id;
     int64_t last_used;
     int trim;
-    usage_event_t *ring; /* owned by the flush */
-    unsigned ring_start, ring_len;
+    usage_use_t *uses; /* owned by the flush */
 } usage_take_t;
 
 int usage_flush(usage_t *u)
@@ -193,14 +212,12 @@ int usage_flush(usage_t *u)
                 usage_take_t *t = &take[n++];
                 t->id = e->id;
                 t->last_used = e->last_used;
-                t->ring = e->ring;
-                t->ring_start = e->ring_start;
-                t->ring_len = e->ring_len;
-                e->rows_since_trim += e->ring_len;
+                t->uses = e->uses;
+                e->rows_since_trim += e->n_uses;
                 t->trim = e->rows_since_trim >= USAGE_TRIM_EVERY;
                 if (t->trim) e->rows_since_trim = 0;
-                e->ring = NULL;
-                e->ring_start = e->ring_len = 0;
+                e->uses = NULL;
+                e->n_uses = 0;
                 e->dirty = 0;
             }
         }
@@ -213,15 +230,16 @@ int usage_flush(usage_t *u)
         for (size_t i = 0; i < n; i++) {
             usage_take_t *t = &take[i];
             store_batch_put_last_used(batch, t->id, t->last_used);
-            for (unsigned k = 0; k < t->ring_len; k++) {
-                usage_event_t *ev = &t->ring[(t->ring_start + k) % USAGE_KEEP];
+            for (usage_use_t *x = t->uses; x; x = x->next) {
                 Patd__Store__ActivityRecord rec = PATD__STORE__ACTIVITY_RECORD__INIT;
                 rec.schema = STORE_SCHEMA_VERSION;
                 rec.kind = PAT__V1__ACTIVITY_KIND__ACTIVITY_KIND_USED;
-                rec.time = ev->time;
-                rec.path = ev->path;
-                rec.client_ip = ev->client_ip;
-                store_batch_put_activity(batch, t->id, ev->seq, &rec);
+                rec.time = x->last;
+                rec.first_time = x->first;
+                rec.count = x->count;
+                rec.path = x->data;
+                rec.client_ip = x->data + x->path_len + 1;
+                store_batch_put_activity(batch, t->id, x->seq, &rec);
             }
         }
         if (store_batch_commit(batch, 1) != STORE_OK) {
@@ -240,7 +258,7 @@ int usage_flush(usage_t *u)
         store_batch_free(batch);
         for (size_t i = 0; i < n; i++) {
             if (rc == 0 && take[i].trim) store_activity_trim(u->store, take[i].id, USAGE_KEEP);
-            free(take[i].ring);
+            usage_free_uses(take[i].uses);
         }
     }
     free(take);
@@ -260,9 +278,9 @@ void usage_forget(usage_t *u, uint64_t id)
     usage_entry_t *e = usage_find(s, id, 1);
     e->deleted = 1;
     e->dirty = 0;
-    free(e->ring);
-    e->ring = NULL;
-    e->ring_start = e->ring_len = 0;
+    usage_free_uses(e->uses);
+    e->uses = NULL;
+    e->n_uses = 0;
     pthread_mutex_unlock(&s->lock);
 }
 

@@ -7,8 +7,14 @@
  * USAGE_FLUSH_MS by the loop's timer, and once at shutdown) moves what
  * changed into one synced WriteBatch. After a crash, last-used times and
  * use events lag by at most one flush interval plus one synced write.
- * Each token keeps its newest USAGE_KEEP activity rows; older rows are
- * trimmed by range, so a busy token cannot grow the store without bound.
+ *
+ * Uses are coalesced: within one flush interval, uses of a token with the
+ * same path and client are one activity row with a count and first/last
+ * time, and at most USAGE_DISTINCT distinct (path, client) pairs are kept
+ * per token; further ones are counted in a single row with path "*". So a
+ * token verified 100000 times a second writes a handful of rows per
+ * second, not 100000. Each token keeps its newest USAGE_KEEP rows; older
+ * ones are deleted, so a busy token cannot grow the store without bound.
  *
  * Deleted tokens are remembered (a flag on the entry) so that a Verify that
  * raced with the delete cannot bring rows of the deleted token back.
@@ -23,6 +29,7 @@
 #define USAGE_STRIPES       16
 #define USAGE_FLUSH_MS      1000
 #define USAGE_KEEP          100 /* activity rows kept per token */
+#define USAGE_DISTINCT      16  /* (path, client) rows per token per flush */
 #define USAGE_TRIM_EVERY    20  /* rows written between trims of one token */
 #define USAGE_PATH_MAX      256 /* bytes of path kept per use */
 #define USAGE_CLIENT_IP_MAX 64

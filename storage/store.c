@@ -460,45 +460,30 @@ store_status_t store_activity_scan(store_t *st, uint64_t id, store_activity_cb c
 
 store_status_t store_activity_trim(store_t *st, uint64_t id, unsigned keep)
 {
-    uint8_t hi[STORE_ACTIVITY_KEYLEN], lo[STORE_ACTIVITY_KEYLEN];
+    uint8_t hi[STORE_ACTIVITY_KEYLEN];
     store_activity_key(hi, id, UINT64_MAX, UINT64_MAX);
-    store_activity_key(lo, id, 0, 0);
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, st->ropts, st->cf[CF_ACTIVITY]);
-    unsigned seen = 0;
-    int cut = 0;
-    uint8_t cut_key[STORE_ACTIVITY_KEYLEN];
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    unsigned seen = 0, doomed = 0;
+    /* Point deletes of the (few) rows past the newest `keep`: a range
+     * tombstone per trim would pile up in the memtable and slow reads. */
     for (rocksdb_iter_seek_for_prev(it, (const char *)hi, sizeof(hi)); rocksdb_iter_valid(it);
          rocksdb_iter_prev(it)) {
         size_t kl;
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
         if (kl != STORE_ACTIVITY_KEYLEN || get_u64(k) != id) break;
         if (++seen > keep) {
-            /* Everything from this key down is older than the newest `keep`. */
-            memcpy(cut_key, k, sizeof(cut_key));
-            cut = 1;
-            break;
+            rocksdb_writebatch_delete_cf(wb, st->cf[CF_ACTIVITY], (const char *)k, kl);
+            doomed++;
         }
     }
     store_status_t s = store_iter_status(it);
     rocksdb_iter_destroy(it);
-    if (s != STORE_OK || !cut) return s;
-    /* delete_range's end is exclusive: bump the cut key by one seq. */
-    uint64_t seq = get_u64(cut_key + 16);
-    uint64_t t = get_u64(cut_key + 8);
-    if (seq == UINT64_MAX) {
-        t++;
-        seq = 0;
-    } else {
-        seq++;
-    }
-    store_activity_key(cut_key, id, t, seq);
-    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
-    rocksdb_writebatch_delete_range_cf(wb, st->cf[CF_ACTIVITY], (const char *)lo, sizeof(lo),
-                                       (const char *)cut_key, sizeof(cut_key));
     char *err = NULL;
-    rocksdb_write(st->db, st->wnosync, wb, &err);
+    if (s == STORE_OK && doomed) rocksdb_write(st->db, st->wnosync, wb, &err);
     rocksdb_writebatch_destroy(wb);
-    return err ? store_fail(err, "trim activity") : STORE_OK;
+    if (err) return store_fail(err, "trim activity");
+    return s;
 }
 
 /* ---------------------------------------------------------------- batches */

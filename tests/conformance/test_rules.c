@@ -846,6 +846,7 @@ typedef struct {
     char ips[128][32];
     char actors[128][32];
     int64_t times[128];
+    uint32_t counts[128];
 } acts_t;
 
 static int activity(pat_client_t *c, uint64_t id, unsigned limit, acts_t *a, pat_status_t *st)
@@ -864,6 +865,7 @@ static int activity(pat_client_t *c, uint64_t id, unsigned limit, acts_t *a, pat
         snprintf(a->ips[i], 32, "%s", out->events[i]->client_ip);
         snprintf(a->actors[i], 32, "%s", out->events[i]->actor);
         a->times[i] = out->events[i]->time;
+        a->counts[i] = out->events[i]->count;
         a->n++;
     }
     protobuf_c_message_free_unpacked(&out->base, NULL);
@@ -897,17 +899,39 @@ static void test_R22_recent_activity_after_a_compromise(void **state)
     assert_int_equal(activity(f->alice, id, 2, a, &st), 0);
     assert_int_equal(a->n, 2);
     assert_int_equal(activity(f->alice, id, 101, a, &st), PAT__V1__CODE__INVALID_ARGUMENT);
-    /* Bounded: 150 more uses keep at most the newest 100. */
+    /* Coalesced: 50 uses of one path from one client within a flush
+     * interval are one row that counts them. */
     assert_int_equal(h_update(f->alice, id, 0, NULL, &st), 0);
-    for (int i = 0; i < 150; i++) {
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(verify(f, t, "/api/v1/same", 0, &st), 0);
+    assert_int_equal(activity(f->alice, id, 1, a, &st), 0);
+    assert_string_equal(a->paths[0], "/api/v1/same");
+    assert_int_equal(a->counts[0], 50);
+    /* More distinct paths than a row each (16) in one interval: the rest
+     * are counted in one "*" row. */
+    for (int i = 0; i < 20; i++) {
         char path[32];
-        snprintf(path, sizeof(path), "/n/%d", i);
+        snprintf(path, sizeof(path), "/d/%d", i);
         assert_int_equal(verify(f, t, path, 0, &st), 0);
+    }
+    assert_int_equal(activity(f->alice, id, 17, a, &st), 0);
+    assert_string_equal(a->paths[0], "*");
+    assert_int_equal(a->counts[0], 4);
+    assert_string_equal(a->paths[1], "/d/15");
+    /* Bounded: 150 more rows over 15 intervals keep only the newest 100. */
+    for (int round = 0; round < 15; round++) {
+        for (int i = 0; i < 10; i++) {
+            char path[32];
+            snprintf(path, sizeof(path), "/n/%d", round * 10 + i);
+            assert_int_equal(verify(f, t, path, 0, &st), 0);
+        }
+        assert_int_equal(activity(f->alice, id, 1, a, &st), 0); /* ends the interval */
     }
     assert_int_equal(activity(f->alice, id, 100, a, &st), 0);
     assert_int_equal(a->n, 100);
     assert_string_equal(a->paths[0], "/n/149");
     assert_string_equal(a->paths[99], "/n/50");
+    assert_int_equal(a->counts[0], 1);
     /* Admins see a service token's activity; nobody sees alice's. */
     assert_int_equal(activity(f->root, id, 0, a, &st), PAT__V1__CODE__NOT_FOUND);
     char *bot = service_user(f, "ci-bot", ROLE_MEMBER);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -48,6 +49,8 @@ static int h_spawn(patd_t *p)
     pid_t pid = fork();
     if (pid < 0) return -1;
     if (pid == 0) {
+        /* If the test dies (a failed assertion, a timeout), patd goes too. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         int fd = open(p->log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
         if (fd >= 0) dup2(fd, 2);
         execv(bin, (char *const *)argv);

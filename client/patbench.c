@@ -1,0 +1,631 @@
+/* patbench: load harness for patd.
+ *
+ * One thread, epoll, C connections with up to P requests in flight each,
+ * like redis-benchmark, so that client and server compare fairly on the
+ * same small machine. Verify frames are encoded by hand (a few bytes of
+ * protobuf) and responses read only for id and status code, to keep the
+ * client's share of the CPU small. Latency goes into a log-linear
+ * histogram (HdrHistogram-style, 128 sub-buckets per power of two, < 1%
+ * error); percentiles come from it, never from an average.
+ *
+ * Scenarios:
+ *   verify       Verify tokens from --tokens-file, the first --hot of them
+ *   verify-cold  Verify tokens drawn at random from the whole file
+ *   create       CreateToken (synced writes) as --users users via the platform key
+ *   mixed        95% Verify, 4% ListTokens, 1% CreateToken or UpdateToken
+ *   connect      connect, one Verify, close: connection churn */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "patclient.h"
+
+#define HIST_SUB   128
+#define HIST_MAGS  40
+#define MAX_DEPTH  1024
+#define RBUF       (256 * 1024)
+#define CODE_SLOTS 17
+
+/* ---------------------------------------------------------------- histogram */
+
+typedef struct {
+    uint64_t counts[HIST_MAGS * HIST_SUB];
+    uint64_t total, max;
+} hist_t;
+
+static unsigned hist_index(uint64_t v)
+{
+    if (v < HIST_SUB) return (unsigned)v;
+    unsigned m = 63 - (unsigned)__builtin_clzll(v) - 6; /* v >> m in [128, 255] */
+    unsigned idx = (m + 1) * HIST_SUB + (unsigned)((v >> m) - HIST_SUB);
+    return idx < HIST_MAGS * HIST_SUB ? idx : HIST_MAGS * HIST_SUB - 1;
+}
+
+static uint64_t hist_value(unsigned idx)
+{
+    if (idx < HIST_SUB) return idx;
+    unsigned m = idx / HIST_SUB - 1;
+    uint64_t base = (uint64_t)(HIST_SUB + idx % HIST_SUB) << m;
+    return base + ((1ull << m) >> 1); /* middle of the bucket */
+}
+
+static void hist_add(hist_t *h, uint64_t ns)
+{
+    h->counts[hist_index(ns)]++;
+    h->total++;
+    if (ns > h->max) h->max = ns;
+}
+
+static uint64_t hist_pct(const hist_t *h, double pct)
+{
+    if (h->total == 0) return 0;
+    uint64_t want = (uint64_t)(pct / 100.0 * (double)h->total + 0.5);
+    if (want == 0) want = 1;
+    uint64_t seen = 0;
+    for (unsigned i = 0; i < HIST_MAGS * HIST_SUB; i++) {
+        seen += h->counts[i];
+        if (seen >= want) return hist_value(i) < h->max ? hist_value(i) : h->max;
+    }
+    return h->max;
+}
+
+/* ---------------------------------------------------------------- options */
+
+static struct {
+    const char *server, *scenario, *tokens_file, *key_file, *json_out;
+    int conns, depth, users, json;
+    double duration, warmup;
+    long requests, hot;
+} opt = {.server = PAT_DEFAULT_SERVER,
+         .scenario = "verify",
+         .conns = 50,
+         .depth = 1,
+         .users = 32,
+         .duration = 5,
+         .hot = 10000};
+
+static char **tokens;
+static long ntokens;
+static char *platform_key;
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "patbench: ");
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(2);
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t rng_state = 88172645463325252ull;
+static uint64_t rng(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+/* ---------------------------------------------------------------- encoding */
+
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+static size_t put_bytes(uint8_t *p, unsigned field, const void *data, size_t len)
+{
+    size_t n = put_varint(p, field << 3 | 2);
+    n += put_varint(p + n, len);
+    memcpy(p + n, data, len);
+    return n + len;
+}
+
+/* A whole frame: length prefix + Request{id, method, payload, metadata}. */
+static size_t encode_request(uint8_t *out, uint64_t id, const char *method, const uint8_t *payload,
+                             size_t plen, int with_platform, const char *act_as)
+{
+    uint8_t *p = out + 4;
+    size_t n = 0;
+    n += put_varint(p + n, 1 << 3 | 0);
+    n += put_varint(p + n, id);
+    n += put_bytes(p + n, 2, method, strlen(method));
+    n += put_bytes(p + n, 3, payload, plen);
+    if (with_platform) {
+        uint8_t entry[512];
+        char auth[300];
+        snprintf(auth, sizeof(auth), "Platform %s", platform_key);
+        size_t e = put_bytes(entry, 1, "authorization", 13);
+        e += put_bytes(entry + e, 2, auth, strlen(auth));
+        n += put_bytes(p + n, 4, entry, e);
+        if (act_as) {
+            e = put_bytes(entry, 1, "x-act-as-user", 13);
+            e += put_bytes(entry + e, 2, act_as, strlen(act_as));
+            n += put_bytes(p + n, 4, entry, e);
+        }
+    }
+    out[0] = (uint8_t)(n >> 24);
+    out[1] = (uint8_t)(n >> 16);
+    out[2] = (uint8_t)(n >> 8);
+    out[3] = (uint8_t)n;
+    return n + 4;
+}
+
+static size_t encode_verify(uint8_t *out, uint64_t id, const char *token)
+{
+    uint8_t payload[256];
+    size_t pl = put_bytes(payload, 1, token, strlen(token));
+    pl += put_bytes(payload + pl, 2, "/api/v1/bench", 13);
+    return encode_request(out, id, "pat.v1.TokenService/Verify", payload, pl, 0, NULL);
+}
+
+static size_t encode_create(uint8_t *out, uint64_t id, const char *user, uint64_t seq)
+{
+    uint8_t payload[128];
+    char name[64];
+    snprintf(name, sizeof(name), "bench-%llu-%llu", (unsigned long long)(now_ns() % 1000000007),
+             (unsigned long long)seq);
+    size_t pl = put_bytes(payload, 1, name, strlen(name));
+    pl += put_varint(payload + pl, 2 << 3 | 0);
+    pl += put_varint(payload + pl, 30);
+    return encode_request(out, id, "pat.v1.TokenService/CreateToken", payload, pl, 1, user);
+}
+
+static size_t encode_list(uint8_t *out, uint64_t id, const char *user)
+{
+    uint8_t payload[8];
+    size_t pl = put_varint(payload, 3 << 3 | 0);
+    pl += put_varint(payload + pl, 20);
+    return encode_request(out, id, "pat.v1.TokenService/ListTokens", payload, pl, 1, user);
+}
+
+static size_t encode_update(uint8_t *out, uint64_t id, const char *user, uint64_t token_id,
+                            int revoke)
+{
+    uint8_t payload[32];
+    size_t pl = put_varint(payload, 1 << 3 | 0);
+    pl += put_varint(payload + pl, token_id);
+    pl += put_varint(payload + pl, 2 << 3 | 0);
+    pl += put_varint(payload + pl, (uint64_t)revoke);
+    return encode_request(out, id, "pat.v1.TokenService/UpdateToken", payload, pl, 1, user);
+}
+
+static int get_varint(const uint8_t *p, size_t len, size_t *i, uint64_t *v)
+{
+    *v = 0;
+    for (int shift = 0; *i < len && shift < 64; shift += 7) {
+        uint8_t b = p[(*i)++];
+        *v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) return 0;
+    }
+    return -1;
+}
+
+/* Reads id and status code of a Response without a full decode. */
+static int parse_response(const uint8_t *p, size_t len, uint64_t *id, int *code)
+{
+    size_t i = 0;
+    *id = 0;
+    *code = 0;
+    while (i < len) {
+        uint64_t key, v;
+        if (get_varint(p, len, &i, &key)) return -1;
+        if ((key & 7) == 0) {
+            if (get_varint(p, len, &i, &v)) return -1;
+            if (key >> 3 == 1) *id = v;
+        } else if ((key & 7) == 2) {
+            if (get_varint(p, len, &i, &v) || v > len - i) return -1;
+            if (key >> 3 == 2) {
+                size_t j = 0;
+                while (j < v) {
+                    uint64_t k2, v2;
+                    if (get_varint(p + i, v, &j, &k2)) return -1;
+                    if ((k2 & 7) == 0) {
+                        if (get_varint(p + i, v, &j, &v2)) return -1;
+                        if (k2 >> 3 == 1) *code = (int)v2;
+                    } else if ((k2 & 7) == 2) {
+                        if (get_varint(p + i, v, &j, &v2) || v2 > v - j) return -1;
+                        j += v2;
+                    } else {
+                        return -1;
+                    }
+                }
+            }
+            i += v;
+        } else {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- run */
+
+typedef struct {
+    int fd;
+    int idx;
+    uint64_t seq;
+    int inflight;
+    uint64_t sent_at[MAX_DEPTH];
+    int slot_free[MAX_DEPTH];
+    uint8_t *rbuf;
+    size_t rlen;
+    uint8_t wbuf[64 * 1024];
+    size_t wlen;
+    uint64_t last_token_id; /* mixed: a token this connection made */
+    int revoke_next;
+} conn_t;
+
+static conn_t *conns;
+static int epfd;
+static hist_t hist;
+static uint64_t done_count, err_counts[CODE_SLOTS], started_ns, measure_from_ns;
+static uint64_t connects;
+static long sent_total;
+
+static int connect_fd(void)
+{
+    char host[256];
+    const char *colon = strrchr(opt.server, ':');
+    if (!colon) die("--server is HOST:PORT");
+    snprintf(host, sizeof(host), "%.*s", (int)(colon - opt.server), opt.server);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
+    if (getaddrinfo(host, colon + 1, &hints, &res) != 0) die("cannot resolve %s", opt.server);
+    int fd = socket(res->ai_family, SOCK_STREAM, 0);
+    if (fd < 0 || connect(fd, res->ai_addr, res->ai_addrlen) != 0)
+        die("cannot connect to %s: %s", opt.server, strerror(errno));
+    freeaddrinfo(res);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    connects++;
+    return fd;
+}
+
+static const char *user_of(int idx)
+{
+    static char buf[32];
+    snprintf(buf, sizeof(buf), "bench-user-%d", idx % opt.users);
+    return buf;
+}
+
+/* Queues one request on c (encoded into its write buffer). */
+static void queue_one(conn_t *c)
+{
+    int slot = -1;
+    for (int s = 0; s < opt.depth; s++)
+        if (c->slot_free[s]) {
+            slot = s;
+            break;
+        }
+    if (slot < 0) return;
+    c->slot_free[slot] = 0;
+    uint64_t id = ((uint64_t)c->idx << 20) | (uint64_t)slot;
+    uint8_t *out = c->wbuf + c->wlen;
+    size_t n;
+    const char *sc = opt.scenario;
+    if (strcmp(sc, "create") == 0) {
+        n = encode_create(out, id, user_of(c->idx), c->seq++);
+    } else if (strcmp(sc, "mixed") == 0) {
+        unsigned r = (unsigned)(rng() % 100);
+        if (r < 95)
+            n = encode_verify(out, id, tokens[rng() % (uint64_t)opt.hot]);
+        else if (r < 99)
+            n = encode_list(out, id, user_of(c->idx));
+        else if (c->last_token_id && (rng() & 1))
+            n = encode_update(out, id, user_of(c->idx), c->last_token_id, (c->revoke_next ^= 1));
+        else
+            n = encode_create(out, id, user_of(c->idx), c->seq++);
+    } else if (strcmp(sc, "verify-cold") == 0) {
+        n = encode_verify(out, id, tokens[rng() % (uint64_t)ntokens]);
+    } else {
+        n = encode_verify(out, id, tokens[c->seq++ % (uint64_t)opt.hot]);
+    }
+    c->wlen += n;
+    c->sent_at[slot] = now_ns();
+    c->inflight++;
+    sent_total++;
+}
+
+static void flush_conn(conn_t *c)
+{
+    size_t off = 0;
+    while (off < c->wlen) {
+        ssize_t w = send(c->fd, c->wbuf + off, c->wlen - off, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EAGAIN) break;
+            die("send: %s", strerror(errno));
+        }
+        off += (size_t)w;
+    }
+    memmove(c->wbuf, c->wbuf + off, c->wlen - off);
+    c->wlen -= off;
+}
+
+static int budget_left(void)
+{
+    return opt.requests <= 0 || sent_total < opt.requests;
+}
+
+static void open_conn(conn_t *c, int idx)
+{
+    c->fd = connect_fd();
+    c->idx = idx;
+    c->inflight = 0;
+    c->rlen = 0;
+    c->wlen = 0;
+    for (int s = 0; s < opt.depth; s++)
+        c->slot_free[s] = 1;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+    epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev);
+}
+
+static void on_response(conn_t *c, const uint8_t *p, size_t len)
+{
+    uint64_t id;
+    int code;
+    if (parse_response(p, len, &id, &code) != 0) die("undecodable response");
+    int slot = (int)(id & 0xfffff);
+    if (slot >= opt.depth || c->slot_free[slot])
+        die("response to an unknown id %llu", (unsigned long long)id);
+    uint64_t now = now_ns();
+    if (now >= measure_from_ns) {
+        hist_add(&hist, now - c->sent_at[slot]);
+        done_count++;
+        if (code != 0) err_counts[code < CODE_SLOTS ? code : CODE_SLOTS - 1]++;
+    }
+    /* mixed: remember the id of a token we created to revoke/restore it. */
+    if (code == 0 && strcmp(opt.scenario, "mixed") == 0 && len > 20) {
+        Pat__V1__Response *r = pat__v1__response__unpack(NULL, len, p);
+        if (r && r->payload.len) {
+            Pat__V1__CreateTokenResponse *cr =
+                pat__v1__create_token_response__unpack(NULL, r->payload.len, r->payload.data);
+            if (cr && cr->token && cr->bearer_token[0]) c->last_token_id = cr->token->id;
+            if (cr) pat__v1__create_token_response__free_unpacked(cr, NULL);
+        }
+        if (r) pat__v1__response__free_unpacked(r, NULL);
+    }
+    c->slot_free[slot] = 1;
+    c->inflight--;
+}
+
+static void on_readable(conn_t *c)
+{
+    for (;;) {
+        ssize_t r = recv(c->fd, c->rbuf + c->rlen, RBUF - c->rlen, 0);
+        if (r < 0 && errno == EAGAIN) break;
+        if (r <= 0) die("server closed a connection (%s)", r < 0 ? strerror(errno) : "EOF");
+        c->rlen += (size_t)r;
+        size_t off = 0;
+        while (c->rlen - off >= 4) {
+            uint32_t n = (uint32_t)c->rbuf[off] << 24 | (uint32_t)c->rbuf[off + 1] << 16 |
+                         (uint32_t)c->rbuf[off + 2] << 8 | c->rbuf[off + 3];
+            if (n + 4 > RBUF) die("response of %u bytes is too large", n);
+            if (c->rlen - off < 4 + n) break;
+            on_response(c, c->rbuf + off + 4, n);
+            off += 4 + n;
+        }
+        memmove(c->rbuf, c->rbuf + off, c->rlen - off);
+        c->rlen -= off;
+    }
+    if (strcmp(opt.scenario, "connect") == 0 && c->inflight == 0) {
+        epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+        close(c->fd);
+        if (budget_left())
+            open_conn(c, c->idx);
+        else
+            c->fd = -1;
+    }
+    while (c->fd >= 0 && c->inflight < opt.depth && budget_left())
+        queue_one(c);
+    if (c->fd >= 0) flush_conn(c);
+}
+
+static void load_tokens(void)
+{
+    FILE *f = fopen(opt.tokens_file, "r");
+    if (f == NULL) die("cannot read --tokens-file %s", opt.tokens_file);
+    long cap = 1024;
+    tokens = malloc((size_t)cap * sizeof(*tokens));
+    char line[256];
+    while (fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (!line[0]) continue;
+        if (ntokens == cap) tokens = realloc(tokens, (size_t)(cap *= 2) * sizeof(*tokens));
+        tokens[ntokens++] = strdup(line);
+    }
+    fclose(f);
+    if (ntokens == 0) die("no tokens in %s", opt.tokens_file);
+    if (opt.hot <= 0 || opt.hot > ntokens) opt.hot = ntokens;
+}
+
+/* Makes the bench users once (UpsertUser as the platform). */
+static void make_users(void)
+{
+    char err[256];
+    pat_client_t *c = pat_connect(opt.server, 10000, err, sizeof(err));
+    if (c == NULL) die("%s", err);
+    pat_set_platform(c, platform_key, NULL);
+    for (int i = 0; i < opt.users; i++) {
+        Pat__V1__User u = PAT__V1__USER__INIT;
+        u.user_id = (char *)user_of(i);
+        u.role = PAT__V1__ROLE__ROLE_MEMBER;
+        Pat__V1__UpsertUserRequest req = PAT__V1__UPSERT_USER_REQUEST__INIT;
+        req.user = &u;
+        pat_status_t st;
+        if (pat_call(c, "UpsertUser", &req.base, NULL, NULL, &st) != 0 || st.code)
+            die("UpsertUser: %s", st.message);
+    }
+    pat_close(c);
+}
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: patbench [options]\n"
+            "  --server HOST:PORT        (default 127.0.0.1:7700)\n"
+            "  --scenario S              verify | verify-cold | create | mixed | connect\n"
+            "  -c, --connections N       (default 50)\n"
+            "  -P, --pipeline N          requests in flight per connection (default 1)\n"
+            "  -d, --duration SECONDS    (default 5)\n"
+            "  -n, --requests N          stop after N requests instead\n"
+            "  --warmup SECONDS          run unmeasured first (default 0)\n"
+            "  --tokens-file F           tokens to verify, one per line (patseed writes it)\n"
+            "  --hot N                   verify: use the first N tokens (default 10000)\n"
+            "  --platform-key-file F     create/mixed: the platform key\n"
+            "  --users N                 create/mixed: users to spread over (default 32)\n"
+            "  --json                    print one JSON object\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define ARG(name) (strcmp(a, name) == 0 && v && (i++, 1))
+        if (ARG("--server"))
+            opt.server = v;
+        else if (ARG("--scenario"))
+            opt.scenario = v;
+        else if (ARG("-c") || ARG("--connections"))
+            opt.conns = atoi(v);
+        else if (ARG("-P") || ARG("--pipeline"))
+            opt.depth = atoi(v);
+        else if (ARG("-d") || ARG("--duration"))
+            opt.duration = atof(v);
+        else if (ARG("-n") || ARG("--requests"))
+            opt.requests = atol(v);
+        else if (ARG("--warmup"))
+            opt.warmup = atof(v);
+        else if (ARG("--tokens-file"))
+            opt.tokens_file = v;
+        else if (ARG("--hot"))
+            opt.hot = atol(v);
+        else if (ARG("--platform-key-file"))
+            opt.key_file = v;
+        else if (ARG("--users"))
+            opt.users = atoi(v);
+        else if (strcmp(a, "--json") == 0)
+            opt.json = 1;
+        else
+            usage();
+#undef ARG
+    }
+    if (opt.conns < 1 || opt.conns > 10000 || opt.depth < 1 || opt.depth > MAX_DEPTH)
+        die("--connections is 1..10000 and --pipeline 1..%d", MAX_DEPTH);
+    const char *sc = opt.scenario;
+    int needs_tokens = strcmp(sc, "create") != 0;
+    int needs_key = strcmp(sc, "create") == 0 || strcmp(sc, "mixed") == 0;
+    if (!strcmp(sc, "verify") + !strcmp(sc, "verify-cold") + !strcmp(sc, "create") +
+            !strcmp(sc, "mixed") + !strcmp(sc, "connect") !=
+        1)
+        die("unknown scenario '%s'", sc);
+    if (needs_tokens) {
+        if (!opt.tokens_file) die("%s needs --tokens-file", sc);
+        load_tokens();
+    }
+    if (needs_key) {
+        char err[256];
+        if (!opt.key_file) die("%s needs --platform-key-file", sc);
+        platform_key = pat_read_secret_file(opt.key_file, err, sizeof(err));
+        if (!platform_key) die("%s", err);
+        make_users();
+    }
+
+    epfd = epoll_create1(0);
+    conns = calloc((size_t)opt.conns, sizeof(*conns));
+    for (int i = 0; i < opt.conns; i++) {
+        conns[i].rbuf = malloc(RBUF);
+        open_conn(&conns[i], i);
+    }
+    started_ns = now_ns();
+    measure_from_ns = started_ns + (uint64_t)(opt.warmup * 1e9);
+    uint64_t end_ns = measure_from_ns + (uint64_t)(opt.duration * 1e9);
+    for (int i = 0; i < opt.conns; i++) {
+        while (conns[i].inflight < opt.depth && budget_left())
+            queue_one(&conns[i]);
+        flush_conn(&conns[i]);
+    }
+    int tty = isatty(STDERR_FILENO);
+    uint64_t next_tick = started_ns + 1000000000u, last_done = 0;
+    struct epoll_event evs[256];
+    for (;;) {
+        int n = epoll_wait(epfd, evs, 256, 100);
+        for (int k = 0; k < n; k++)
+            on_readable(evs[k].data.ptr);
+        uint64_t now = now_ns();
+        if (tty && now >= next_tick) {
+            fprintf(stderr, "\r%s: %.0f req/s, %llu done, p99 %.0f us   ", sc,
+                    (double)(done_count - last_done), (unsigned long long)done_count,
+                    hist_pct(&hist, 99) / 1e3);
+            last_done = done_count;
+            next_tick += 1000000000u;
+        }
+        int busy = 0;
+        for (int i = 0; i < opt.conns; i++)
+            busy += conns[i].fd >= 0 && conns[i].inflight > 0;
+        if (opt.requests > 0 ? (!budget_left() && busy == 0) : now >= end_ns) break;
+    }
+    double secs = (double)(now_ns() - measure_from_ns) / 1e9;
+    if (tty) fprintf(stderr, "\n");
+    uint64_t errors = 0;
+    for (int i = 0; i < CODE_SLOTS; i++)
+        errors += err_counts[i];
+    double rps = (double)done_count / secs;
+    if (opt.json) {
+        printf("{\"scenario\":\"%s\",\"connections\":%d,\"pipeline\":%d,\"seconds\":%.3f,"
+               "\"requests\":%llu,\"rps\":%.1f,\"latency_us\":{\"p50\":%.1f,\"p90\":%.1f,"
+               "\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f},\"errors\":%llu,\"errors_by_code\":{",
+               sc, opt.conns, opt.depth, secs, (unsigned long long)done_count, rps,
+               hist_pct(&hist, 50) / 1e3, hist_pct(&hist, 90) / 1e3, hist_pct(&hist, 99) / 1e3,
+               hist_pct(&hist, 99.9) / 1e3, (double)hist.max / 1e3, (unsigned long long)errors);
+        int first = 1;
+        for (int i = 0; i < CODE_SLOTS; i++)
+            if (err_counts[i]) {
+                printf("%s\"%s\":%llu", first ? "" : ",", pat_code_name(i),
+                       (unsigned long long)err_counts[i]);
+                first = 0;
+            }
+        printf("},\"connects\":%llu}\n", (unsigned long long)connects);
+    } else {
+        printf("%s: %d connections x %d in flight, %.1f s\n", sc, opt.conns, opt.depth, secs);
+        printf("  requests/s  %.0f  (%llu requests, %llu errors)\n", rps,
+               (unsigned long long)done_count, (unsigned long long)errors);
+        printf("  latency us  p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n",
+               hist_pct(&hist, 50) / 1e3, hist_pct(&hist, 90) / 1e3, hist_pct(&hist, 99) / 1e3,
+               hist_pct(&hist, 99.9) / 1e3, (double)hist.max / 1e3);
+        for (int i = 0; i < CODE_SLOTS; i++)
+            if (err_counts[i])
+                printf("  errors      %s: %llu\n", pat_code_name(i),
+                       (unsigned long long)err_counts[i]);
+        if (strcmp(sc, "connect") == 0) printf("  connections/s %.0f\n", (double)connects / secs);
+    }
+    return errors && done_count == errors ? 1 : 0;
+}
