@@ -5,7 +5,7 @@ BUILD ?= build
 JOBS  ?= $(shell nproc)
 ARGS  ?=
 
-.PHONY: all deps build run test test-asan clean format
+.PHONY: all deps build run test test-asan bench clean format
 
 all: build
 
@@ -28,6 +28,9 @@ test-asan: deps
 	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DPATD_SANITIZE=ON >/dev/null
 	cmake --build build-asan -j $(JOBS)
 	cd build-asan && ctest --output-on-failure -j $(JOBS)
+
+bench:
+	bench/run.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -38,7 +38,7 @@ static void main_usage(FILE *out)
         "  --data-dir DIR              RocksDB store and key file (default ./data, made 0700)\n"
         "  --platform-key-file PATH    platform key (default <data-dir>/platform.key; made\n"
         "                              with a fresh random key, mode 0600, if missing)\n"
-        "  --workers N                 worker threads (default 8, 1..256)\n"
+        "  --workers N                 worker threads (default 16, 1..256)\n"
         "  --max-frame-bytes N         largest request frame (default 65536, 1024..16777216)\n"
         "  --max-connections N         open connections (default 1024)\n"
         "  --max-inflight N            requests in flight per connection (default 128)\n"
@@ -47,7 +47,7 @@ static void main_usage(FILE *out)
         "                              (seconds, or with ms suffix; default 60)\n"
         "  --scim-prefix P             SCIM path prefix; repeat for more\n"
         "                              (default /scim/v2 and /api/scim/v2)\n"
-        "  --cache-mb N                RocksDB block cache (default 64)\n"
+        "  --cache-mb N                RocksDB block cache (default 256)\n"
         "  --cache-entries N           verification cache: tokens kept in memory\n"
         "                              (default 100000, about 200 bytes each; 0 = off)\n"
         "  --port-file PATH            write the bound port here once listening\n"
@@ -180,7 +180,7 @@ int main(int argc, char **argv)
     };
     const char *data_dir = "./data";
     const char *key_file = NULL;
-    unsigned long workers = 8, cache_mb = 64, cache_entries = 100000, v;
+    unsigned long workers = 16, cache_mb = 256, cache_entries = 100000, v;
     int check = 0;
     static const char *scim_defaults[] = {"/scim/v2", "/api/scim/v2"};
     const char *scim[SVC_SCIM_PREFIXES];

@@ -27,6 +27,7 @@ typedef struct net_conn {
     frame_decoder_t dec;
     unsigned refs;
     unsigned inflight; /* on the pool or not yet written */
+    unsigned on_pool;  /* of those, still being handled by a worker */
     size_t write_bytes;
     int closing;
     int reading;
@@ -253,6 +254,7 @@ static void net_after_work(uv_work_t *work, int status)
     net_conn_t *c = r->conn;
     (void)status;
     c->srv->queued--;
+    c->on_pool--;
     atomic_fetch_sub(&c->srv->svc->stats->in_flight, 1);
     free(r->frame);
     net_conn_send(c, r->out, r->out_len);
@@ -291,6 +293,7 @@ static int net_on_frame(void *arg, const uint8_t *data, size_t len)
         r->len = len;
         c->refs++;
         c->inflight++;
+        c->on_pool++;
         srv->queued++;
         atomic_fetch_add(&srv->svc->stats->in_flight, 1);
         uv_queue_work(srv->loop, &r->work, net_work, net_after_work);
@@ -416,11 +419,15 @@ static void net_on_sweep(uv_timer_t *t)
     uint64_t now = clock_mono_ms();
     for (net_conn_t *c = srv->conns, *next; c; c = next) {
         next = c->next;
-        if (!c->closing && c->inflight == 0 &&
-            now - c->last_active_ms > srv->cfg->idle_timeout_ms) {
-            log_debug("net: closing a connection idle for %llu ms%s",
+        /* No progress for the timeout: nothing read, no response written.
+         * That is a silent client, one stalled in the middle of a frame, or
+         * one that pipelines without reading its answers (its writes stay
+         * pending). Work still on the pool is waited for. */
+        if (!c->closing && c->on_pool == 0 && now - c->last_active_ms > srv->cfg->idle_timeout_ms) {
+            log_debug("net: closing a connection without progress for %llu ms%s%s",
                       (unsigned long long)(now - c->last_active_ms),
-                      frame_partial(&c->dec) ? " (half a frame sent)" : "");
+                      frame_partial(&c->dec) ? " (half a frame sent)" : "",
+                      c->inflight ? " (responses not read)" : "");
             net_conn_close(c);
         }
     }

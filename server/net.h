@@ -6,6 +6,14 @@
  * run the handler and encode (dispatch.c). The finished response comes
  * back to the loop thread in the after-work callback, which writes it.
  *
+ * One exception, the hot path: a Verify whose token and user are in the
+ * verification cache is answered on the loop thread itself
+ * (disp_handle_inline). The hop to a worker and back costs two context
+ * switches and two wake-ups, which on a 2-core machine are most of a
+ * cached Verify's cost. That path never touches storage and never blocks:
+ * it takes only the cache's and usage's short shard mutexes. Everything
+ * else, cache misses included, goes to the workers.
+ *
  * Bounds: a connection has at most max_inflight requests queued, running
  * or waiting to be written; at the bound the loop stops reading it (the
  * unread rest of the current chunk is stashed) until half of them are
@@ -13,8 +21,12 @@
  * pipelines without reading. The whole server has at most max_queue
  * requests on the pool; beyond it requests are answered OVERLOADED at once.
  * Beyond max_connections a new connection gets one TOO_MANY_CONNECTIONS
- * response and is closed. A connection with nothing in flight and no
- * complete frame for idle_timeout_ms is closed (slow or stalled clients).
+ * response and is closed. A connection that makes no progress (no bytes
+ * read, no response written) for idle_timeout_ms while no worker holds one
+ * of its requests is closed: silent, stalled and non-reading clients alike.
+ * Responses are framed into a per-connection buffer and handed to one
+ * uv_write per loop iteration (a uv_check handle), so a pipelined batch
+ * costs one write system call, not one per response.
  *
  * Lifetime: a connection is reference-counted: one reference for the open
  * handle, one per request on the pool and one per pending write. A request

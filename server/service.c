@@ -330,10 +330,8 @@ static pat_err_t svc_authenticate(svc_t *svc, const char *tok, int64_t now, int 
     uint64_t epoch = 0;
     if (!cache_token_get(svc->cache, hash, t, &epoch, !cache_only)) {
         if (cache_only) return SVC_NEED_STORAGE;
-        uint64_t id;
         token_rec_t *rec = NULL;
-        store_status_t s = store_token_id_by_hash(svc->store, hash, &id);
-        if (s == STORE_OK) s = store_token_get(svc->store, id, &rec);
+        store_status_t s = store_token_get_by_hash(svc->store, hash, &rec);
         if (s == STORE_OK && (rec->hash.len != TOKEN_HASH_BYTES ||
                               !token_ct_equal(rec->hash.data, hash, TOKEN_HASH_BYTES)))
             s = STORE_NOT_FOUND; /* an index entry pointing at another token */

@@ -12,6 +12,7 @@
 #include <rocksdb/c.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -19,7 +20,7 @@
 #include "log.h"
 
 #define STORE_ID_BLOCK        1024
-#define STORE_DEFAULT_CACHE   (64u << 20)
+#define STORE_DEFAULT_CACHE   (256u << 20)
 #define STORE_ACTIVITY_KEYLEN 24
 
 enum {
@@ -53,7 +54,8 @@ struct store {
     uint64_t id_next; /* next id to hand out */
     uint64_t id_hw;   /* ids below this are reserved on disk */
     _Atomic uint64_t activity_seq;
-    _Atomic int fail_writes; /* test fault injection */
+    _Atomic int fail_writes;    /* test fault injection */
+    _Atomic int writes_failing; /* logged once per episode of failures */
 };
 
 struct store_batch {
@@ -79,12 +81,33 @@ static uint64_t get_u64(const uint8_t *p)
     return v;
 }
 
-/* Consumes a RocksDB error: logs it once with what was being done. */
+/* Consumes a RocksDB error: logs it with what was being done. */
 static store_status_t store_fail(char *err, const char *what)
 {
     log_error("storage: %s failed: %s", what, err);
     rocksdb_free(err);
     return STORE_IO;
+}
+
+/* Write failures (disk full, I/O errors) come in episodes: the first is
+ * logged with its cause, the rest quietly, and the recovery once. err is
+ * freed with free() (inject) or rocksdb_free() (RocksDB). */
+static store_status_t store_write_failed(store_t *st, const char *err, const char *what)
+{
+    if (atomic_exchange(&st->writes_failing, 1) == 0)
+        log_error("storage: %s failed: %s; writes are refused until the store accepts them "
+                  "again (reads keep working)",
+                  what, err);
+    else
+        log_debug("storage: %s failed again: %s", what, err);
+    return STORE_IO;
+}
+
+static void store_write_ok(store_t *st)
+{
+    if (atomic_load_explicit(&st->writes_failing, memory_order_relaxed) &&
+        atomic_exchange(&st->writes_failing, 0))
+        log_info("storage: writes are accepted again");
 }
 
 static void *store_pack(const ProtobufCMessage *m, size_t *len)
@@ -149,7 +172,7 @@ void store_set_fail_writes(store_t *st, int on)
 static int store_injected_fault(store_t *st, const char *what)
 {
     if (!atomic_load(&st->fail_writes)) return 0;
-    log_error("storage: %s failed: injected fault (no space left on device)", what);
+    store_write_failed(st, "injected fault (no space left on device)", what);
     return 1;
 }
 
@@ -221,6 +244,15 @@ store_t *store_open(const char *dir, const store_options_t *opt, char **errmsg)
             rocksdb_block_based_options_set_filter_policy(
                 st->table_opts[i], rocksdb_filterpolicy_create_bloom_full(10));
         }
+        if (i == CF_TOKEN_BY_HASH) {
+            /* Keys are SHA-256 digests: random bytes do not compress, so
+             * compression would only cost a decompression per cold Verify.
+             * The in-block hash index finds the key without a binary search. */
+            rocksdb_options_set_compression(st->cf_opts[i], rocksdb_no_compression);
+            rocksdb_block_based_options_set_data_block_index_type(
+                st->table_opts[i],
+                rocksdb_block_based_table_data_block_index_type_binary_search_and_hash);
+        }
         rocksdb_options_set_block_based_table_factory(st->cf_opts[i], st->table_opts[i]);
     }
 
@@ -275,7 +307,22 @@ store_t *store_open(const char *dir, const store_options_t *opt, char **errmsg)
 
 void store_close(store_t *st)
 {
-    if (st) store_destroy(st);
+    if (st == NULL) return;
+    rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
+    rocksdb_flushoptions_set_wait(fo, 1);
+    for (int i = 0; i < CF__COUNT; i++) {
+        char *err = NULL;
+        rocksdb_flush_cf(st->db, fo, st->cf[i], &err);
+        if (err) store_fail(err, "flush at close"); /* the WAL still has it all */
+    }
+    rocksdb_flushoptions_destroy(fo);
+    store_destroy(st);
+}
+
+void store_compact(store_t *st)
+{
+    for (int i = 0; i < CF__COUNT; i++)
+        rocksdb_compact_range_cf(st->db, st->cf[i], NULL, 0, NULL, 0);
 }
 
 store_status_t store_next_token_id(store_t *st, uint64_t *id)
@@ -307,10 +354,11 @@ store_status_t store_token_get(store_t *st, uint64_t id, Patd__Store__TokenRecor
                             (void **)out);
 }
 
-store_status_t store_token_id_by_hash(store_t *st, const uint8_t hash[STORE_HASH_BYTES],
-                                      uint64_t *id)
+store_status_t store_token_get_by_hash(store_t *st, const uint8_t hash[STORE_HASH_BYTES],
+                                       Patd__Store__TokenRecord **out)
 {
-    return store_get_u64(st, CF_TOKEN_BY_HASH, hash, STORE_HASH_BYTES, id);
+    return store_get_record(st, CF_TOKEN_BY_HASH, hash, STORE_HASH_BYTES,
+                            &patd__store__token_record__descriptor, (void **)out);
 }
 
 size_t store_owner_key(int32_t kind, const char *owner, const char *name, uint8_t *out,
@@ -535,8 +583,8 @@ void store_batch_put_token(store_batch_t *b, const Patd__Store__TokenRecord *t)
     size_t len;
     void *buf = store_pack(&t->base, &len);
     store_batch_put(b, CF_TOKENS, id, 8, buf, len);
+    store_batch_put(b, CF_TOKEN_BY_HASH, t->hash.data, t->hash.len, buf, len);
     free(buf);
-    store_batch_put(b, CF_TOKEN_BY_HASH, t->hash.data, t->hash.len, id, 8);
     size_t cap = 2 + STORE_OWNER_MAX + strlen(t->name);
     uint8_t *okey = malloc(cap);
     if (okey == NULL) abort();
@@ -595,7 +643,13 @@ store_status_t store_batch_commit(store_batch_t *b, int sync)
     if (store_injected_fault(st, "write batch")) return STORE_IO;
     char *err = NULL;
     rocksdb_write(st->db, sync ? st->wsync : st->wnosync, b->wb, &err);
-    return err ? store_fail(err, "write batch") : STORE_OK;
+    if (err) {
+        store_write_failed(st, err, "write batch");
+        rocksdb_free(err);
+        return STORE_IO;
+    }
+    store_write_ok(st);
+    return STORE_OK;
 }
 
 /* ---------------------------------------------------------------- check */
@@ -621,12 +675,20 @@ static long store_check_tokens(store_t *st, FILE *out)
                     (unsigned long long)t->id);
             problems++;
         }
+        Patd__Store__TokenRecord *byhash = NULL;
         if (t->hash.len != STORE_HASH_BYTES ||
-            store_token_id_by_hash(st, t->hash.data, &got) != STORE_OK || got != id) {
+            store_token_get_by_hash(st, t->hash.data, &byhash) != STORE_OK || byhash->id != id) {
             fprintf(out, "token_by_hash: no entry pointing to token %llu\n",
                     (unsigned long long)id);
             problems++;
+        } else if (byhash->active != t->active || byhash->expiration != t->expiration ||
+                   strcmp(byhash->owner_id, t->owner_id) != 0 ||
+                   strcmp(byhash->name, t->name) != 0) {
+            fprintf(out, "token_by_hash: copy of token %llu differs from its record\n",
+                    (unsigned long long)id);
+            problems++;
         }
+        store_record_free(byhash);
         if (store_token_id_by_name(st, t->kind, t->owner_id, t->name, &got) != STORE_OK ||
             got != id) {
             fprintf(out, "tokens_by_owner: no entry pointing to token %llu\n",
@@ -659,12 +721,23 @@ static long store_check_index(store_t *st, int cf, FILE *out)
         size_t kl, vl;
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vl);
-        if (vl != 8) {
+        uint64_t id;
+        if (cf == CF_TOKEN_BY_HASH) {
+            Patd__Store__TokenRecord *copy = patd__store__token_record__unpack(NULL, vl, v);
+            if (copy == NULL) {
+                fprintf(out, "%s: undecodable record\n", store_cf_names[cf]);
+                problems++;
+                continue;
+            }
+            id = copy->id;
+            store_record_free(copy);
+        } else if (vl == 8) {
+            id = get_u64(v);
+        } else {
             fprintf(out, "%s: value of %zu bytes\n", store_cf_names[cf], vl);
             problems++;
             continue;
         }
-        uint64_t id = get_u64(v);
         Patd__Store__TokenRecord *t = NULL;
         if (store_token_get(st, id, &t) != STORE_OK) {
             fprintf(out, "%s: entry points to missing token %llu\n", store_cf_names[cf],

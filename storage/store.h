@@ -4,7 +4,9 @@
  *   meta             "schema_version" -> u32, "token_id_hw" -> u64
  *   users            user_id -> UserRecord
  *   tokens           id (u64 BE) -> TokenRecord
- *   token_by_hash    SHA-256 (32 bytes) -> id        (bloom-filtered)
+ *   token_by_hash    SHA-256 (32 bytes) -> TokenRecord (a copy of the record
+ *                    in `tokens`, written in the same batch, so a cold
+ *                    Verify is one point read; bloom-filtered, uncompressed)
  *   tokens_by_owner  kind(1) len(1) owner name -> id (unique names)
  *   last_used        id -> Unix ms (i64 BE)
  *   activity         id, time, seq (u64 BE each) -> ActivityRecord
@@ -49,8 +51,12 @@ typedef struct {
 /* Opens (creating if missing) the DB under dir, which must exist. On failure
  * returns NULL and, if errmsg is not NULL, a malloc'd message to free. */
 store_t *store_open(const char *dir, const store_options_t *opt, char **errmsg);
-/* Closes the DB; all handles are destroyed first. NULL is a no-op. */
+/* Flushes memtables to table files, so the next open replays no WAL (fast
+ * start), then closes the DB; all handles are destroyed first. NULL is a
+ * no-op. */
 void store_close(store_t *st);
+/* Compacts every column family (bulk loads, tools). Blocks until done. */
+void store_compact(store_t *st);
 
 /* Allocates a new token id, never reused, even across crashes: ids are
  * reserved in blocks with one synced meta write per block. */
@@ -58,8 +64,9 @@ store_status_t store_next_token_id(store_t *st, uint64_t *id);
 
 store_status_t store_user_get(store_t *st, const char *user_id, Patd__Store__UserRecord **out);
 store_status_t store_token_get(store_t *st, uint64_t id, Patd__Store__TokenRecord **out);
-store_status_t store_token_id_by_hash(store_t *st, const uint8_t hash[STORE_HASH_BYTES],
-                                      uint64_t *id);
+/* The token whose hash this is (one point read). */
+store_status_t store_token_get_by_hash(store_t *st, const uint8_t hash[STORE_HASH_BYTES],
+                                       Patd__Store__TokenRecord **out);
 /* Looks up owner's token of this kind by name. */
 store_status_t store_token_id_by_name(store_t *st, int32_t kind, const char *owner,
                                       const char *name, uint64_t *id);

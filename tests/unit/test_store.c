@@ -153,8 +153,11 @@ static void test_token_indexes_written_and_removed_together(void **state)
     reopen(f);
 
     uint64_t id;
-    assert_int_equal(store_token_id_by_hash(f->st, h2, &id), STORE_OK);
-    assert_int_equal(id, 2);
+    Patd__Store__TokenRecord *byhash = NULL;
+    assert_int_equal(store_token_get_by_hash(f->st, h2, &byhash), STORE_OK);
+    assert_int_equal(byhash->id, 2);
+    assert_string_equal(byhash->name, "backup");
+    store_record_free(byhash);
     assert_int_equal(store_token_id_by_name(f->st, 1, "bob", "ci", &id), STORE_OK);
     assert_int_equal(id, 3);
     assert_int_equal(store_token_id_by_name(f->st, 2, "bob", "ci", &id), STORE_NOT_FOUND);
@@ -191,7 +194,8 @@ static void test_token_indexes_written_and_removed_together(void **state)
     reopen(f);
     Patd__Store__TokenRecord *t = NULL;
     assert_int_equal(store_token_get(f->st, 2, &t), STORE_NOT_FOUND);
-    assert_int_equal(store_token_id_by_hash(f->st, h2, &id), STORE_NOT_FOUND);
+    byhash = NULL;
+    assert_int_equal(store_token_get_by_hash(f->st, h2, &byhash), STORE_NOT_FOUND);
     assert_int_equal(store_token_id_by_name(f->st, 1, "alice", "backup", &id), STORE_NOT_FOUND);
     assert_int_equal(store_last_used_get(f->st, 2, &ms), STORE_OK);
     assert_int_equal(ms, 0);

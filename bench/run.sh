@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# make bench: patd's figures side by side with their references, measured in
+# one run on this machine: redis-benchmark against a redis-server started
+# here (loopback, persistence off), and RocksDB's db_bench. Each ratio is the
+# median of REPS repetitions. Writes bench/results/latest.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPS=${REPS:-3}
+DUR=${DUR:-4}
+B=build-release
+OUT=bench/results/latest.md
+
+scripts/install-deps.sh
+cmake -S . -B $B -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build $B -j "$(nproc)" --target patd patbench patseed >/dev/null
+
+W=$(mktemp -d /tmp/patd-bench-XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$W"
+}
+trap cleanup EXIT
+
+say() { printf '%s\n' "$*" >&2; }
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+jget() { /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval("d"+sys.argv[1]))' "$1"; }
+
+PATD_PID=
+PATD_PORT=
+STARTUP_MS=
+start_patd() { # DATA_DIR [flags...]
+  local dir=$1; shift
+  rm -f "$W/port"
+  local t0; t0=$(date +%s%N)
+  $B/patd --data-dir "$dir" --listen 127.0.0.1:0 --port-file "$W/port" --log-level warn "$@" 2>>"$W/patd.log" &
+  PATD_PID=$!
+  PIDS+=("$PATD_PID")
+  for _ in $(seq 1 1000); do [ -s "$W/port" ] && break; sleep 0.005; done
+  STARTUP_MS=$(( ($(date +%s%N) - t0) / 1000000 ))
+  PATD_PORT=$(cat "$W/port")
+}
+stop_patd() { kill -TERM "$PATD_PID"; wait "$PATD_PID" 2>/dev/null || true; }
+bench() { $B/patbench --server 127.0.0.1:$PATD_PORT --json -d "$DUR" --warmup 1 "$@"; }
+
+say "== seeding 10k and 1M tokens (offline, patseed)"
+$B/patseed --data-dir "$W/small" --tokens 10000 --users 1000 --out "$W/small.tokens"
+$B/patseed --data-dir "$W/big" --tokens 1000000 --users 10000 --out "$W/big.tokens"
+
+say "== redis-server (loopback, no persistence)"
+RPORT=$(( 20000 + RANDOM % 20000 ))
+redis-server --port $RPORT --bind 127.0.0.1 --save '' --appendonly no --daemonize no >"$W/redis.log" 2>&1 &
+PIDS+=("$!")
+for _ in $(seq 1 200); do redis-cli -p $RPORT ping >/dev/null 2>&1 && break; sleep 0.02; done
+redis-cli -p $RPORT set key:__rand_int__ "$(head -c 100 /dev/zero | tr '\0' x)" >/dev/null
+redis_get() { # pipeline requests -> "rps p99_us"
+  redis-benchmark -p $RPORT -t get -c 50 -P "$1" -n "$2" --csv 2>/dev/null |
+    awk -F'"' '/"GET"/ {print $4, $14*1000}'
+}
+
+declare -A R
+for rep in $(seq 1 "$REPS"); do
+  say "== repetition $rep/$REPS"
+  read -r rps p99 < <(redis_get 1 150000); R[redis_p1]+="$rps "; R[redis_p1_p99]+="$p99 "
+  read -r rps p99 < <(redis_get 16 2000000); R[redis_p16]+="$rps "
+
+  start_patd "$W/small" --workers 32
+  j=$(bench --scenario verify --tokens-file "$W/small.tokens" -c 50 -P 1)
+  R[hot_p1]+="$(echo "$j" | jget '["rps"]') "; R[hot_p1_p99]+="$(echo "$j" | jget '["latency_us"]["p99"]') "
+  R[hot_p1_json]="$j"
+  j=$(bench --scenario verify --tokens-file "$W/small.tokens" -c 50 -P 16)
+  R[hot_p16]+="$(echo "$j" | jget '["rps"]') "
+  j=$(bench --scenario create --platform-key-file "$W/small/platform.key" -c 32)
+  R[create]+="$(echo "$j" | jget '["rps"]') "
+  stop_patd
+
+  start_patd "$W/big" --workers 32 --cache-entries 100000
+  R[startup]+="$STARTUP_MS "
+  j=$(bench --scenario verify --tokens-file "$W/big.tokens" --hot 10000 -c 50 -P 1)
+  R[big_hot]+="$(echo "$j" | jget '["rps"]') "
+  stop_patd
+  start_patd "$W/big" --workers 32 --cache-entries 10000
+  j=$(bench --scenario verify-cold --tokens-file "$W/big.tokens" -c 50 -P 1)
+  R[cold]+="$(echo "$j" | jget '["rps"]') "
+  stop_patd
+
+  rm -rf "$W/dbb"
+  fr=$(db_bench --benchmarks=fillrandom --sync=1 --threads=32 --num=150 --value_size=200 \
+        --db="$W/dbb" 2>/dev/null | awk '/^fillrandom/ {print $5}')
+  R[dbfill]+="$fr "
+done
+
+say "== other scenarios (no reference): mixed, connect"
+start_patd "$W/small" --workers 32
+MIXED=$(bench --scenario mixed --tokens-file "$W/small.tokens" --platform-key-file "$W/small/platform.key" -c 50 -P 1)
+CONNECT=$(bench --scenario connect --tokens-file "$W/small.tokens" -c 8 -P 1)
+stop_patd
+
+say "== memory: 1M tokens in the cache"
+start_patd "$W/big" --workers 32 --cache-entries 1100000
+RSS0=$(awk '/VmRSS/ {print $2}' /proc/$PATD_PID/status)
+$B/patbench --server 127.0.0.1:$PATD_PORT --scenario verify --tokens-file "$W/big.tokens" --hot 1000000 -c 50 -P 16 -n 1000000 --json >/dev/null
+RSS1=$(awk '/VmRSS/ {print $2}' /proc/$PATD_PID/status)
+stop_patd
+BYTES_PER=$(( (RSS1 - RSS0) * 1024 / 1000000 ))
+
+med() { echo "${R[$1]}" | tr ' ' '\n' | grep -v '^$' | median; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
+pass() { awk -v r="$1" -v t="$2" -v op="$3" 'BEGIN {ok = (op == ">=" ? r >= t : r <= t); print ok ? "yes" : "**no**"}'; }
+
+hot_p1=$(med hot_p1); redis_p1=$(med redis_p1); hot_p16=$(med hot_p16); redis_p16=$(med redis_p16)
+hot_p99=$(med hot_p1_p99); redis_p99=$(med redis_p1_p99); cold=$(med cold); create=$(med create)
+dbfill=$(med dbfill); big_hot=$(med big_hot); startup=$(med startup)
+r1=$(ratio "$hot_p1" "$redis_p1"); r2=$(ratio "$hot_p16" "$redis_p16"); r3=$(ratio "$hot_p99" "$redis_p99")
+r4=$(ratio "$cold" "$hot_p1"); r5=$(ratio "$create" "$dbfill"); r6=$(ratio "$big_hot" "$hot_p1")
+
+mkdir -p bench/results
+{
+  echo "# patd benchmark"
+  echo
+  echo "Run: $(date -u +%Y-%m-%dT%H:%MZ) by \`make bench\` ($REPS repetitions, medians; ${DUR}s per run after 1s warm-up)."
+  echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(free -g | awk '/Mem:/ {print $2}') GiB, $(. /etc/os-release; echo "$PRETTY_NAME"), kernel $(uname -r)."
+  echo "Client and server share the same cores, for patd (patbench) and for the references (redis-benchmark, db_bench) alike."
+  echo
+  echo "| figure | patd | reference | ratio | target | met |"
+  echo "|---|---|---|---|---|---|"
+  echo "| Verify hot, 50 conns, 1 in flight (req/s) | $hot_p1 | redis GET $redis_p1 | $r1 | >= 1.0 | $(pass "$r1" 1.0 '>=') |"
+  echo "| Verify hot, 50 conns, pipeline 16 (req/s) | $hot_p16 | redis GET -P 16 $redis_p16 | $r2 | >= 0.5 | $(pass "$r2" 0.5 '>=') |"
+  echo "| Verify p99 at 50 conns (us) | $hot_p99 | redis GET p99 $redis_p99 | $r3 | <= 2.0 | $(pass "$r3" 2.0 '<=') |"
+  echo "| Verify cold, 1M tokens, cache 10k (req/s) | $cold | hot figure $hot_p1 | $r4 | >= 0.5 | $(pass "$r4" 0.5 '>=') |"
+  echo "| CreateToken synced, 32 conns (req/s) | $create | db_bench fillrandom --sync=1, 32 threads $dbfill | $r5 | >= 0.5 | $(pass "$r5" 0.5 '>=') |"
+  echo "| Verify hot at 1M tokens vs at 10k (req/s) | $big_hot | at 10k $hot_p1 | $r6 | >= 0.9 | $(pass "$r6" 0.9 '>=') |"
+  echo "| Start-up with 1M tokens (ms to serving) | $startup | — | — | < 1000 | $(pass "$startup" 999 '<=') |"
+  echo "| Memory: RSS growth caching 1M tokens (bytes/token) | $BYTES_PER | RSS $RSS0 -> $RSS1 KiB | — | <= 200 | $(pass "$BYTES_PER" 200 '<=') |"
+  echo
+  echo "All repetitions (req/s unless noted):"
+  echo
+  for k in hot_p1 redis_p1 hot_p16 redis_p16 hot_p1_p99 redis_p1_p99 cold big_hot create dbfill startup; do
+    echo "- $k: ${R[$k]}"
+  done
+  echo
+  echo "Other scenarios, one run each (patbench --json):"
+  echo
+  echo "- mixed (95% verify, 4% list, 1% create/revoke): \`$MIXED\`"
+  echo "- connect (connect, one Verify, close; 8 clients): \`$CONNECT\`"
+  echo
+  echo "Reproduce: \`make bench\` (REPS=3 DUR=4 by default)."
+} > "$OUT"
+cat "$OUT"
