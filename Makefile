@@ -1,11 +1,14 @@
 # Thin wrapper: the two commands of the README, and a few more.
 #   make run    install what is missing, build, start patd on ./data
 #   make test   install what is missing, build, run every test
+SHELL := /bin/bash
 BUILD ?= build
 JOBS  ?= $(shell nproc)
 ARGS  ?=
 
-.PHONY: all deps build run test test-asan bench clean format
+FUZZ_SECONDS ?= 60
+
+.PHONY: all deps build run test test-asan fuzz bench clean format
 
 all: build
 
@@ -29,6 +32,19 @@ test-asan: deps
 	cmake --build build-asan -j $(JOBS)
 	cd build-asan && ctest --output-on-failure -j $(JOBS)
 
+# Each fuzz target runs FUZZ_SECONDS from the committed seed corpus (copied,
+# so the repository's corpus is not rewritten). A crash fails the target.
+fuzz: deps
+	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DPATD_FUZZ=ON >/dev/null
+	cmake --build build-fuzz -j $(JOBS) --target fuzz_frame fuzz_dispatch fuzz_token
+	@set -e; for f in frame dispatch token; do \
+	  d=$$(mktemp -d); cp tests/fuzz/corpus/$$f/* $$d/; \
+	  echo "fuzz_$$f: $(FUZZ_SECONDS) s"; \
+	  build-fuzz/tests/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	    -print_final_stats=1 $$d 2>&1 | grep -E "stat::number_of_executed_units|Done|ERROR|SUMMARY" ; \
+	  test $${PIPESTATUS[0]} -eq 0; rm -rf $$d; \
+	done
+
 bench:
 	bench/run.sh
 
@@ -36,4 +52,4 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) build-asan
+	rm -rf $(BUILD) build-asan build-fuzz build-release

@@ -11,9 +11,13 @@ typedef struct centry {
     struct centry *lprev, *lnext; /* LRU list, most recent first */
     uint64_t h;                   /* hash of the key, for the chain and the shard */
     uint16_t klen;
-    /* Key then value, in one allocation: key bytes, then the payload. */
-    uint8_t data[];
+    /* Key then value, in one allocation: key bytes, padding to 8, payload
+     * (which holds 8-byte fields and so must be aligned). */
+    uint8_t data[] __attribute__((aligned(8)));
 } centry_t;
+
+#define CACHE_PAYLOAD(e) ((e)->data + CACHE_PAD((e)->klen))
+#define CACHE_PAD(n)     (((size_t)(n) + 7) & ~(size_t)7)
 
 typedef struct {
     pthread_mutex_t lock;
@@ -144,7 +148,7 @@ static int cmap_get(cache_t *c, cmap_t *m, const void *key, size_t klen,
     if (e) {
         lru_unlink(s, e);
         lru_push(s, e);
-        copy(e->data + klen, out);
+        copy(CACHE_PAYLOAD(e), out);
     } else if (epoch) {
         *epoch = s->epoch;
     }
@@ -162,12 +166,12 @@ static void cmap_put(cache_t *c, cmap_t *m, const void *key, size_t klen, const 
     uint64_t h = cache_hash(key, klen);
     cshard_t *s = cmap_shard(m, h);
     if (s->cap == 0) return;
-    centry_t *e = malloc(sizeof(*e) + klen + plen);
+    centry_t *e = malloc(sizeof(*e) + CACHE_PAD(klen) + plen);
     if (e == NULL) abort();
     e->h = h;
     e->klen = (uint16_t)klen;
     memcpy(e->data, key, klen);
-    memcpy(e->data + klen, payload, plen);
+    memcpy(CACHE_PAYLOAD(e), payload, plen);
     pthread_mutex_lock(&s->lock);
     if (s->epoch != epoch) {
         /* A write invalidated this shard since the reader looked: what it
