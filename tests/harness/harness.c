@@ -335,6 +335,16 @@ int h_advance(const patd_t *p, int64_t ms)
     return rc;
 }
 
+int h_check(const patd_t *p)
+{
+    const char *bin = getenv("PATD_BIN");
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "'%s' --data-dir '%s' --check >>'%s' 2>&1", bin, p->dir,
+             p->log_path);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
 int h_set_fault(const patd_t *p, int fail_writes)
 {
     pat_client_t *c = h_platform(p, NULL);

@@ -67,6 +67,8 @@ Pat__V1__TokenInfo **h_list(pat_client_t *c, int kind, const char *service_user_
 void h_list_free(Pat__V1__TokenInfo **list, size_t n);
 /* Moves the test clock (patd-testclock only). */
 int h_advance(const patd_t *p, int64_t ms);
+/* Runs `patd --check` on the (stopped) data dir; returns its exit code. */
+int h_check(const patd_t *p);
 /* Turns injected storage write failures on or off (patd-testclock only). */
 int h_set_fault(const patd_t *p, int fail_writes);
 /* 1 if the whole log contains needle. */

@@ -1,7 +1,9 @@
 /* Hostile input over a real socket: zero-length and oversized frames,
  * garbage, undecodable payloads, unknown methods, half frames, stalled and
- * silent clients, too many connections, clients that never read. After
- * each, the server must still serve a well-behaved client. */
+ * silent clients, too many connections, clients that never read, worker
+ * saturation. Throughout each, a well-behaved client on its own connection
+ * verifies a real token every few milliseconds and must get the right
+ * answer every time; afterwards patd's RSS must be under RSS_BOUND_KIB. */
 #include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,26 +17,92 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <pthread.h>
+#include <stdatomic.h>
 
 #include "harness.h"
 
-static const char *const hostile_flags[] = {
-    "--idle-timeout", "400ms", "--max-connections", "8", "--max-frame-bytes", "4096", NULL};
+#define RSS_BOUND_KIB (128 * 1024) /* the stated bound for every scenario here */
+#define MAX_CONNS     8
+
+static const char *const hostile_flags[] = {"--idle-timeout",
+                                            "400ms",
+                                            "--max-connections",
+                                            "8",
+                                            "--max-frame-bytes",
+                                            "4096",
+                                            "--max-queue",
+                                            "16",
+                                            NULL};
+
+/* The fixture: patd, and a good client that keeps verifying. */
+typedef struct {
+    patd_t p;
+    char *token;
+    pthread_t thread;
+    _Atomic int stop;
+    _Atomic long ok, bad;
+    char last_error[320];
+} fx_t;
+
+static void *good_client(void *arg)
+{
+    fx_t *f = arg;
+    pat_client_t *c = h_connect(&f->p);
+    while (c && !atomic_load(&f->stop)) {
+        Pat__V1__VerifyRequest req = PAT__V1__VERIFY_REQUEST__INIT;
+        req.bearer_token = f->token;
+        req.path = "/api/v1/ok";
+        Pat__V1__VerifyResponse *out = NULL;
+        pat_status_t st;
+        int rc = pat_call(c, "Verify", &req.base, &pat__v1__verify_response__descriptor,
+                          (ProtobufCMessage **)&out, &st);
+        if (rc == 0 && st.code == 0 && out && strcmp(out->user->user_id, "good") == 0) {
+            atomic_fetch_add(&f->ok, 1);
+        } else {
+            atomic_fetch_add(&f->bad, 1);
+            snprintf(f->last_error, sizeof(f->last_error), "rc %d code %d: %s", rc, st.code,
+                     st.message);
+            if (rc != 0) { /* reconnect, and count the loss */
+                pat_close(c);
+                c = h_connect(&f->p);
+            }
+        }
+        if (out) protobuf_c_message_free_unpacked(&out->base, NULL);
+        usleep(5000);
+    }
+    pat_close(c);
+    return NULL;
+}
 
 static int setup(void **state)
 {
-    patd_t *p = calloc(1, sizeof(*p));
-    if (h_start(p, 0, hostile_flags) != 0) return -1;
-    *state = p;
+    fx_t *f = calloc(1, sizeof(*f));
+    if (h_start(&f->p, 0, hostile_flags) != 0) return -1;
+    if (h_user(&f->p, "good", 1) != 0) return -1;
+    f->token = h_create(&f->p, "good", "watchdog", 30, NULL, NULL);
+    if (f->token == NULL) return -1;
+    pthread_create(&f->thread, NULL, good_client, f);
+    usleep(50000);
+    *state = f;
     return 0;
 }
 
+/* Checked after each scenario: the good client got every answer right,
+ * and patd stayed under the memory bound. cmocka fails the test on -1. */
 static int teardown(void **state)
 {
-    patd_t *p = *state;
-    h_cleanup(p);
-    free(p);
-    return 0;
+    fx_t *f = *state;
+    atomic_store(&f->stop, 1);
+    pthread_join(f->thread, NULL);
+    long rss = h_rss_kib(&f->p);
+    long ok = atomic_load(&f->ok), bad = atomic_load(&f->bad);
+    fprintf(stderr, "good client: %ld right answers, %ld wrong; patd RSS %ld KiB\n", ok, bad, rss);
+    if (bad) fprintf(stderr, "good client's last error: %s\n", f->last_error);
+    h_cleanup(&f->p);
+    free(f->token);
+    free(f);
+    return bad == 0 && ok > 0 && rss > 0 && rss < RSS_BOUND_KIB ? 0 : -1;
 }
 
 /* A fresh connection gets a correct Health answer. */
@@ -82,7 +150,7 @@ static void expect_error_then_close(pat_client_t *c, int code, const char *reaso
 
 static void test_zero_length_frame(void **state)
 {
-    patd_t *p = *state;
+    patd_t *p = &((fx_t *)*state)->p;
     pat_client_t *c = h_connect(p);
     assert_int_equal(pat_send_raw(c, "\0\0\0\0", 4), 0);
     expect_error_then_close(c, PAT__V1__CODE__INVALID_ARGUMENT, "bad_frame");
@@ -92,7 +160,7 @@ static void test_zero_length_frame(void **state)
 
 static void test_frame_over_the_limit(void **state)
 {
-    patd_t *p = *state;
+    patd_t *p = &((fx_t *)*state)->p;
     pat_client_t *c = h_connect(p);
     /* 4097 > --max-frame-bytes 4096; nothing else is sent. */
     assert_int_equal(pat_send_raw(c, "\x00\x00\x10\x01", 4), 0);
@@ -108,7 +176,7 @@ static void test_frame_over_the_limit(void **state)
 
 static void test_garbage_bytes(void **state)
 {
-    patd_t *p = *state;
+    patd_t *p = &((fx_t *)*state)->p;
     srand(12345);
     for (int round = 0; round < 20; round++) {
         pat_client_t *c = h_connect(p);
@@ -131,7 +199,7 @@ static void test_garbage_bytes(void **state)
 
 static void test_undecodable_payload_keeps_the_connection(void **state)
 {
-    patd_t *p = *state;
+    patd_t *p = &((fx_t *)*state)->p;
     pat_client_t *c = h_connect(p);
     /* A valid Request for Verify whose payload is not a VerifyRequest. */
     Pat__V1__Request req = PAT__V1__REQUEST__INIT;
@@ -166,7 +234,7 @@ static void test_undecodable_payload_keeps_the_connection(void **state)
 
 static void test_unknown_method(void **state)
 {
-    patd_t *p = *state;
+    patd_t *p = &((fx_t *)*state)->p;
     pat_client_t *c = h_connect(p);
     Pat__V1__HealthRequest h = PAT__V1__HEALTH_REQUEST__INIT;
     pat_status_t st;
@@ -182,7 +250,7 @@ static void test_unknown_method(void **state)
 
 static void test_half_a_frame_then_disconnect(void **state)
 {
-    patd_t *p = *state;
+    patd_t *p = &((fx_t *)*state)->p;
     for (int i = 0; i < 5; i++) {
         pat_client_t *c = h_connect(p);
         assert_int_equal(pat_send_raw(c, "\x00\x00\x01\x00partial", 11), 0);
@@ -193,7 +261,7 @@ static void test_half_a_frame_then_disconnect(void **state)
 
 static void test_stalled_and_silent_clients_are_closed_after_idle_timeout(void **state)
 {
-    patd_t *p = *state;
+    patd_t *p = &((fx_t *)*state)->p;
     pat_client_t *half = h_connect(p);
     pat_client_t *silent = h_connect(p);
     assert_int_equal(pat_send_raw(half, "\x00\x00\x01\x00partial", 11), 0);
@@ -207,22 +275,24 @@ static void test_stalled_and_silent_clients_are_closed_after_idle_timeout(void *
 
 static void test_too_many_connections(void **state)
 {
-    patd_t *p = *state;
-    pat_client_t *held[8];
-    for (int i = 0; i < 8; i++)
+    patd_t *p = &((fx_t *)*state)->p;
+    /* The good client holds one of the MAX_CONNS; fill the rest. */
+    enum { HELD = MAX_CONNS - 1 };
+    pat_client_t *held[HELD];
+    for (int i = 0; i < HELD; i++)
         held[i] = h_connect(p);
-    /* Let the server accept all eight before the ninth. */
+    /* Let the server accept all of them before the extra one. */
     Pat__V1__HealthRequest h = PAT__V1__HEALTH_REQUEST__INIT;
     pat_status_t st;
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < HELD; i++)
         assert_int_equal(h_call(held[i], "Health", &h.base, NULL, NULL, &st), 0);
     pat_client_t *extra = h_connect(p);
     expect_error_then_close(extra, PAT__V1__CODE__RESOURCE_EXHAUSTED, "too_many_connections");
     pat_close(extra);
     /* Existing clients are unaffected. */
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < HELD; i++)
         assert_int_equal(h_call(held[i], "Health", &h.base, NULL, NULL, &st), 0);
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < HELD; i++)
         pat_close(held[i]);
     usleep(100000);
     assert_still_serving(p);
@@ -230,7 +300,7 @@ static void test_too_many_connections(void **state)
 
 static void test_client_that_never_reads_is_held_back_with_bounded_memory(void **state)
 {
-    patd_t *p = *state;
+    patd_t *p = &((fx_t *)*state)->p;
     long rss0 = h_rss_kib(p);
     pat_client_t *flood = h_connect(p);
     /* Keep pipelining ~3 KiB requests until the socket refuses: 200000 of
@@ -255,8 +325,43 @@ static void test_client_that_never_reads_is_held_back_with_bounded_memory(void *
             rss1);
     assert_true(rss1 - rss0 < 64 * 1024);
     assert_still_serving(p);
+    /* It never reads, so it makes no progress: after the idle timeout the
+     * server cuts it off (what is left in our buffer, then EOF). */
+    usleep(1500 * 1000);
+    assert_true(closed_within(flood, 5000));
     pat_close(flood);
     assert_still_serving(p);
+}
+
+static void test_worker_saturation_answers_overloaded_quickly(void **state)
+{
+    patd_t *p = &((fx_t *)*state)->p;
+    assert_int_equal(h_user(p, "busy", 1), 0);
+    pat_client_t *c = h_platform(p, "busy");
+    /* 300 synced creates at once against --max-queue 16. */
+    enum { N = 300 };
+    for (int i = 0; i < N; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "b%d", i);
+        Pat__V1__CreateTokenRequest req = PAT__V1__CREATE_TOKEN_REQUEST__INIT;
+        req.name = name;
+        assert_int_equal(pat_send(c, (uint64_t)i + 1, "CreateToken", &req.base), 0);
+    }
+    int ok = 0, over = 0;
+    for (int i = 0; i < N; i++) {
+        Pat__V1__Response *r;
+        assert_int_equal(pat_recv(c, &r), 0);
+        if (r->status->code == 0)
+            ok++;
+        else if (r->status->code == PAT__V1__CODE__RESOURCE_EXHAUSTED)
+            over++;
+        pat__v1__response__free_unpacked(r, NULL);
+    }
+    fprintf(stderr, "saturation: %d created, %d answered overloaded\n", ok, over);
+    assert_int_equal(ok + over, N);
+    assert_true(over > 0);
+    assert_true(ok > 0);
+    pat_close(c);
 }
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -272,6 +377,7 @@ int main(void)
         T(test_stalled_and_silent_clients_are_closed_after_idle_timeout),
         T(test_too_many_connections),
         T(test_client_that_never_reads_is_held_back_with_bounded_memory),
+        T(test_worker_saturation_answers_overloaded_quickly),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
