@@ -790,7 +790,8 @@ static int cmd_tokens_activity(void)
     }
     Pat__V1__ListTokenActivityResponse *r =
         call("ListTokenActivity", &req.base, &pat__v1__list_token_activity_response__descriptor);
-    static const char *const kinds[] = {"UNSPECIFIED", "USED", "CREATED", "REVOKED", "RESTORED"};
+    static const char *const kinds[] = {"UNSPECIFIED", "USED",     "CREATED",
+                                        "REVOKED",     "RESTORED", "DELETED"};
     int64_t now = now_ms();
     if (o.json)
         printf("{\"events\":[");
@@ -798,7 +799,7 @@ static int cmd_tokens_activity(void)
         printf("%-24s  %-16s  %-9s  %-40s  %s\n", "TIME", "WHEN", "EVENT", "PATH", "FROM / BY");
     for (size_t i = 0; i < r->n_events; i++) {
         Pat__V1__ActivityEvent *e = r->events[i];
-        const char *kind = e->kind >= 0 && e->kind <= 4 ? kinds[e->kind] : "UNSPECIFIED";
+        const char *kind = e->kind >= 0 && e->kind <= 5 ? kinds[e->kind] : "UNSPECIFIED";
         if (o.json) {
             printf("%s{\"time\":", i ? "," : "");
             json_time(e->time);

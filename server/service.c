@@ -526,6 +526,31 @@ static int svc_load_visible(svc_call_t *call, const svc_principal_t *p, uint64_t
     return -1;
 }
 
+static void svc_activity(svc_t *svc, store_batch_t *b, uint64_t id, int kind, int64_t now,
+                         const char *actor)
+{
+    Patd__Store__ActivityRecord ev = PATD__STORE__ACTIVITY_RECORD__INIT;
+    ev.schema = STORE_SCHEMA_VERSION;
+    ev.kind = kind;
+    ev.time = now;
+    ev.actor = (char *)actor;
+    store_batch_put_activity(b, id, store_activity_seq(svc->store), &ev);
+}
+
+/* The last event of a deleted token: who did it, and whose it was. */
+static void svc_activity_deleted(svc_t *svc, store_batch_t *b, const token_rec_t *t, int64_t now,
+                                 const char *actor)
+{
+    Patd__Store__ActivityRecord ev = PATD__STORE__ACTIVITY_RECORD__INIT;
+    ev.schema = STORE_SCHEMA_VERSION;
+    ev.kind = PAT__V1__ACTIVITY_KIND__ACTIVITY_KIND_DELETED;
+    ev.time = now;
+    ev.actor = (char *)actor;
+    ev.owner_id = t->owner_id;
+    ev.token_kind = t->kind;
+    store_batch_put_activity(b, t->id, store_activity_seq(svc->store), &ev);
+}
+
 /* ---------------------------------------------------------------- Health */
 
 static void svc_health(Pat__V1__TokenService_Service *service, const Pat__V1__HealthRequest *in,
@@ -1013,6 +1038,7 @@ static void svc_delete_service_user(Pat__V1__TokenService_Service *service,
         token_rec_t *t = NULL;
         if (store_token_get(svc->store, o.ids[i], &t) == STORE_OK) {
             store_batch_delete_token(b, t);
+            svc_activity_deleted(svc, b, t, clock_now_ms(), p.user->user_id);
             if (t->hash.len == TOKEN_HASH_BYTES) memcpy(hashes[i], t->hash.data, TOKEN_HASH_BYTES);
         }
         store_record_free(t);
@@ -1050,17 +1076,6 @@ fail:
 }
 
 /* ---------------------------------------------------------------- tokens */
-
-static void svc_activity(svc_t *svc, store_batch_t *b, uint64_t id, int kind, int64_t now,
-                         const char *actor)
-{
-    Patd__Store__ActivityRecord ev = PATD__STORE__ACTIVITY_RECORD__INIT;
-    ev.schema = STORE_SCHEMA_VERSION;
-    ev.kind = kind;
-    ev.time = now;
-    ev.actor = (char *)actor;
-    store_batch_put_activity(b, id, store_activity_seq(svc->store), &ev);
-}
 
 static void svc_create_token(Pat__V1__TokenService_Service *service,
                              const Pat__V1__CreateTokenRequest *in,
@@ -1417,6 +1432,7 @@ static void svc_delete_token(Pat__V1__TokenService_Service *service,
     }
     store_batch_t *b = store_batch_new(svc->store);
     store_batch_delete_token(b, t);
+    svc_activity_deleted(svc, b, t, clock_now_ms(), p.user->user_id);
     usage_hold(svc->usage);
     store_status_t s = store_batch_commit(b, 1);
     if (s == STORE_OK) {
@@ -1472,6 +1488,20 @@ static int svc_activity_cb(void *arg, const Patd__Store__ActivityRecord *rec)
     return ++pg->n == pg->want;
 }
 
+/* True if id is a deleted token whose owner is the caller (or, for a
+ * service token, the caller is an Admin). */
+static int svc_deleted_visible(svc_t *svc, const svc_principal_t *p, uint64_t id)
+{
+    Patd__Store__ActivityRecord *last = NULL;
+    if (store_activity_newest(svc->store, id, &last) != STORE_OK) return 0;
+    int visible =
+        last->kind == PAT__V1__ACTIVITY_KIND__ACTIVITY_KIND_DELETED &&
+        (last->token_kind == KIND_SERVICE ? p->user->role >= ROLE_ADMIN
+                                          : strcmp(last->owner_id, p->user->user_id) == 0);
+    store_record_free(last);
+    return visible;
+}
+
 static void svc_list_token_activity(Pat__V1__TokenService_Service *service,
                                     const Pat__V1__ListTokenActivityRequest *in,
                                     Pat__V1__ListTokenActivityResponse_Closure done, void *cd)
@@ -1481,7 +1511,14 @@ static void svc_list_token_activity(Pat__V1__TokenService_Service *service,
     svc_principal_t p;
     token_rec_t *t = NULL;
     if (svc_caller(call, &p, 1) != 0) goto fail;
-    if (svc_load_visible(call, &p, in->id, &t) != 0) goto fail_p;
+    if (svc_load_visible(call, &p, in->id, &t) != 0) {
+        /* A deleted token's history stays visible to whoever could see the
+         * token (R22): its last event says whose it was. */
+        if (call->err != PAT_E_TOKEN_NOT_FOUND || !svc_deleted_visible(svc, &p, in->id))
+            goto fail_p;
+        call->err = PAT_E_OK;
+        call->message[0] = '\0';
+    }
     if (in->limit > USAGE_KEEP) {
         svc_fail(call, PAT_E_INVALID_FIELD, "limit must be 1..%d (0 means %d)", USAGE_KEEP,
                  SVC_ACTIVITY_DEF);
@@ -1494,7 +1531,7 @@ static void svc_list_token_activity(Pat__V1__TokenService_Service *service,
     pg.strs = calloc(3 * pg.want, sizeof(*pg.strs));
     Pat__V1__ActivityEvent **ptrs = calloc(pg.want, sizeof(*ptrs));
     if (!pg.evs || !pg.strs || !ptrs) abort();
-    store_status_t s = store_activity_scan(svc->store, t->id, svc_activity_cb, &pg);
+    store_status_t s = store_activity_scan(svc->store, in->id, svc_activity_cb, &pg);
     if (s != STORE_OK) {
         svc_store_fail(call, s, "reading activity");
         done(NULL, call);

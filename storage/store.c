@@ -506,6 +506,25 @@ store_status_t store_activity_scan(store_t *st, uint64_t id, store_activity_cb c
     return s;
 }
 
+static int store_newest_cb(void *arg, const Patd__Store__ActivityRecord *ev)
+{
+    size_t len = patd__store__activity_record__get_packed_size(ev);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (buf == NULL) abort();
+    patd__store__activity_record__pack(ev, buf);
+    *(Patd__Store__ActivityRecord **)arg = patd__store__activity_record__unpack(NULL, len, buf);
+    free(buf);
+    return 1;
+}
+
+store_status_t store_activity_newest(store_t *st, uint64_t id, Patd__Store__ActivityRecord **out)
+{
+    *out = NULL;
+    store_status_t s = store_activity_scan(st, id, store_newest_cb, out);
+    if (s == STORE_OK && *out == NULL) s = STORE_NOT_FOUND;
+    return s;
+}
+
 store_status_t store_activity_trim(store_t *st, uint64_t id, unsigned keep)
 {
     uint8_t hi[STORE_ACTIVITY_KEYLEN];
@@ -606,11 +625,6 @@ void store_batch_delete_token(store_batch_t *b, const Patd__Store__TokenRecord *
     store_batch_del(b, CF_TOKENS_BY_OWNER, okey, olen);
     free(okey);
     store_batch_del(b, CF_LAST_USED, id, 8);
-    uint8_t lo[STORE_ACTIVITY_KEYLEN], hi[STORE_ACTIVITY_KEYLEN];
-    store_activity_key(lo, t->id, 0, 0);
-    store_activity_key(hi, t->id + 1, 0, 0);
-    rocksdb_writebatch_delete_range_cf(b->wb, b->st->cf[CF_ACTIVITY], (const char *)lo, sizeof(lo),
-                                       (const char *)hi, sizeof(hi));
 }
 
 void store_batch_put_last_used(store_batch_t *b, uint64_t id, int64_t ms)

@@ -92,6 +92,8 @@ store_status_t store_users_scan(store_t *st, const char *after, store_user_cb cb
 typedef int (*store_activity_cb)(void *arg, const Patd__Store__ActivityRecord *ev);
 /* Activity of one token, newest first. */
 store_status_t store_activity_scan(store_t *st, uint64_t id, store_activity_cb cb, void *arg);
+/* The newest activity row of a token (NOT_FOUND if it has none). */
+store_status_t store_activity_newest(store_t *st, uint64_t id, Patd__Store__ActivityRecord **out);
 /* Number of activity rows kept for the token after trimming: rows older
  * than the newest `keep` are deleted (by range, in its own unsynced write). */
 store_status_t store_activity_trim(store_t *st, uint64_t id, unsigned keep);
@@ -103,7 +105,9 @@ void store_batch_put_user(store_batch_t *b, const Patd__Store__UserRecord *u);
 void store_batch_delete_user(store_batch_t *b, const char *user_id);
 /* Writes the token record and its two index entries. */
 void store_batch_put_token(store_batch_t *b, const Patd__Store__TokenRecord *t);
-/* Removes a token from every column family, activity included. */
+/* Removes a token from the record, both indexes and last_used. Its
+ * activity rows (at most USAGE_KEEP) stay, so that the owner can still see
+ * what happened to it; the caller adds a DELETED event. */
 void store_batch_delete_token(store_batch_t *b, const Patd__Store__TokenRecord *t);
 void store_batch_put_last_used(store_batch_t *b, uint64_t id, int64_t ms);
 /* Activity rows sort by (time, seq): seq orders events of the same

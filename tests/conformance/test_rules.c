@@ -942,6 +942,17 @@ static void test_R22_recent_activity_after_a_compromise(void **state)
     assert_int_equal(a->n, 2);
     assert_string_equal(a->actors[1], "root");
     assert_int_equal(activity(f->alice, sid, 0, a, &st), PAT__V1__CODE__NOT_FOUND);
+    /* Delete is recorded too, with who did it, and the owner can still read
+     * the history of the deleted token; nobody else can. */
+    assert_int_equal(h_update(f->alice, id, 1, NULL, &st), 0);
+    assert_int_equal(h_delete(f->alice, id, &st), 0);
+    assert_int_equal(activity(f->alice, id, 3, a, &st), 0);
+    assert_int_equal(a->kinds[0], PAT__V1__ACTIVITY_KIND__ACTIVITY_KIND_DELETED);
+    assert_string_equal(a->actors[0], "alice");
+    assert_int_equal(a->kinds[1], PAT__V1__ACTIVITY_KIND__ACTIVITY_KIND_REVOKED);
+    assert_int_equal(activity(f->bob, id, 3, a, &st), PAT__V1__CODE__NOT_FOUND);
+    assert_int_equal(activity(f->root, id, 3, a, &st), PAT__V1__CODE__NOT_FOUND);
+    assert_int_equal(verify(f, t, "/", 0, &st), PAT__V1__CODE__UNAUTHENTICATED);
     free(a);
     free(t);
     free(ts);
