@@ -81,7 +81,10 @@ for rep in $(seq 1 "$REPS"); do
   R[big_hot]+="$(echo "$j" | jget '["rps"]') "
   stop_patd
   start_patd "$W/big" --workers 32 --cache-entries 10000
-  j=$(bench --scenario verify-cold --tokens-file "$W/big.tokens" -c 50 -P 1)
+  # Steady state: RocksDB's block cache warms for 3 s; the verification
+  # cache (10k) stays far smaller than the 1M tokens drawn at random.
+  j=$($B/patbench --server 127.0.0.1:$PATD_PORT --json -d "$DUR" --warmup 3 \
+        --scenario verify-cold --tokens-file "$W/big.tokens" -c 50 -P 1)
   R[cold]+="$(echo "$j" | jget '["rps"]') "
   stop_patd
 
@@ -128,7 +131,7 @@ mkdir -p bench/results
   echo "| Verify hot, 50 conns, 1 in flight (req/s) | $hot_p1 | redis GET $redis_p1 | $r1 | >= 1.0 | $(pass "$r1" 1.0 '>=') |"
   echo "| Verify hot, 50 conns, pipeline 16 (req/s) | $hot_p16 | redis GET -P 16 $redis_p16 | $r2 | >= 0.5 | $(pass "$r2" 0.5 '>=') |"
   echo "| Verify p99 at 50 conns (us) | $hot_p99 | redis GET p99 $redis_p99 | $r3 | <= 2.0 | $(pass "$r3" 2.0 '<=') |"
-  echo "| Verify cold, 1M tokens, cache 10k (req/s) | $cold | hot figure $hot_p1 | $r4 | >= 0.5 | $(pass "$r4" 0.5 '>=') |"
+  echo "| Verify cold, 1M tokens, cache 10k, after 3 s warm-up (req/s) | $cold | hot figure $hot_p1 | $r4 | >= 0.5 | $(pass "$r4" 0.5 '>=') |"
   echo "| CreateToken synced, 32 conns (req/s) | $create | db_bench fillrandom --sync=1, 32 threads $dbfill | $r5 | >= 0.5 | $(pass "$r5" 0.5 '>=') |"
   echo "| Verify hot at 1M tokens vs at 10k (req/s) | $big_hot | at 10k $hot_p1 | $r6 | >= 0.9 | $(pass "$r6" 0.9 '>=') |"
   echo "| Start-up with 1M tokens (ms to serving) | $startup | — | — | < 1000 | $(pass "$startup" 999 '<=') |"

@@ -350,6 +350,11 @@ void cache_user_invalidate(cache_t *c, const char *user_id)
     cmap_invalidate(&c->users, user_id, strlen(user_id));
 }
 
+void cache_count_miss(cache_t *c)
+{
+    atomic_fetch_add_explicit(&c->misses, 1, memory_order_relaxed);
+}
+
 void cache_stats(cache_t *c, cache_stats_t *out)
 {
     memset(out, 0, sizeof(*out));

@@ -74,6 +74,9 @@ void cache_user_put(cache_t *c, const Patd__Store__UserRecord *u, uint64_t epoch
 void cache_user_invalidate(cache_t *c, const char *user_id);
 
 void cache_stats(cache_t *c, cache_stats_t *out);
+/* Counts a miss that storage answered (callers pass count_miss = 0 to the
+ * lookups when a miss may still be retried elsewhere). */
+void cache_count_miss(cache_t *c);
 
 /* Fill the value types from store records (used on a miss). */
 void cache_token_from_record(const Patd__Store__TokenRecord *t, cache_token_t *out);

@@ -311,12 +311,15 @@ int svc_add_scim_prefix(svc_t *svc, const char *prefix)
 
 /* ---------------------------------------------------------------- authn */
 
-/* Outcome of svc_authenticate() in cache-only mode when it needs storage. */
+/* Outcome of svc_authenticate() in cache-only mode when the answer needs
+ * disk I/O (the request then goes to a worker). */
 #define SVC_NEED_STORAGE PAT_E__COUNT
 
 /* Resolves a bearer token to its token and owner, applying R11-R14 and
- * R16/R18, through the verification cache. cache_only: never touch storage;
- * answer SVC_NEED_STORAGE instead (the loop thread's fast path). */
+ * R16/R18, through the verification cache. cache_only (the network
+ * thread's fast path): on a cache miss, read RocksDB from memory only
+ * (memtables and block cache) and answer SVC_NEED_STORAGE rather than do
+ * any I/O. */
 static pat_err_t svc_authenticate(svc_t *svc, const char *tok, int64_t now, int cache_only,
                                   cache_token_t *t, cache_user_t *u, const char **why)
 {
@@ -328,10 +331,13 @@ static pat_err_t svc_authenticate(svc_t *svc, const char *tok, int64_t now, int 
     uint8_t hash[TOKEN_HASH_BYTES];
     token_hash(tok, len, hash);
     uint64_t epoch = 0;
-    if (!cache_token_get(svc->cache, hash, t, &epoch, !cache_only)) {
-        if (cache_only) return SVC_NEED_STORAGE;
+    if (!cache_token_get(svc->cache, hash, t, &epoch, 0)) {
         token_rec_t *rec = NULL;
-        store_status_t s = store_token_get_by_hash(svc->store, hash, &rec);
+        /* On the network thread, RocksDB may answer from memory only. */
+        store_status_t s = cache_only ? store_token_get_by_hash_cached(svc->store, hash, &rec)
+                                      : store_token_get_by_hash(svc->store, hash, &rec);
+        if (s == STORE_WOULD_BLOCK) return SVC_NEED_STORAGE; /* the worker will count it */
+        cache_count_miss(svc->cache);
         if (s == STORE_OK && (rec->hash.len != TOKEN_HASH_BYTES ||
                               !token_ct_equal(rec->hash.data, hash, TOKEN_HASH_BYTES)))
             s = STORE_NOT_FOUND; /* an index entry pointing at another token */
@@ -355,10 +361,12 @@ static pat_err_t svc_authenticate(svc_t *svc, const char *tok, int64_t now, int 
         *why = "token has been revoked";
         return PAT_E_REVOKED;
     }
-    if (!cache_user_get(svc->cache, t->owner_id, u, &epoch, !cache_only)) {
-        if (cache_only) return SVC_NEED_STORAGE;
+    if (!cache_user_get(svc->cache, t->owner_id, u, &epoch, 0)) {
         user_rec_t *rec = NULL;
-        store_status_t s = store_user_get(svc->store, t->owner_id, &rec);
+        store_status_t s = cache_only ? store_user_get_cached(svc->store, t->owner_id, &rec)
+                                      : store_user_get(svc->store, t->owner_id, &rec);
+        if (s == STORE_WOULD_BLOCK) return SVC_NEED_STORAGE;
+        cache_count_miss(svc->cache);
         if (s != STORE_OK) {
             *why = s == STORE_NOT_FOUND ? "token's user no longer exists"
                                         : "storage unavailable; retry later";

@@ -85,10 +85,10 @@ void svc_fail(svc_call_t *call, pat_err_t err, const char *fmt, ...)
 /* True if the call presents the platform key (and no act-as user). */
 int svc_is_platform(svc_call_t *call);
 
-/* The Verify fast path, run on the loop thread: answers from the cache
- * alone (or a malformed token without any lookup) and returns 1, or
- * returns 0 without answering when storage is needed, and the request goes
- * to a worker. Never blocks. */
+/* The Verify fast path, run on the loop thread: answers from memory (the
+ * verification cache, or RocksDB's memtables and block cache) and returns
+ * 1, or returns 0 without answering when the answer needs disk I/O, and the
+ * request goes to a worker. Never blocks. */
 int svc_verify_cached(svc_t *svc, const Pat__V1__VerifyRequest *in, svc_call_t *call,
                       Pat__V1__VerifyResponse_Closure done);
 

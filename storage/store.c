@@ -47,6 +47,7 @@ struct store {
     rocksdb_cache_t *cache;
     rocksdb_column_family_handle_t *cf[CF__COUNT];
     rocksdb_readoptions_t *ropts;
+    rocksdb_readoptions_t *ropts_mem; /* block-cache tier: never does I/O */
     rocksdb_writeoptions_t *wsync;
     rocksdb_writeoptions_t *wnosync;
 
@@ -124,13 +125,19 @@ void store_record_free(void *record)
     if (record) protobuf_c_message_free_unpacked(record, NULL);
 }
 
-/* Reads one key; *out is the decoded record (caller frees). */
-static store_status_t store_get_record(store_t *st, int cf, const void *key, size_t klen,
-                                       const ProtobufCMessageDescriptor *desc, void **out)
+/* Reads one key; *out is the decoded record (caller frees). mem_only: from
+ * memory or not at all (STORE_WOULD_BLOCK). */
+static store_status_t store_get_record_opt(store_t *st, int cf, const void *key, size_t klen,
+                                           const ProtobufCMessageDescriptor *desc, void **out,
+                                           int mem_only)
 {
     char *err = NULL;
-    rocksdb_pinnableslice_t *v =
-        rocksdb_get_pinned_cf(st->db, st->ropts, st->cf[cf], key, klen, &err);
+    rocksdb_pinnableslice_t *v = rocksdb_get_pinned_cf(st->db, mem_only ? st->ropts_mem : st->ropts,
+                                                       st->cf[cf], key, klen, &err);
+    if (err && mem_only && strstr(err, "incomplete") != NULL) {
+        rocksdb_free(err); /* Status::Incomplete: the block is not in memory */
+        return STORE_WOULD_BLOCK;
+    }
     if (err) return store_fail(err, "get");
     if (v == NULL) return STORE_NOT_FOUND;
     size_t len;
@@ -142,6 +149,12 @@ static store_status_t store_get_record(store_t *st, int cf, const void *key, siz
         return STORE_CORRUPT;
     }
     return STORE_OK;
+}
+
+static store_status_t store_get_record(store_t *st, int cf, const void *key, size_t klen,
+                                       const ProtobufCMessageDescriptor *desc, void **out)
+{
+    return store_get_record_opt(st, cf, key, klen, desc, out, 0);
 }
 
 static store_status_t store_get_u64(store_t *st, int cf, const void *key, size_t klen,
@@ -201,6 +214,7 @@ static void store_destroy(store_t *st)
     if (st->opts) rocksdb_options_destroy(st->opts);
     if (st->cache) rocksdb_cache_destroy(st->cache);
     if (st->ropts) rocksdb_readoptions_destroy(st->ropts);
+    if (st->ropts_mem) rocksdb_readoptions_destroy(st->ropts_mem);
     if (st->wsync) rocksdb_writeoptions_destroy(st->wsync);
     if (st->wnosync) rocksdb_writeoptions_destroy(st->wnosync);
     pthread_mutex_destroy(&st->id_lock);
@@ -271,6 +285,8 @@ store_t *store_open(const char *dir, const store_options_t *opt, char **errmsg)
         return NULL;
     }
     st->ropts = rocksdb_readoptions_create();
+    st->ropts_mem = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_read_tier(st->ropts_mem, 1 /* kBlockCacheTier */);
     st->wsync = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(st->wsync, 1);
     st->wnosync = rocksdb_writeoptions_create();
@@ -352,6 +368,20 @@ store_status_t store_token_get(store_t *st, uint64_t id, Patd__Store__TokenRecor
     put_u64(key, id);
     return store_get_record(st, CF_TOKENS, key, 8, &patd__store__token_record__descriptor,
                             (void **)out);
+}
+
+store_status_t store_token_get_by_hash_cached(store_t *st, const uint8_t hash[STORE_HASH_BYTES],
+                                              Patd__Store__TokenRecord **out)
+{
+    return store_get_record_opt(st, CF_TOKEN_BY_HASH, hash, STORE_HASH_BYTES,
+                                &patd__store__token_record__descriptor, (void **)out, 1);
+}
+
+store_status_t store_user_get_cached(store_t *st, const char *user_id,
+                                     Patd__Store__UserRecord **out)
+{
+    return store_get_record_opt(st, CF_USERS, user_id, strlen(user_id),
+                                &patd__store__user_record__descriptor, (void **)out, 1);
 }
 
 store_status_t store_token_get_by_hash(store_t *st, const uint8_t hash[STORE_HASH_BYTES],

@@ -40,8 +40,9 @@ typedef struct store_batch store_batch_t;
 typedef enum {
     STORE_OK = 0,
     STORE_NOT_FOUND,
-    STORE_CORRUPT, /* a record that does not decode */
-    STORE_IO,      /* RocksDB reported an error; it was logged once with its cause */
+    STORE_CORRUPT,     /* a record that does not decode */
+    STORE_IO,          /* RocksDB reported an error; it was logged once with its cause */
+    STORE_WOULD_BLOCK, /* memory-only read: the answer needs disk I/O */
 } store_status_t;
 
 typedef struct {
@@ -67,6 +68,14 @@ store_status_t store_token_get(store_t *st, uint64_t id, Patd__Store__TokenRecor
 /* The token whose hash this is (one point read). */
 store_status_t store_token_get_by_hash(store_t *st, const uint8_t hash[STORE_HASH_BYTES],
                                        Patd__Store__TokenRecord **out);
+
+/* Memory-only reads for the network thread: served from memtables and the
+ * block cache, or STORE_WOULD_BLOCK without any I/O (RocksDB's
+ * kBlockCacheTier). NOT_FOUND is definitive. */
+store_status_t store_token_get_by_hash_cached(store_t *st, const uint8_t hash[STORE_HASH_BYTES],
+                                              Patd__Store__TokenRecord **out);
+store_status_t store_user_get_cached(store_t *st, const char *user_id,
+                                     Patd__Store__UserRecord **out);
 /* Looks up owner's token of this kind by name. */
 store_status_t store_token_id_by_name(store_t *st, int32_t kind, const char *owner,
                                       const char *name, uint64_t *id);
