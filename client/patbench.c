@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -85,7 +86,7 @@ static struct {
     const char *server, *scenario, *tokens_file, *key_file, *json_out;
     int conns, depth, users, json;
     double duration, warmup;
-    long requests, hot;
+    long requests, hot, seed;
 } opt = {.server = PAT_DEFAULT_SERVER,
          .scenario = "verify",
          .conns = 50,
@@ -465,6 +466,52 @@ static void load_tokens(void)
     if (opt.hot <= 0 || opt.hot > ntokens) opt.hot = ntokens;
 }
 
+/* Seed phase: creates opt.seed tokens through the API (CreateToken as the
+ * bench users, 64 in flight), appends them to --tokens-file, and shows
+ * progress once a second on a terminal. For millions of tokens on a
+ * stopped server, bench/patseed loads the store directly instead. */
+static void seed_tokens(void)
+{
+    char err[256];
+    pat_client_t *c = pat_connect(opt.server, 30000, err, sizeof(err));
+    if (c == NULL) die("%s", err);
+    FILE *f = fopen(opt.tokens_file, "a");
+    if (f == NULL) die("cannot write --tokens-file %s", opt.tokens_file);
+    fchmod(fileno(f), 0600);
+    int tty = isatty(STDERR_FILENO);
+    uint64_t t0 = now_ns(), tick = t0 + 1000000000u;
+    long sent = 0, done = 0;
+    unsigned stamp = (unsigned)(t0 % 1000000007u);
+    while (done < opt.seed) {
+        while (sent < opt.seed && sent - done < 64) {
+            uint8_t frame[1024];
+            size_t n = encode_create(frame, (uint64_t)sent + 1, user_of((int)(sent % opt.users)),
+                                     ((uint64_t)stamp << 24) + (uint64_t)sent);
+            if (pat_send_raw(c, frame, n) != 0) die("seed: connection lost");
+            sent++;
+        }
+        Pat__V1__Response *r;
+        if (pat_recv(c, &r) != 0) die("seed: connection lost");
+        if (r->status == NULL || r->status->code != 0)
+            die("seed: CreateToken failed: %s", r->status ? r->status->message : "?");
+        Pat__V1__CreateTokenResponse *cr =
+            pat__v1__create_token_response__unpack(NULL, r->payload.len, r->payload.data);
+        if (cr == NULL) die("seed: undecodable CreateTokenResponse");
+        fprintf(f, "%s\n", cr->bearer_token);
+        pat__v1__create_token_response__free_unpacked(cr, NULL);
+        pat__v1__response__free_unpacked(r, NULL);
+        done++;
+        if (tty && now_ns() >= tick) {
+            fprintf(stderr, "\rseeding: %ld/%ld tokens", done, opt.seed);
+            tick += 1000000000u;
+        }
+    }
+    if (fclose(f) != 0) die("cannot write --tokens-file %s", opt.tokens_file);
+    pat_close(c);
+    fprintf(stderr, "%sseeded %ld tokens in %.1f s\n", tty ? "\r" : "", opt.seed,
+            (double)(now_ns() - t0) / 1e9);
+}
+
 /* Makes the bench users once (UpsertUser as the platform). */
 static void make_users(void)
 {
@@ -487,20 +534,23 @@ static void make_users(void)
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: patbench [options]\n"
-            "  --server HOST:PORT        (default 127.0.0.1:7700)\n"
-            "  --scenario S              verify | verify-cold | create | mixed | connect\n"
-            "  -c, --connections N       (default 50)\n"
-            "  -P, --pipeline N          requests in flight per connection (default 1)\n"
-            "  -d, --duration SECONDS    (default 5)\n"
-            "  -n, --requests N          stop after N requests instead\n"
-            "  --warmup SECONDS          run unmeasured first (default 0)\n"
-            "  --tokens-file F           tokens to verify, one per line (patseed writes it)\n"
-            "  --hot N                   verify: use the first N tokens (default 10000)\n"
-            "  --platform-key-file F     create/mixed: the platform key\n"
-            "  --users N                 create/mixed: users to spread over (default 32)\n"
-            "  --json                    print one JSON object\n");
+    fprintf(
+        stderr,
+        "usage: patbench [options]\n"
+        "  --server HOST:PORT        (default 127.0.0.1:7700)\n"
+        "  --scenario S              verify | verify-cold | create | mixed | connect\n"
+        "  -c, --connections N       (default 50)\n"
+        "  -P, --pipeline N          requests in flight per connection (default 1)\n"
+        "  -d, --duration SECONDS    (default 5)\n"
+        "  -n, --requests N          stop after N requests instead\n"
+        "  --warmup SECONDS          run unmeasured first (default 0)\n"
+        "  --tokens-file F           tokens to verify, one per line (patseed or --seed write it)\n"
+        "  --seed N                  first create N tokens through the API (with progress)\n"
+        "                            and append them to --tokens-file\n"
+        "  --hot N                   verify: use the first N tokens (default 10000)\n"
+        "  --platform-key-file F     create/mixed: the platform key\n"
+        "  --users N                 create/mixed: users to spread over (default 32)\n"
+        "  --json                    print one JSON object\n");
     exit(2);
 }
 
@@ -532,6 +582,8 @@ int main(int argc, char **argv)
             opt.key_file = v;
         else if (ARG("--users"))
             opt.users = atoi(v);
+        else if (ARG("--seed"))
+            opt.seed = atol(v);
         else if (strcmp(a, "--json") == 0)
             opt.json = 1;
         else
@@ -542,21 +594,25 @@ int main(int argc, char **argv)
         die("--connections is 1..10000 and --pipeline 1..%d", MAX_DEPTH);
     const char *sc = opt.scenario;
     int needs_tokens = strcmp(sc, "create") != 0;
-    int needs_key = strcmp(sc, "create") == 0 || strcmp(sc, "mixed") == 0;
+    int needs_key = strcmp(sc, "create") == 0 || strcmp(sc, "mixed") == 0 || opt.seed > 0;
     if (!strcmp(sc, "verify") + !strcmp(sc, "verify-cold") + !strcmp(sc, "create") +
             !strcmp(sc, "mixed") + !strcmp(sc, "connect") !=
         1)
         die("unknown scenario '%s'", sc);
-    if (needs_tokens) {
-        if (!opt.tokens_file) die("%s needs --tokens-file", sc);
-        load_tokens();
-    }
     if (needs_key) {
         char err[256];
-        if (!opt.key_file) die("%s needs --platform-key-file", sc);
+        if (!opt.key_file) die("%s needs --platform-key-file", opt.seed ? "--seed" : sc);
         platform_key = pat_read_secret_file(opt.key_file, err, sizeof(err));
         if (!platform_key) die("%s", err);
         make_users();
+    }
+    if (opt.seed > 0) {
+        if (!opt.tokens_file) die("--seed needs --tokens-file to write the tokens to");
+        seed_tokens();
+    }
+    if (needs_tokens) {
+        if (!opt.tokens_file) die("%s needs --tokens-file", sc);
+        load_tokens();
     }
 
     epfd = epoll_create1(0);

@@ -9,7 +9,7 @@
 
 #include "log.h"
 
-#define USAGE_BUCKETS 1024 /* per stripe; chains grow beyond */
+#define USAGE_BUCKETS_MIN 1024 /* per stripe; doubles to keep chains short */
 
 /* Uses of one token with one (path, client) in the current interval. */
 typedef struct usage_use {
@@ -34,7 +34,8 @@ typedef struct usage_entry {
 
 typedef struct {
     pthread_mutex_t lock;
-    usage_entry_t *buckets[USAGE_BUCKETS];
+    usage_entry_t **buckets;
+    size_t nbuckets, count;
 } usage_stripe_t;
 
 struct usage {
@@ -58,7 +59,26 @@ static usage_stripe_t *usage_stripe(usage_t *u, uint64_t id)
 
 static usage_entry_t **usage_slot(usage_stripe_t *s, uint64_t id)
 {
-    return &s->buckets[(usage_mix(id) >> 8) % USAGE_BUCKETS];
+    return &s->buckets[(usage_mix(id) >> 8) & (s->nbuckets - 1)];
+}
+
+/* Doubles a stripe's table; caller holds the stripe lock. */
+static void usage_grow(usage_stripe_t *s)
+{
+    size_t old_n = s->nbuckets;
+    usage_entry_t **old = s->buckets;
+    s->nbuckets = old_n * 2;
+    s->buckets = calloc(s->nbuckets, sizeof(*s->buckets));
+    if (s->buckets == NULL) abort();
+    for (size_t b = 0; b < old_n; b++) {
+        for (usage_entry_t *e = old[b], *n; e; e = n) {
+            n = e->next;
+            usage_entry_t **slot = usage_slot(s, e->id);
+            e->next = *slot;
+            *slot = e;
+        }
+    }
+    free(old);
 }
 
 /* Caller holds the stripe lock. */
@@ -69,14 +89,19 @@ static usage_entry_t *usage_find(usage_stripe_t *s, uint64_t id, int create)
         if (e->id == id) return e;
     }
     if (!create) return NULL;
+    if (s->count >= 2 * s->nbuckets) {
+        usage_grow(s);
+        slot = usage_slot(s, id);
+    }
     usage_entry_t *e = calloc(1, sizeof(*e));
     if (e == NULL) abort();
     e->id = id;
-    /* First touch since start: trim on the first flush, so rows left by
-     * earlier runs are bounded too. */
+    /* First touch since start: a trim is due, so rows left by earlier runs
+     * are bounded too (done within the flush's trim budget). */
     e->rows_since_trim = USAGE_TRIM_EVERY;
     e->next = *slot;
     *slot = e;
+    s->count++;
     return e;
 }
 
@@ -95,8 +120,12 @@ usage_t *usage_new(store_t *st)
     if (u == NULL) abort();
     u->store = st;
     pthread_mutex_init(&u->flush_lock, NULL);
-    for (int i = 0; i < USAGE_STRIPES; i++)
+    for (int i = 0; i < USAGE_STRIPES; i++) {
         pthread_mutex_init(&u->stripes[i].lock, NULL);
+        u->stripes[i].nbuckets = USAGE_BUCKETS_MIN;
+        u->stripes[i].buckets = calloc(USAGE_BUCKETS_MIN, sizeof(usage_entry_t *));
+        if (u->stripes[i].buckets == NULL) abort();
+    }
     return u;
 }
 
@@ -104,7 +133,7 @@ void usage_free(usage_t *u)
 {
     if (u == NULL) return;
     for (int i = 0; i < USAGE_STRIPES; i++) {
-        for (int b = 0; b < USAGE_BUCKETS; b++) {
+        for (size_t b = 0; b < u->stripes[i].nbuckets; b++) {
             usage_entry_t *e = u->stripes[i].buckets[b];
             while (e) {
                 usage_entry_t *n = e->next;
@@ -113,6 +142,7 @@ void usage_free(usage_t *u)
                 e = n;
             }
         }
+        free(u->stripes[i].buckets);
         pthread_mutex_destroy(&u->stripes[i].lock);
     }
     pthread_mutex_destroy(&u->flush_lock);
@@ -187,7 +217,8 @@ void usage_note_rows(usage_t *u, uint64_t id, unsigned rows)
 typedef struct {
     uint64_t id;
     int64_t last_used;
-    int trim;
+    int write;         /* last_used and uses to write */
+    int trim;          /* activity rows to trim */
     usage_use_t *uses; /* owned by the flush */
 } usage_take_t;
 
@@ -198,12 +229,18 @@ int usage_flush(usage_t *u)
     usage_take_t *take = malloc(cap * sizeof(*take));
     if (take == NULL) abort();
 
+    /* Trims are maintenance: at most USAGE_TRIMS_PER_FLUSH a round, so a
+     * storm of first-time tokens delays them instead of slowing serving. */
+    unsigned trim_budget = USAGE_TRIMS_PER_FLUSH;
     for (int i = 0; i < USAGE_STRIPES; i++) {
         usage_stripe_t *s = &u->stripes[i];
         pthread_mutex_lock(&s->lock);
-        for (int b = 0; b < USAGE_BUCKETS; b++) {
+        for (size_t b = 0; b < s->nbuckets; b++) {
             for (usage_entry_t *e = s->buckets[b]; e; e = e->next) {
-                if (e->deleted || !e->dirty) continue;
+                if (e->deleted) continue;
+                e->rows_since_trim += e->n_uses;
+                int trim = e->rows_since_trim >= USAGE_TRIM_EVERY && trim_budget > 0;
+                if (!e->dirty && !trim) continue;
                 if (n == cap) {
                     cap *= 2;
                     take = realloc(take, cap * sizeof(*take));
@@ -212,10 +249,13 @@ int usage_flush(usage_t *u)
                 usage_take_t *t = &take[n++];
                 t->id = e->id;
                 t->last_used = e->last_used;
+                t->write = e->dirty;
                 t->uses = e->uses;
-                e->rows_since_trim += e->n_uses;
-                t->trim = e->rows_since_trim >= USAGE_TRIM_EVERY;
-                if (t->trim) e->rows_since_trim = 0;
+                t->trim = trim;
+                if (trim) {
+                    trim_budget--;
+                    e->rows_since_trim = 0;
+                }
                 e->uses = NULL;
                 e->n_uses = 0;
                 e->dirty = 0;
@@ -229,6 +269,7 @@ int usage_flush(usage_t *u)
         store_batch_t *batch = store_batch_new(u->store);
         for (size_t i = 0; i < n; i++) {
             usage_take_t *t = &take[i];
+            if (!t->write) continue;
             store_batch_put_last_used(batch, t->id, t->last_used);
             for (usage_use_t *x = t->uses; x; x = x->next) {
                 Patd__Store__ActivityRecord rec = PATD__STORE__ACTIVITY_RECORD__INIT;
@@ -250,7 +291,7 @@ int usage_flush(usage_t *u)
                 usage_stripe_t *s = usage_stripe(u, take[i].id);
                 pthread_mutex_lock(&s->lock);
                 usage_entry_t *e = usage_find(s, take[i].id, 0);
-                if (e && !e->deleted) e->dirty = 1;
+                if (e && !e->deleted && take[i].write) e->dirty = 1;
                 pthread_mutex_unlock(&s->lock);
             }
             log_warn("usage: flush of %zu tokens failed; last-used times kept for retry", n);

@@ -13,8 +13,10 @@
  * time, and at most USAGE_DISTINCT distinct (path, client) pairs are kept
  * per token; further ones are counted in a single row with path "*". So a
  * token verified 100000 times a second writes a handful of rows per
- * second, not 100000. Each token keeps its newest USAGE_KEEP rows; older
- * ones are deleted, so a busy token cannot grow the store without bound.
+ * second, not 100000. Each token keeps its newest USAGE_KEEP rows;
+ * older ones are deleted. Trims are maintenance, at most
+ * USAGE_TRIMS_PER_FLUSH tokens per flush: a storm of new tokens delays
+ * them rather than slowing serving, and they catch up afterwards.
  *
  * Deleted tokens are remembered (a flag on the entry) so that a Verify that
  * raced with the delete cannot bring rows of the deleted token back.
@@ -26,13 +28,14 @@
 
 #include "store.h"
 
-#define USAGE_STRIPES       16
-#define USAGE_FLUSH_MS      1000
-#define USAGE_KEEP          100 /* activity rows kept per token */
-#define USAGE_DISTINCT      16  /* (path, client) rows per token per flush */
-#define USAGE_TRIM_EVERY    20  /* rows written between trims of one token */
-#define USAGE_PATH_MAX      256 /* bytes of path kept per use */
-#define USAGE_CLIENT_IP_MAX 64
+#define USAGE_STRIPES         16
+#define USAGE_FLUSH_MS        1000
+#define USAGE_KEEP            100 /* activity rows kept per token */
+#define USAGE_DISTINCT        16  /* (path, client) rows per token per flush */
+#define USAGE_TRIM_EVERY      20  /* rows written between trims of one token */
+#define USAGE_TRIMS_PER_FLUSH 256 /* trims done per flush, at most */
+#define USAGE_PATH_MAX        256 /* bytes of path kept per use */
+#define USAGE_CLIENT_IP_MAX   64
 
 typedef struct usage usage_t;
 

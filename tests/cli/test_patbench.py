@@ -1,0 +1,73 @@
+#!/usr/bin/python3
+"""patbench against a real patd: the seed phase through the API, every
+scenario, --json parsed; percentiles ordered; no errors on a healthy server.
+A smoke test so the harness cannot rot; performance is `make bench`'s job."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+bindir = os.path.abspath(sys.argv[1])
+passed = failed = 0
+
+
+def check(cond, what):
+    global passed, failed
+    if cond:
+        passed += 1
+    else:
+        failed += 1
+        print("FAIL:", what, file=sys.stderr)
+
+
+work = tempfile.mkdtemp(prefix="patd-pb-")
+port_file = os.path.join(work, "port")
+patd = subprocess.Popen([os.path.join(bindir, "patd"), "--data-dir", os.path.join(work, "d"),
+                         "--listen", "127.0.0.1:0", "--port-file", port_file],
+                        stderr=subprocess.DEVNULL)
+try:
+    for _ in range(500):
+        if os.path.exists(port_file):
+            break
+        time.sleep(0.01)
+    server = "127.0.0.1:" + open(port_file).read().strip()
+    key = os.path.join(work, "d", "platform.key")
+    toks = os.path.join(work, "tokens.txt")
+
+    def bench(*args):
+        r = subprocess.run([os.path.join(bindir, "patbench"), "--server", server, "--json",
+                            *args], capture_output=True, text=True, timeout=60)
+        check(r.returncode == 0, f"patbench {' '.join(args)} exits 0: {r.stderr}")
+        return json.loads(r.stdout) if r.returncode == 0 else None
+
+    j = bench("--seed", "300", "--platform-key-file", key, "--tokens-file", toks,
+              "--scenario", "verify", "-c", "4", "-d", "1")
+    check(j and len(open(toks).read().split()) == 300, "seed wrote 300 tokens")
+    check(os.stat(toks).st_mode & 0o777 == 0o600, "tokens file is 0600")
+    for args in (["--scenario", "verify", "-c", "8", "-P", "4", "-d", "1"],
+                 ["--scenario", "verify-cold", "-c", "4", "-n", "500"],
+                 ["--scenario", "create", "--platform-key-file", key, "-c", "4", "-n", "40"],
+                 ["--scenario", "mixed", "--platform-key-file", key, "-c", "4", "-n", "400"],
+                 ["--scenario", "connect", "-c", "2", "-n", "100"]):
+        if "--tokens-file" not in args and args[1] != "create":
+            args = args + ["--tokens-file", toks]
+        j = bench(*args)
+        if j is None:
+            continue
+        lat = j["latency_us"]
+        check(j["requests"] > 0 and j["rps"] > 0, f"{args[1]}: requests counted")
+        check(j["errors"] == 0, f"{args[1]}: no errors ({j['errors_by_code']})")
+        check(lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p999"] <= lat["max"],
+              f"{args[1]}: percentiles ordered {lat}")
+        if "-n" in args:
+            check(j["requests"] == int(args[args.index("-n") + 1]), f"{args[1]}: -n honoured")
+    check(j is not None and j["connects"] >= 100, "connect scenario reconnects")
+finally:
+    patd.terminate()
+    patd.wait(timeout=10)
+    shutil.rmtree(work, ignore_errors=True)
+print(f"{passed} passed, {failed} failed")
+sys.exit(0 if failed == 0 and passed > 0 else 1)
