@@ -275,6 +275,7 @@ typedef struct {
     int inflight;
     uint64_t sent_at[MAX_DEPTH];
     int slot_free[MAX_DEPTH];
+    uint8_t slot_create[MAX_DEPTH]; /* the request in this slot is a CreateToken */
     uint8_t *rbuf;
     size_t rlen;
     uint8_t wbuf[64 * 1024];
@@ -331,6 +332,7 @@ static void queue_one(conn_t *c)
     uint8_t *out = c->wbuf + c->wlen;
     size_t n;
     const char *sc = opt.scenario;
+    c->slot_create[slot] = 0;
     if (strcmp(sc, "create") == 0) {
         n = encode_create(out, id, user_of(c->idx), c->seq++);
     } else if (strcmp(sc, "mixed") == 0) {
@@ -341,8 +343,10 @@ static void queue_one(conn_t *c)
             n = encode_list(out, id, user_of(c->idx));
         else if (c->last_token_id && (rng() & 1))
             n = encode_update(out, id, user_of(c->idx), c->last_token_id, (c->revoke_next ^= 1));
-        else
+        else {
             n = encode_create(out, id, user_of(c->idx), c->seq++);
+            c->slot_create[slot] = 1;
+        }
     } else if (strcmp(sc, "verify-cold") == 0) {
         n = encode_verify(out, id, tokens[rng() % (uint64_t)ntokens]);
     } else {
@@ -402,7 +406,7 @@ static void on_response(conn_t *c, const uint8_t *p, size_t len)
         if (code != 0) err_counts[code < CODE_SLOTS ? code : CODE_SLOTS - 1]++;
     }
     /* mixed: remember the id of a token we created to revoke/restore it. */
-    if (code == 0 && strcmp(opt.scenario, "mixed") == 0 && len > 20) {
+    if (code == 0 && c->slot_create[slot] && strcmp(opt.scenario, "mixed") == 0) {
         Pat__V1__Response *r = pat__v1__response__unpack(NULL, len, p);
         if (r && r->payload.len) {
             Pat__V1__CreateTokenResponse *cr =
