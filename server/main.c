@@ -377,7 +377,12 @@ int main(int argc, char **argv)
 #endif
     log_info("event=starting version=%s data_dir=%s workers=%lu", PATD_VERSION, data_dir, workers);
 
+    if (usage_start(usage) != 0) {
+        log_error("cannot start the last-used flusher thread");
+        return 1;
+    }
     int rc = net_run(&net, &svc, usage);
+    usage_stop(usage);
     /* After the loop: nothing else runs; write what is pending and close. */
     if (usage_flush(usage) != 0) log_warn("last-used data could not be written at shutdown");
     svc_destroy(&svc);

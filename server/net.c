@@ -68,11 +68,9 @@ struct net_server {
     uv_loop_t *loop;
     uv_tcp_t listener;
     uv_signal_t sigint, sigterm;
-    uv_timer_t sweep, flush, drain;
+    uv_timer_t sweep, drain;
     uv_check_t writer; /* flushes dirty connections after each poll */
     net_conn_t *dirty;
-    uv_work_t flush_work;
-    int flush_running;
     const net_config_t *cfg;
     svc_t *svc;
     usage_t *usage;
@@ -433,37 +431,13 @@ static void net_on_sweep(uv_timer_t *t)
     }
 }
 
-static void net_flush_work(uv_work_t *w)
-{
-    net_server_t *srv = w->data;
-    usage_flush(srv->usage);
-}
-
-static void net_flush_done(uv_work_t *w, int status)
-{
-    net_server_t *srv = w->data;
-    (void)status;
-    srv->flush_running = 0;
-}
-
-static void net_on_flush(uv_timer_t *t)
-{
-    net_server_t *srv = t->data;
-    if (srv->flush_running) return;
-    srv->flush_running = 1;
-    srv->flush_work.data = srv;
-    uv_queue_work(srv->loop, &srv->flush_work, net_flush_work, net_flush_done);
-}
-
 static void net_on_drain(uv_timer_t *t)
 {
     net_server_t *srv = t->data;
     int pending_writes = 0;
     for (net_conn_t *c = srv->conns; c; c = c->next)
         pending_writes += c->inflight > 0;
-    if ((srv->queued > 0 || pending_writes || srv->flush_running) &&
-        clock_mono_ms() < srv->drain_deadline)
-        return;
+    if ((srv->queued > 0 || pending_writes) && clock_mono_ms() < srv->drain_deadline) return;
     if (srv->queued > 0) log_warn("net: drain timeout with %u requests still running", srv->queued);
     for (net_conn_t *c = srv->conns, *next; c; c = next) {
         next = c->next;
@@ -471,7 +445,6 @@ static void net_on_drain(uv_timer_t *t)
     }
     uv_close((uv_handle_t *)&srv->writer, NULL);
     uv_close((uv_handle_t *)&srv->sweep, NULL);
-    uv_close((uv_handle_t *)&srv->flush, NULL);
     uv_close((uv_handle_t *)&srv->drain, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
@@ -548,14 +521,12 @@ int net_run(const net_config_t *cfg, svc_t *svc, usage_t *usage)
     srv->writer.data = srv;
     uv_check_start(&srv->writer, net_on_check);
     uv_timer_init(srv->loop, &srv->sweep);
-    uv_timer_init(srv->loop, &srv->flush);
     uv_timer_init(srv->loop, &srv->drain);
-    srv->sweep.data = srv->flush.data = srv->drain.data = srv;
+    srv->sweep.data = srv->drain.data = srv;
     uint64_t sweep = cfg->idle_timeout_ms / 4;
     if (sweep > NET_SWEEP_MS) sweep = NET_SWEEP_MS;
     if (sweep < 10) sweep = 10;
     uv_timer_start(&srv->sweep, net_on_sweep, sweep, sweep);
-    uv_timer_start(&srv->flush, net_on_flush, USAGE_FLUSH_MS, USAGE_FLUSH_MS);
     uv_signal_init(srv->loop, &srv->sigint);
     uv_signal_init(srv->loop, &srv->sigterm);
     srv->sigint.data = srv->sigterm.data = srv;

@@ -61,7 +61,7 @@ typedef struct {
 } net_config_t;
 
 /* Runs the server until SIGINT/SIGTERM; returns 0 after a clean drain, -1
- * if it could not listen (logged). The usage flush timer runs on this loop. */
+ * if it could not listen (logged). */
 int net_run(const net_config_t *cfg, svc_t *svc, usage_t *usage);
 
 #endif

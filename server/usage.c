@@ -4,6 +4,10 @@
 #include "pat/v1/pat.pb-c.h"
 
 #include <pthread.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +44,11 @@ typedef struct {
 
 struct usage {
     store_t *store;
+    pthread_t flusher;
+    int flusher_running;
+    pthread_mutex_t wake_lock;
+    pthread_cond_t wake;
+    int stopping;
     pthread_mutex_t flush_lock;
     usage_stripe_t stripes[USAGE_STRIPES];
 };
@@ -120,6 +129,12 @@ usage_t *usage_new(store_t *st)
     if (u == NULL) abort();
     u->store = st;
     pthread_mutex_init(&u->flush_lock, NULL);
+    pthread_mutex_init(&u->wake_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&u->wake, &ca);
+    pthread_condattr_destroy(&ca);
     for (int i = 0; i < USAGE_STRIPES; i++) {
         pthread_mutex_init(&u->stripes[i].lock, NULL);
         u->stripes[i].nbuckets = USAGE_BUCKETS_MIN;
@@ -146,6 +161,8 @@ void usage_free(usage_t *u)
         pthread_mutex_destroy(&u->stripes[i].lock);
     }
     pthread_mutex_destroy(&u->flush_lock);
+    pthread_mutex_destroy(&u->wake_lock);
+    pthread_cond_destroy(&u->wake);
     free(u);
 }
 
@@ -328,4 +345,49 @@ void usage_forget(usage_t *u, uint64_t id)
 void usage_release(usage_t *u)
 {
     pthread_mutex_unlock(&u->flush_lock);
+}
+
+static void *usage_flusher(void *arg)
+{
+    usage_t *u = arg;
+    /* Maintenance, not serving: yield the CPU to the network thread and
+     * the workers (Linux nice is per thread). */
+    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), USAGE_FLUSH_NICE);
+    pthread_mutex_lock(&u->wake_lock);
+    while (!u->stopping) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += USAGE_FLUSH_MS / 1000;
+        until.tv_nsec += (long)(USAGE_FLUSH_MS % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        while (!u->stopping && pthread_cond_timedwait(&u->wake, &u->wake_lock, &until) == 0) {
+        }
+        if (u->stopping) break;
+        pthread_mutex_unlock(&u->wake_lock);
+        usage_flush(u);
+        pthread_mutex_lock(&u->wake_lock);
+    }
+    pthread_mutex_unlock(&u->wake_lock);
+    return NULL;
+}
+
+int usage_start(usage_t *u)
+{
+    if (pthread_create(&u->flusher, NULL, usage_flusher, u) != 0) return -1;
+    u->flusher_running = 1;
+    return 0;
+}
+
+void usage_stop(usage_t *u)
+{
+    if (!u->flusher_running) return;
+    pthread_mutex_lock(&u->wake_lock);
+    u->stopping = 1;
+    pthread_cond_signal(&u->wake);
+    pthread_mutex_unlock(&u->wake_lock);
+    pthread_join(u->flusher, NULL);
+    u->flusher_running = 0;
 }

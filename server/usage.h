@@ -3,9 +3,11 @@
  *
  * DESIGN. A successful Verify must not cost a storage write, let alone a
  * synced one, so usage_record() only updates an in-memory entry under one
- * of USAGE_STRIPES mutexes. usage_flush() (run on a worker every
- * USAGE_FLUSH_MS by the loop's timer, and once at shutdown) moves what
- * changed into one synced WriteBatch. After a crash, last-used times and
+ * of USAGE_STRIPES mutexes. usage_flush() moves what changed into one
+ * synced WriteBatch; it runs every USAGE_FLUSH_MS on a dedicated flusher
+ * thread (usage_start), at a low CPU priority (nice USAGE_FLUSH_NICE) so
+ * that on a 2-core machine it never delays requests, and once more at
+ * shutdown. After a crash, last-used times and
  * use events lag by at most one flush interval plus one synced write.
  *
  * Uses are coalesced: within one flush interval, uses of a token with the
@@ -34,14 +36,21 @@
 #define USAGE_DISTINCT        16  /* (path, client) rows per token per flush */
 #define USAGE_TRIM_EVERY      20  /* rows written between trims of one token */
 #define USAGE_TRIMS_PER_FLUSH 256 /* trims done per flush, at most */
+#define USAGE_FLUSH_NICE      10  /* the flusher thread's nice value */
 #define USAGE_PATH_MAX        256 /* bytes of path kept per use */
 #define USAGE_CLIENT_IP_MAX   64
 
 typedef struct usage usage_t;
 
 usage_t *usage_new(store_t *st);
-/* Frees memory only; call usage_flush() first to keep what is pending. */
+/* Frees memory only; call usage_stop() and usage_flush() first to keep
+ * what is pending. */
 void usage_free(usage_t *u);
+
+/* Starts the flusher thread (flush every USAGE_FLUSH_MS); 0 or -1. */
+int usage_start(usage_t *u);
+/* Stops and joins it (a flush in progress completes). Idempotent. */
+void usage_stop(usage_t *u);
 
 /* Records one successful use. path and client_ip may be NULL; they are
  * copied (truncated to the limits above). */
