@@ -4,10 +4,7 @@
 #include "pat/v1/pat.pb-c.h"
 
 #include <pthread.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
 #include <time.h>
-#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -350,9 +347,6 @@ void usage_release(usage_t *u)
 static void *usage_flusher(void *arg)
 {
     usage_t *u = arg;
-    /* Maintenance, not serving: yield the CPU to the network thread and
-     * the workers (Linux nice is per thread). */
-    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), USAGE_FLUSH_NICE);
     pthread_mutex_lock(&u->wake_lock);
     while (!u->stopping) {
         struct timespec until;
