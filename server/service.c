@@ -534,7 +534,9 @@ static int svc_load_visible(svc_call_t *call, const svc_principal_t *p, uint64_t
     return -1;
 }
 
-static void svc_activity(svc_t *svc, store_batch_t *b, uint64_t id, int kind, int64_t now,
+/* Records a lifecycle event of token t in the batch. A DELETED event also
+ * carries whose the token was, so its owner can still read its history. */
+static void svc_activity(svc_t *svc, store_batch_t *b, const token_rec_t *t, int kind, int64_t now,
                          const char *actor)
 {
     Patd__Store__ActivityRecord ev = PATD__STORE__ACTIVITY_RECORD__INIT;
@@ -542,20 +544,10 @@ static void svc_activity(svc_t *svc, store_batch_t *b, uint64_t id, int kind, in
     ev.kind = kind;
     ev.time = now;
     ev.actor = (char *)actor;
-    store_batch_put_activity(b, id, store_activity_seq(svc->store), &ev);
-}
-
-/* The last event of a deleted token: who did it, and whose it was. */
-static void svc_activity_deleted(svc_t *svc, store_batch_t *b, const token_rec_t *t, int64_t now,
-                                 const char *actor)
-{
-    Patd__Store__ActivityRecord ev = PATD__STORE__ACTIVITY_RECORD__INIT;
-    ev.schema = STORE_SCHEMA_VERSION;
-    ev.kind = PAT__V1__ACTIVITY_KIND__ACTIVITY_KIND_DELETED;
-    ev.time = now;
-    ev.actor = (char *)actor;
-    ev.owner_id = t->owner_id;
-    ev.token_kind = t->kind;
+    if (kind == PAT__V1__ACTIVITY_KIND__ACTIVITY_KIND_DELETED) {
+        ev.owner_id = t->owner_id;
+        ev.token_kind = t->kind;
+    }
     store_batch_put_activity(b, t->id, store_activity_seq(svc->store), &ev);
 }
 
@@ -1046,7 +1038,8 @@ static void svc_delete_service_user(Pat__V1__TokenService_Service *service,
         token_rec_t *t = NULL;
         if (store_token_get(svc->store, o.ids[i], &t) == STORE_OK) {
             store_batch_delete_token(b, t);
-            svc_activity_deleted(svc, b, t, clock_now_ms(), p.user->user_id);
+            svc_activity(svc, b, t, PAT__V1__ACTIVITY_KIND__ACTIVITY_KIND_DELETED, clock_now_ms(),
+                         p.user->user_id);
             if (t->hash.len == TOKEN_HASH_BYTES) memcpy(hashes[i], t->hash.data, TOKEN_HASH_BYTES);
         }
         store_record_free(t);
@@ -1188,7 +1181,7 @@ static void svc_create_token(Pat__V1__TokenService_Service *service,
     t.created_by = p.user->user_id;
     store_batch_t *b = store_batch_new(svc->store);
     store_batch_put_token(b, &t);
-    svc_activity(svc, b, id, PAT__V1__ACTIVITY_KIND__ACTIVITY_KIND_CREATED, now, p.user->user_id);
+    svc_activity(svc, b, &t, PAT__V1__ACTIVITY_KIND__ACTIVITY_KIND_CREATED, now, p.user->user_id);
     s = store_batch_commit(b, 1);
     store_batch_free(b);
     pthread_mutex_unlock(lock);
@@ -1381,7 +1374,7 @@ static void svc_update_token(Pat__V1__TokenService_Service *service,
         t->active = active;
         store_batch_t *b = store_batch_new(svc->store);
         store_batch_put_token(b, t);
-        svc_activity(svc, b, t->id,
+        svc_activity(svc, b, t,
                      active ? PAT__V1__ACTIVITY_KIND__ACTIVITY_KIND_RESTORED
                             : PAT__V1__ACTIVITY_KIND__ACTIVITY_KIND_REVOKED,
                      now, p.user->user_id);
@@ -1440,7 +1433,8 @@ static void svc_delete_token(Pat__V1__TokenService_Service *service,
     }
     store_batch_t *b = store_batch_new(svc->store);
     store_batch_delete_token(b, t);
-    svc_activity_deleted(svc, b, t, clock_now_ms(), p.user->user_id);
+    svc_activity(svc, b, t, PAT__V1__ACTIVITY_KIND__ACTIVITY_KIND_DELETED, clock_now_ms(),
+                 p.user->user_id);
     usage_hold(svc->usage);
     store_status_t s = store_batch_commit(b, 1);
     if (s == STORE_OK) {

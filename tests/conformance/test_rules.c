@@ -993,25 +993,8 @@ static void test_status_overload_is_resource_exhausted(void **state)
     assert_int_equal(h_user(&p, "u", ROLE_MEMBER), 0);
     pat_client_t *c = h_platform(&p, "u");
     enum { N = 64 };
-    for (int i = 0; i < N; i++) {
-        char name[16];
-        snprintf(name, sizeof(name), "t%d", i);
-        Pat__V1__CreateTokenRequest req = PAT__V1__CREATE_TOKEN_REQUEST__INIT;
-        req.name = name;
-        assert_int_equal(pat_send(c, (uint64_t)i + 1, "CreateToken", &req.base), 0);
-    }
-    int ok = 0, over = 0;
-    for (int i = 0; i < N; i++) {
-        Pat__V1__Response *r;
-        assert_int_equal(pat_recv(c, &r), 0);
-        if (r->status->code == 0) ok++;
-        if (r->status->code == PAT__V1__CODE__RESOURCE_EXHAUSTED) {
-            assert_string_equal(r->status->reason, "overloaded");
-            assert_int_equal(r->status->http_status, 503);
-            over++;
-        }
-        pat__v1__response__free_unpacked(r, NULL);
-    }
+    int ok, over;
+    assert_int_equal(h_create_burst(c, N, "t", &ok, &over), 0);
     assert_true(ok >= 1);
     assert_true(over >= 1);
     assert_int_equal(ok + over, N);

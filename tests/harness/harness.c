@@ -324,6 +324,33 @@ void h_list_free(Pat__V1__TokenInfo **list, size_t n)
     free(list);
 }
 
+int h_create_burst(pat_client_t *c, int n, const char *prefix, int *ok, int *overloaded)
+{
+    *ok = *overloaded = 0;
+    for (int i = 0; i < n; i++) {
+        char name[64];
+        snprintf(name, sizeof(name), "%s%d", prefix, i);
+        Pat__V1__CreateTokenRequest req = PAT__V1__CREATE_TOKEN_REQUEST__INIT;
+        req.name = name;
+        if (pat_send(c, (uint64_t)i + 1, "CreateToken", &req.base) != 0) return -1;
+    }
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        Pat__V1__Response *r;
+        if (pat_recv(c, &r) != 0) return -1;
+        if (r->status->code == 0) {
+            (*ok)++;
+        } else if (r->status->code == PAT__V1__CODE__RESOURCE_EXHAUSTED &&
+                   strcmp(r->status->reason, "overloaded") == 0 && r->status->http_status == 503) {
+            (*overloaded)++;
+        } else {
+            rc = -1;
+        }
+        pat__v1__response__free_unpacked(r, NULL);
+    }
+    return rc;
+}
+
 int h_advance(const patd_t *p, int64_t ms)
 {
     pat_client_t *c = h_platform(p, NULL);

@@ -65,6 +65,10 @@ int h_delete(pat_client_t *c, uint64_t id, pat_status_t *st);
 Pat__V1__TokenInfo **h_list(pat_client_t *c, int kind, const char *service_user_id, size_t *n,
                             pat_status_t *st);
 void h_list_free(Pat__V1__TokenInfo **list, size_t n);
+/* Sends n CreateToken requests at once on c (pipelined, names prefix0..),
+ * then reads the n answers; counts those created and those refused as
+ * overloaded. Returns 0, or -1 on a transport error or another answer. */
+int h_create_burst(pat_client_t *c, int n, const char *prefix, int *ok, int *overloaded);
 /* Moves the test clock (patd-testclock only). */
 int h_advance(const patd_t *p, int64_t ms);
 /* Runs `patd --check` on the (stopped) data dir; returns its exit code. */

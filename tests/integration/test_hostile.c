@@ -340,23 +340,8 @@ static void test_worker_saturation_answers_overloaded_quickly(void **state)
     pat_client_t *c = h_platform(p, "busy");
     /* 300 synced creates at once against --max-queue 16. */
     enum { N = 300 };
-    for (int i = 0; i < N; i++) {
-        char name[16];
-        snprintf(name, sizeof(name), "b%d", i);
-        Pat__V1__CreateTokenRequest req = PAT__V1__CREATE_TOKEN_REQUEST__INIT;
-        req.name = name;
-        assert_int_equal(pat_send(c, (uint64_t)i + 1, "CreateToken", &req.base), 0);
-    }
-    int ok = 0, over = 0;
-    for (int i = 0; i < N; i++) {
-        Pat__V1__Response *r;
-        assert_int_equal(pat_recv(c, &r), 0);
-        if (r->status->code == 0)
-            ok++;
-        else if (r->status->code == PAT__V1__CODE__RESOURCE_EXHAUSTED)
-            over++;
-        pat__v1__response__free_unpacked(r, NULL);
-    }
+    int ok, over;
+    assert_int_equal(h_create_burst(c, N, "b", &ok, &over), 0);
     fprintf(stderr, "saturation: %d created, %d answered overloaded\n", ok, over);
     assert_int_equal(ok + over, N);
     assert_true(over > 0);
