@@ -614,12 +614,27 @@ static int cmd_health(void)
         json_str(r->version);
         printf(",\"uptime_ms\":%lld,\"now\":", (long long)r->uptime_ms);
         json_time(r->now);
-        printf(",\"connections\":%llu,\"requests_in_flight\":%llu,\"last_used_lag_ms\":%llu}\n",
+        printf(",\"connections\":%llu,\"requests_in_flight\":%llu,\"last_used_lag_ms\":%llu",
                (unsigned long long)r->connections, (unsigned long long)r->requests_in_flight,
                (unsigned long long)r->last_used_lag_ms);
+        if (r->cache)
+            printf(",\"cache\":{\"hits\":%llu,\"misses\":%llu,\"evictions\":%llu,"
+                   "\"entries\":%llu,\"capacity\":%llu,\"user_entries\":%llu}",
+                   (unsigned long long)r->cache->hits, (unsigned long long)r->cache->misses,
+                   (unsigned long long)r->cache->evictions, (unsigned long long)r->cache->entries,
+                   (unsigned long long)r->cache->capacity,
+                   (unsigned long long)r->cache->user_entries);
+        printf("}\n");
     } else {
         printf("%s  patd %s at %s, up %llds, %llu connections\n", status, r->version, o.server,
                (long long)(r->uptime_ms / 1000), (unsigned long long)r->connections);
+        if (r->cache) {
+            uint64_t looked = r->cache->hits + r->cache->misses;
+            printf("cache: %llu of %llu tokens, %.1f%% hits, %llu evictions\n",
+                   (unsigned long long)r->cache->entries, (unsigned long long)r->cache->capacity,
+                   looked ? 100.0 * (double)r->cache->hits / (double)looked : 0.0,
+                   (unsigned long long)r->cache->evictions);
+        }
     }
     protobuf_c_message_free_unpacked(&r->base, NULL);
     return 0;

@@ -61,7 +61,9 @@ try:
     rc, out, _ = ctl("health")
     check(rc == 0 and "SERVING" in out, "health")
     rc, out, _ = ctl("--json", "health")
-    check(rc == 0 and json.loads(out)["status"] == "SERVING", "health --json")
+    h = json.loads(out)
+    check(rc == 0 and h["status"] == "SERVING" and h["cache"]["capacity"] == 100000,
+          "health --json with cache counters")
     rc, out, _ = ctl("--version")
     check(rc == 0 and out.startswith("patctl "), "--version")
     rc, out, _ = ctl("--help")
