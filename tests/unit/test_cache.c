@@ -1,0 +1,172 @@
+/* Unit tests of cache.c: hits and misses, LRU eviction and its bound,
+ * invalidation, and the epoch guard that keeps a read which raced with a
+ * write from re-inserting the old answer (R13, R14, R16 with a cache). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cache.h"
+
+static Patd__Store__TokenRecord token(uint64_t id, int active)
+{
+    Patd__Store__TokenRecord t = PATD__STORE__TOKEN_RECORD__INIT;
+    t.id = id;
+    t.name = "ci";
+    t.owner_id = "alice";
+    t.created_by = "alice";
+    t.active = active;
+    t.expiration = 123;
+    return t;
+}
+
+static void hash_of(uint64_t n, uint8_t h[32])
+{
+    memset(h, 0, 32);
+    for (int i = 0; i < 8; i++)
+        h[i] = (uint8_t)(n >> (8 * i));
+    h[31] = (uint8_t)(n * 131); /* spread over shards */
+    h[0] ^= (uint8_t)(n * 7);
+}
+
+static void test_miss_then_hit_copies_the_fields(void **state)
+{
+    (void)state;
+    cache_t *c = cache_new(100);
+    uint8_t h[32];
+    hash_of(1, h);
+    cache_token_t out;
+    uint64_t epoch;
+    assert_false(cache_token_get(c, h, &out, &epoch, 1));
+    Patd__Store__TokenRecord t = token(7, 1);
+    cache_token_put(c, h, &t, epoch);
+    assert_true(cache_token_get(c, h, &out, NULL, 1));
+    assert_int_equal(out.id, 7);
+    assert_string_equal(out.name, "ci");
+    assert_string_equal(out.owner_id, "alice");
+    assert_int_equal(out.expiration, 123);
+    assert_true(out.active);
+    cache_stats_t st;
+    cache_stats(c, &st);
+    assert_int_equal(st.hits, 1);
+    assert_int_equal(st.misses, 1);
+    assert_int_equal(st.entries, 1);
+    cache_free(c);
+}
+
+static void test_R16_a_read_that_raced_a_revoke_cannot_insert_the_old_state(void **state)
+{
+    (void)state;
+    cache_t *c = cache_new(100);
+    uint8_t h[32];
+    hash_of(2, h);
+    cache_token_t out;
+    uint64_t epoch;
+    /* A reader misses and reads the active record from storage... */
+    assert_false(cache_token_get(c, h, &out, &epoch, 1));
+    Patd__Store__TokenRecord old = token(9, 1);
+    /* ...meanwhile a revoke commits and invalidates... */
+    cache_token_invalidate(c, h);
+    /* ...then the reader tries to cache what it read: refused. */
+    cache_token_put(c, h, &old, epoch);
+    assert_false(cache_token_get(c, h, &out, &epoch, 1));
+    /* A read that starts after the invalidation may insert. */
+    Patd__Store__TokenRecord revoked = token(9, 0);
+    cache_token_put(c, h, &revoked, epoch);
+    assert_true(cache_token_get(c, h, &out, NULL, 1));
+    assert_false(out.active);
+    cache_free(c);
+}
+
+static void test_R14_user_invalidation_and_epoch(void **state)
+{
+    (void)state;
+    cache_t *c = cache_new(100);
+    Patd__Store__UserRecord u = PATD__STORE__USER_RECORD__INIT;
+    u.user_id = "auth0|x";
+    u.user_name = "x";
+    u.email = "x@example.com";
+    u.name = "X";
+    u.created_by = "platform";
+    u.role = 3;
+    u.active = 1;
+    cache_user_t out;
+    uint64_t epoch;
+    assert_false(cache_user_get(c, "auth0|x", &out, &epoch, 1));
+    cache_user_put(c, &u, epoch);
+    assert_true(cache_user_get(c, "auth0|x", &out, NULL, 1));
+    assert_int_equal(out.role, 3);
+    assert_true(out.active);
+    assert_string_equal(out.email, "x@example.com");
+    assert_string_equal(out.user_id, "auth0|x");
+    /* Deactivation commits and invalidates: the entry is gone. */
+    cache_user_invalidate(c, "auth0|x");
+    assert_false(cache_user_get(c, "auth0|x", &out, &epoch, 1));
+    /* A reader that missed before a second change read the active record;
+     * the change invalidates; the reader's insert is refused. */
+    uint64_t stale = epoch;
+    cache_user_invalidate(c, "auth0|x");
+    cache_user_put(c, &u, stale);
+    assert_false(cache_user_get(c, "auth0|x", &out, &epoch, 1));
+    /* A reader after the change inserts what it read: deactivated. */
+    u.active = 0;
+    cache_user_put(c, &u, epoch);
+    assert_true(cache_user_get(c, "auth0|x", &out, NULL, 1));
+    assert_false(out.active);
+    cache_free(c);
+}
+
+static void test_lru_evicts_the_least_recently_used_and_stays_bounded(void **state)
+{
+    (void)state;
+    enum { CAP = 640, N = 5000 };
+    cache_t *c = cache_new(CAP);
+    uint8_t h[32];
+    cache_token_t out;
+    uint64_t epoch;
+    for (uint64_t i = 0; i < N; i++) {
+        hash_of(i, h);
+        cache_token_get(c, h, &out, &epoch, 1);
+        Patd__Store__TokenRecord t = token(i, 1);
+        cache_token_put(c, h, &t, epoch);
+        /* Keep token 0 hot: it must survive every eviction. */
+        hash_of(0, h);
+        assert_true(cache_token_get(c, h, &out, NULL, 1));
+    }
+    cache_stats_t st;
+    cache_stats(c, &st);
+    assert_true(st.entries <= CAP + CACHE_SHARDS); /* per-shard rounding */
+    assert_int_equal(st.entries + st.evictions, N);
+    cache_free(c);
+}
+
+static void test_capacity_zero_disables(void **state)
+{
+    (void)state;
+    cache_t *c = cache_new(0);
+    uint8_t h[32];
+    hash_of(3, h);
+    cache_token_t out;
+    uint64_t epoch;
+    assert_false(cache_token_get(c, h, &out, &epoch, 1));
+    Patd__Store__TokenRecord t = token(3, 1);
+    cache_token_put(c, h, &t, epoch);
+    assert_false(cache_token_get(c, h, &out, &epoch, 1));
+    cache_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_miss_then_hit_copies_the_fields),
+        cmocka_unit_test(test_R16_a_read_that_raced_a_revoke_cannot_insert_the_old_state),
+        cmocka_unit_test(test_R14_user_invalidation_and_epoch),
+        cmocka_unit_test(test_lru_evicts_the_least_recently_used_and_stays_bounded),
+        cmocka_unit_test(test_capacity_zero_disables),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

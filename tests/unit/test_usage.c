@@ -1,0 +1,145 @@
+/* Unit tests of usage.c against a real store: last-used kept in memory and
+ * flushed (R15), uses coalesced per (path, client) with counts, the "*"
+ * overflow row, the per-token bound (R22), and deleted tokens staying
+ * deleted. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "usage.h"
+
+typedef struct {
+    char dir[64];
+    store_t *st;
+    usage_t *u;
+} fx_t;
+
+static int setup(void **state)
+{
+    fx_t *f = calloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/patd-usage-XXXXXX");
+    if (mkdtemp(f->dir) == NULL) return -1;
+    f->st = store_open(f->dir, NULL, NULL);
+    f->u = usage_new(f->st);
+    *state = f;
+    return f->st ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    fx_t *f = *state;
+    usage_free(f->u);
+    store_close(f->st);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+    int rc = system(cmd);
+    free(f);
+    return rc == 0 ? 0 : -1;
+}
+
+typedef struct {
+    int n;
+    char paths[200][32];
+    uint32_t counts[200];
+} rows_t;
+
+static int collect(void *arg, const Patd__Store__ActivityRecord *ev)
+{
+    rows_t *r = arg;
+    snprintf(r->paths[r->n], 32, "%s", ev->path);
+    r->counts[r->n++] = ev->count;
+    return r->n == 200;
+}
+
+static void test_R15_last_used_in_memory_then_flushed(void **state)
+{
+    fx_t *f = *state;
+    usage_record(f->u, 5, 1000, "/a", "10.0.0.1");
+    usage_record(f->u, 5, 3000, "/a", "10.0.0.1");
+    usage_record(f->u, 5, 2000, "/a", "10.0.0.1"); /* out of order: keeps the max */
+    assert_int_equal(usage_last_used(f->u, 5), 3000);
+    int64_t ms;
+    assert_int_equal(store_last_used_get(f->st, 5, &ms), STORE_OK);
+    assert_int_equal(ms, 0); /* nothing written yet */
+    assert_int_equal(usage_flush(f->u), 0);
+    assert_int_equal(store_last_used_get(f->st, 5, &ms), STORE_OK);
+    assert_int_equal(ms, 3000);
+}
+
+static void test_R22_uses_coalesce_per_path_and_client(void **state)
+{
+    fx_t *f = *state;
+    for (int i = 0; i < 50; i++)
+        usage_record(f->u, 6, 1000 + i, "/same", "10.0.0.1");
+    usage_record(f->u, 6, 2000, "/same", "10.0.0.2"); /* another client: another row */
+    for (int i = 0; i < 30; i++) {
+        char p[16];
+        snprintf(p, sizeof(p), "/p%d", i);
+        usage_record(f->u, 6, 3000 + i, p, "10.0.0.1");
+    }
+    assert_int_equal(usage_flush(f->u), 0);
+    rows_t r = {0};
+    assert_int_equal(store_activity_scan(f->st, 6, collect, &r), STORE_OK);
+    /* 16 distinct pairs, then one "*" row for the other 16 uses. */
+    assert_int_equal(r.n, USAGE_DISTINCT + 1);
+    int star = -1, same = -1;
+    for (int i = 0; i < r.n; i++) {
+        if (strcmp(r.paths[i], "*") == 0) star = i;
+        if (strcmp(r.paths[i], "/same") == 0 && r.counts[i] == 50) same = i;
+    }
+    assert_true(star >= 0);
+    assert_int_equal(r.counts[star], 2 + 30 - USAGE_DISTINCT);
+    assert_true(same >= 0);
+}
+
+static void test_R22_at_most_keep_rows_per_token(void **state)
+{
+    fx_t *f = *state;
+    for (int round = 0; round < 20; round++) {
+        for (int i = 0; i < 10; i++) {
+            char p[16];
+            snprintf(p, sizeof(p), "/r%d", round * 10 + i);
+            usage_record(f->u, 7, 1000 * round + i, p, NULL);
+        }
+        assert_int_equal(usage_flush(f->u), 0);
+    }
+    assert_int_equal(usage_flush(f->u), 0);
+    rows_t r = {0};
+    assert_int_equal(store_activity_scan(f->st, 7, collect, &r), STORE_OK);
+    assert_true(r.n <= USAGE_KEEP + USAGE_TRIM_EVERY);
+    assert_string_equal(r.paths[0], "/r199");
+}
+
+static void test_deleted_token_records_nothing_more(void **state)
+{
+    fx_t *f = *state;
+    usage_record(f->u, 8, 1000, "/x", NULL);
+    usage_hold(f->u);
+    usage_forget(f->u, 8);
+    usage_release(f->u);
+    usage_record(f->u, 8, 2000, "/late", NULL); /* a Verify that raced the delete */
+    assert_int_equal(usage_flush(f->u), 0);
+    assert_int_equal(usage_last_used(f->u, 8), 0);
+    rows_t r = {0};
+    assert_int_equal(store_activity_scan(f->st, 8, collect, &r), STORE_OK);
+    assert_int_equal(r.n, 0);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_R15_last_used_in_memory_then_flushed),
+        T(test_R22_uses_coalesce_per_path_and_client),
+        T(test_R22_at_most_keep_rows_per_token),
+        T(test_deleted_token_records_nothing_more),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
