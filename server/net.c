@@ -18,6 +18,7 @@
 #define NET_BACKLOG       1024
 #define NET_SWEEP_MS      250
 #define NET_DRAIN_POLL_MS 20
+#define NET_OUT_KEEP      (16 * 1024) /* output buffer kept between writes */
 
 typedef struct net_server net_server_t;
 
@@ -84,6 +85,7 @@ struct net_server {
 
 static void net_conn_close(net_conn_t *c);
 static void net_conn_resume(net_conn_t *c);
+static void net_conn_written(net_conn_t *c);
 
 /* ---------------------------------------------------------------- lifetime */
 
@@ -125,22 +127,33 @@ static void net_on_write(uv_write_t *req, int status)
     net_conn_t *c = w->conn;
     c->write_bytes -= w->len;
     c->inflight -= w->count;
+    explicit_bzero(w->buf, w->len);
     free(w->buf);
     free(w);
     if (status < 0 && !c->closing) {
         log_debug("net: write failed: %s", uv_strerror(status));
         net_conn_close(c);
     } else if (!c->closing) {
-        c->last_active_ms = clock_mono_ms();
-        if (c->broken && c->inflight == 0)
-            net_conn_close(c);
-        else
-            net_conn_resume(c);
+        net_conn_written(c);
     }
     net_conn_unref(c);
 }
 
-/* Hands what a connection has framed to one uv_write. */
+/* After responses reached the socket: close a broken connection once it
+ * has said why, or read again if backpressure had paused it. */
+static void net_conn_written(net_conn_t *c)
+{
+    c->last_active_ms = clock_mono_ms();
+    if (c->broken && c->inflight == 0)
+        net_conn_close(c);
+    else
+        net_conn_resume(c);
+}
+
+/* Writes what a connection has framed. The common case, an empty socket
+ * buffer, is one write(2) with no request and no callback (uv_write would
+ * also re-arm epoll for every response). What the socket does not take goes
+ * to one uv_write, which owns the buffer from then on. */
 static void net_conn_flush(net_conn_t *c)
 {
     if (c->out_len == 0) return;
@@ -150,14 +163,44 @@ static void net_conn_flush(net_conn_t *c)
         c->out_count = 0;
         return;
     }
+    size_t done = 0;
+    if (c->write_bytes == 0) {
+        uv_buf_t all = uv_buf_init((char *)c->out, (unsigned)c->out_len);
+        int n = uv_try_write((uv_stream_t *)&c->tcp, &all, 1);
+        if (n < 0 && n != UV_EAGAIN) {
+            log_debug("net: write failed: %s", uv_strerror(n));
+            c->inflight -= c->out_count;
+            c->out_len = 0;
+            c->out_count = 0;
+            net_conn_close(c);
+            return;
+        }
+        done = n > 0 ? (size_t)n : 0;
+        if (done == c->out_len) {
+            /* Responses may hold a new token's secret: wipe before reuse. */
+            explicit_bzero(c->out, c->out_len);
+            c->inflight -= c->out_count;
+            c->out_len = 0;
+            c->out_count = 0;
+            if (c->out_cap > NET_OUT_KEEP) {
+                free(c->out);
+                c->out = NULL;
+                c->out_cap = 0;
+            }
+            net_conn_written(c);
+            return;
+        }
+    }
     net_write_t *w = malloc(sizeof(*w));
     if (w == NULL) abort();
     w->conn = c;
-    w->buf = c->out;
-    w->len = c->out_len;
+    w->len = c->out_len - done;
+    w->buf = malloc(w->len);
+    if (w->buf == NULL) abort();
+    memcpy(w->buf, c->out + done, w->len);
+    explicit_bzero(c->out, c->out_len);
     w->count = c->out_count;
-    c->out = NULL;
-    c->out_len = c->out_cap = 0;
+    c->out_len = 0;
     c->out_count = 0;
     uv_buf_t b = uv_buf_init((char *)w->buf, (unsigned)w->len);
     c->refs++;
@@ -175,15 +218,20 @@ static void net_conn_flush(net_conn_t *c)
 static void net_on_check(uv_check_t *h)
 {
     net_server_t *srv = h->data;
-    net_conn_t *c = srv->dirty;
-    srv->dirty = NULL;
-    while (c) {
-        net_conn_t *next = c->dnext;
-        c->dirty = 0;
-        c->dnext = NULL;
-        net_conn_flush(c);
-        net_conn_unref(c);
-        c = next;
+    /* A flush can resume a paused connection whose stashed requests answer
+     * at once: flush again until nothing is left, or they would wait for
+     * the next poll, which might not come. */
+    while (srv->dirty) {
+        net_conn_t *c = srv->dirty;
+        srv->dirty = NULL;
+        while (c) {
+            net_conn_t *next = c->dnext;
+            c->dirty = 0;
+            c->dnext = NULL;
+            net_conn_flush(c);
+            net_conn_unref(c);
+            c = next;
+        }
     }
 }
 

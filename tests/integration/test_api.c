@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -254,6 +257,70 @@ static void test_pipelined_requests_are_answered_by_id(void **state)
     free(tok);
 }
 
+/* A client that pipelines far more than the socket buffers hold, and reads
+ * only later, must still get every answer once, in full (bug check for the
+ * server's write path: a partial write goes to a queued write, a paused
+ * connection resumes from its stash, and answers found on resume are
+ * flushed without waiting for another poll). */
+typedef struct {
+    pat_client_t *c;
+    const char *tok;
+    int n;
+    int failed;
+} late_reader_t;
+
+static void *late_reader_send(void *arg)
+{
+    late_reader_t *l = arg;
+    for (int id = 1; id <= l->n; id++) {
+        Pat__V1__VerifyRequest req = PAT__V1__VERIFY_REQUEST__INIT;
+        req.bearer_token = id % 3 ? (char *)l->tok : "patp_bad";
+        req.path = "/api/v1/a-path-long-enough-to-make-the-requests-weigh-something";
+        if (pat_send(l->c, (uint64_t)id, "Verify", &req.base) != 0) {
+            l->failed = id;
+            break;
+        }
+    }
+    return NULL;
+}
+
+static void test_late_reader_gets_every_answer(void **state)
+{
+    patd_t *p = *state;
+    pat_status_t st;
+    char *tok = h_create(p, "auth0|alice", "late", 30, NULL, &st);
+    assert_non_null(tok);
+    pat_client_t *c = h_connect(p);
+    /* A fixed receive window (no autotuning), so the server's socket fills;
+     * much smaller and loopback TCP crawls on window probes. */
+    int small = 64 * 1024;
+    setsockopt(pat_fd(c), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    struct timeval tv = {.tv_sec = 10, .tv_usec = 0};
+    setsockopt(pat_fd(c), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    enum { N = 100000 };
+    late_reader_t l = {.c = c, .tok = tok, .n = N};
+    pthread_t sender;
+    pthread_create(&sender, NULL, late_reader_send, &l);
+    usleep(300 * 1000); /* not reading: the server must hold back */
+    static unsigned char seen[N + 1];
+    memset(seen, 0, sizeof(seen));
+    int got = 0;
+    for (; got < N; got++) {
+        Pat__V1__Response *r;
+        if (pat_recv(c, &r) != 0) break;
+        assert_true(r->id >= 1 && r->id <= N);
+        assert_int_equal(seen[r->id], 0);
+        seen[r->id] = 1;
+        assert_int_equal(r->status->code, r->id % 3 ? 0 : PAT__V1__CODE__UNAUTHENTICATED);
+        pat__v1__response__free_unpacked(r, NULL);
+    }
+    pthread_join(sender, NULL);
+    assert_int_equal(l.failed, 0);
+    assert_int_equal(got, N);
+    pat_close(c);
+    free(tok);
+}
+
 static void test_files_are_private_and_secrets_stay_out_of_the_log(void **state)
 {
     patd_t *p = *state;
@@ -329,6 +396,7 @@ int main(void)
         T(test_delete_of_active_token_is_400),
         T(test_restart_then_verify),
         T(test_pipelined_requests_are_answered_by_id),
+        T(test_late_reader_gets_every_answer),
         T(test_files_are_private_and_secrets_stay_out_of_the_log),
         T(test_world_readable_platform_key_refuses_start),
         T(test_platform_needs_act_as_for_token_methods),
