@@ -26,17 +26,25 @@ typedef struct usage_entry {
     struct usage_entry *next;
     uint64_t id;
     int64_t last_used;
-    int dirty;   /* last_used not yet written */
-    int deleted; /* the token is gone: record nothing more */
+    struct usage_entry *pnext; /* on the stripe's pending list */
+    int listed;                /* on that list */
+    int dirty;                 /* last_used not yet written */
+    int deleted;               /* the token is gone: record nothing more */
+    int trim_queued;           /* its id waits in the trim queue */
     unsigned rows_since_trim;
     usage_use_t *uses; /* pending rows, newest first */
     unsigned n_uses;
 } usage_entry_t;
 
+/* A stripe: entries by id, and the list of those the next flush must look
+ * at (dirty, or due a trim), so a flush costs what changed, not what is
+ * known: with a million tokens seen, walking them all would hold each
+ * stripe lock, and the Verify that waits on it, for milliseconds. */
 typedef struct {
     pthread_mutex_t lock;
     usage_entry_t **buckets;
     size_t nbuckets, count;
+    usage_entry_t *pending;
 } usage_stripe_t;
 
 struct usage {
@@ -47,6 +55,8 @@ struct usage {
     pthread_cond_t wake;
     int stopping;
     pthread_mutex_t flush_lock;
+    uint64_t *trimq; /* ids due a trim, beyond a flush's budget */
+    size_t trimq_head, trimq_len, trimq_cap;
     usage_stripe_t stripes[USAGE_STRIPES];
 };
 
@@ -111,6 +121,15 @@ static usage_entry_t *usage_find(usage_stripe_t *s, uint64_t id, int create)
     return e;
 }
 
+/* Caller holds the stripe lock. */
+static void usage_list(usage_stripe_t *s, usage_entry_t *e)
+{
+    if (e->listed) return;
+    e->listed = 1;
+    e->pnext = s->pending;
+    s->pending = e;
+}
+
 static void usage_free_uses(usage_use_t *u)
 {
     while (u) {
@@ -157,6 +176,7 @@ void usage_free(usage_t *u)
         free(u->stripes[i].buckets);
         pthread_mutex_destroy(&u->stripes[i].lock);
     }
+    free(u->trimq);
     pthread_mutex_destroy(&u->flush_lock);
     pthread_mutex_destroy(&u->wake_lock);
     pthread_cond_destroy(&u->wake);
@@ -173,6 +193,7 @@ void usage_record(usage_t *u, uint64_t id, int64_t now, const char *path, const 
     if (!e->deleted) {
         if (now > e->last_used) e->last_used = now;
         e->dirty = 1;
+        usage_list(s, e);
         usage_use_t *x = e->uses;
         /* Beyond USAGE_DISTINCT pairs, everything goes to one "*" row. */
         if (e->n_uses >= USAGE_DISTINCT) {
@@ -224,6 +245,7 @@ void usage_note_rows(usage_t *u, uint64_t id, unsigned rows)
     pthread_mutex_lock(&s->lock);
     usage_entry_t *e = usage_find(s, id, 1);
     e->rows_since_trim += rows;
+    if (e->rows_since_trim >= USAGE_TRIM_EVERY) usage_list(s, e);
     pthread_mutex_unlock(&s->lock);
 }
 
@@ -236,6 +258,45 @@ typedef struct {
     usage_use_t *uses; /* owned by the flush */
 } usage_take_t;
 
+/* Queues a trim for later; caller holds the flush lock and e's stripe. */
+static void usage_trimq_push(usage_t *u, usage_entry_t *e)
+{
+    if (u->trimq_len == u->trimq_cap) {
+        if (u->trimq_head > 0) { /* reuse the consumed front */
+            memmove(u->trimq, u->trimq + u->trimq_head,
+                    (u->trimq_len - u->trimq_head) * sizeof(*u->trimq));
+            u->trimq_len -= u->trimq_head;
+            u->trimq_head = 0;
+        }
+        if (u->trimq_len == u->trimq_cap) {
+            u->trimq_cap = u->trimq_cap ? u->trimq_cap * 2 : 1024;
+            u->trimq = realloc(u->trimq, u->trimq_cap * sizeof(*u->trimq));
+            if (u->trimq == NULL) abort();
+        }
+    }
+    u->trimq[u->trimq_len++] = e->id;
+    e->trim_queued = 1;
+}
+
+static int usage_take_cmp(const void *a, const void *b)
+{
+    uint64_t x = ((const usage_take_t *)a)->id, y = ((const usage_take_t *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
+/* Appends one slot to the flush's take list. */
+static usage_take_t *usage_take_add(usage_take_t **take, size_t *n, size_t *cap)
+{
+    if (*n == *cap) {
+        *cap *= 2;
+        *take = realloc(*take, *cap * sizeof(**take));
+        if (*take == NULL) abort();
+    }
+    usage_take_t *t = &(*take)[(*n)++];
+    memset(t, 0, sizeof(*t));
+    return t;
+}
+
 int usage_flush(usage_t *u)
 {
     pthread_mutex_lock(&u->flush_lock);
@@ -244,42 +305,65 @@ int usage_flush(usage_t *u)
     if (take == NULL) abort();
 
     /* Trims are maintenance: at most USAGE_TRIMS_PER_FLUSH a round, so a
-     * storm of first-time tokens delays them instead of slowing serving. */
+     * storm of first-time tokens delays them instead of slowing serving.
+     * Those that wait do so in a queue of ids, oldest first. */
     unsigned trim_budget = USAGE_TRIMS_PER_FLUSH;
+    while (trim_budget > 0 && u->trimq_head < u->trimq_len) {
+        uint64_t id = u->trimq[u->trimq_head++];
+        usage_stripe_t *s = usage_stripe(u, id);
+        pthread_mutex_lock(&s->lock);
+        usage_entry_t *e = usage_find(s, id, 0);
+        if (e && e->trim_queued && !e->deleted) {
+            e->trim_queued = 0;
+            e->rows_since_trim = 0;
+            usage_take_add(&take, &n, &cap)->id = id;
+            take[n - 1].trim = 1;
+            trim_budget--;
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+    if (u->trimq_head == u->trimq_len) u->trimq_head = u->trimq_len = 0;
+
     for (int i = 0; i < USAGE_STRIPES; i++) {
         usage_stripe_t *s = &u->stripes[i];
         pthread_mutex_lock(&s->lock);
-        for (size_t b = 0; b < s->nbuckets; b++) {
-            for (usage_entry_t *e = s->buckets[b]; e; e = e->next) {
-                if (e->deleted) continue;
-                e->rows_since_trim += e->n_uses;
-                int trim = e->rows_since_trim >= USAGE_TRIM_EVERY && trim_budget > 0;
-                if (!e->dirty && !trim) continue;
-                if (n == cap) {
-                    cap *= 2;
-                    take = realloc(take, cap * sizeof(*take));
-                    if (take == NULL) abort();
-                }
-                usage_take_t *t = &take[n++];
-                t->id = e->id;
-                t->last_used = e->last_used;
-                t->write = e->dirty;
-                t->uses = e->uses;
-                t->trim = trim;
-                if (trim) {
+        usage_entry_t *e = s->pending, *pnext;
+        s->pending = NULL;
+        for (; e; e = pnext) {
+            pnext = e->pnext;
+            e->listed = 0;
+            if (e->deleted) continue;
+            e->rows_since_trim += e->n_uses;
+            int trim = 0;
+            if (e->rows_since_trim >= USAGE_TRIM_EVERY && !e->trim_queued) {
+                if (trim_budget > 0) {
+                    trim = 1;
                     trim_budget--;
                     e->rows_since_trim = 0;
+                } else {
+                    usage_trimq_push(u, e);
                 }
-                e->uses = NULL;
-                e->n_uses = 0;
-                e->dirty = 0;
             }
+            if (!e->dirty && !trim) continue;
+            usage_take_t *t = usage_take_add(&take, &n, &cap);
+            t->id = e->id;
+            t->last_used = e->last_used;
+            t->write = e->dirty;
+            t->uses = e->uses;
+            t->trim = trim;
+            e->uses = NULL;
+            e->n_uses = 0;
+            e->dirty = 0;
         }
         pthread_mutex_unlock(&s->lock);
     }
 
     int rc = 0;
     if (n > 0) {
+        /* In key order, each memtable insert starts where the last one
+         * ended instead of searching the skiplist from the top: at tens of
+         * thousands of tokens a second that is most of the flush's cost. */
+        qsort(take, n, sizeof(*take), usage_take_cmp);
         store_batch_t *batch = store_batch_new(u->store);
         for (size_t i = 0; i < n; i++) {
             usage_take_t *t = &take[i];
@@ -305,7 +389,10 @@ int usage_flush(usage_t *u)
                 usage_stripe_t *s = usage_stripe(u, take[i].id);
                 pthread_mutex_lock(&s->lock);
                 usage_entry_t *e = usage_find(s, take[i].id, 0);
-                if (e && !e->deleted && take[i].write) e->dirty = 1;
+                if (e && !e->deleted && take[i].write) {
+                    e->dirty = 1;
+                    usage_list(s, e);
+                }
                 pthread_mutex_unlock(&s->lock);
             }
             log_warn("usage: flush of %zu tokens failed; last-used times kept for retry", n);

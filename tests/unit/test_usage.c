@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "pat/v1/pat.pb-c.h"
 #include "usage.h"
 
 typedef struct {
@@ -117,6 +118,52 @@ static void test_R22_at_most_keep_rows_per_token(void **state)
     assert_string_equal(r.paths[0], "/r199");
 }
 
+static int count_rows(void *arg, const Patd__Store__ActivityRecord *ev)
+{
+    (void)ev;
+    ++*(int *)arg;
+    return 0;
+}
+
+/* R22's bound also covers rows left by an earlier run: the first use of a
+ * token since start makes a trim due. A flush does at most
+ * USAGE_TRIMS_PER_FLUSH of them; the rest wait in a queue and are done by
+ * the next flushes even though those tokens are not used again. */
+static void test_R22_trims_beyond_the_budget_wait_their_turn(void **state)
+{
+    fx_t *f = *state;
+    enum { TOKENS = USAGE_TRIMS_PER_FLUSH * 2 + 10, OLD = USAGE_KEEP + 30 };
+    store_batch_t *b = store_batch_new(f->st);
+    for (uint64_t id = 100; id < 100 + TOKENS; id++) {
+        for (int i = 0; i < OLD; i++) {
+            Patd__Store__ActivityRecord rec = PATD__STORE__ACTIVITY_RECORD__INIT;
+            rec.kind = PAT__V1__ACTIVITY_KIND__ACTIVITY_KIND_USED;
+            rec.time = 1000 + i;
+            rec.path = "/old";
+            store_batch_put_activity(b, id, store_activity_seq(f->st), &rec);
+        }
+    }
+    assert_int_equal(store_batch_commit(b, 0), STORE_OK);
+    store_batch_free(b);
+
+    for (uint64_t id = 100; id < 100 + TOKENS; id++)
+        usage_record(f->u, id, 5000, "/new", NULL);
+    int over[4];
+    for (int round = 0; round < 4; round++) {
+        assert_int_equal(usage_flush(f->u), 0);
+        over[round] = 0;
+        for (uint64_t id = 100; id < 100 + TOKENS; id++) {
+            int n = 0;
+            assert_int_equal(store_activity_scan(f->st, id, count_rows, &n), STORE_OK);
+            over[round] += n > USAGE_KEEP;
+        }
+    }
+    assert_int_equal(over[0], TOKENS - USAGE_TRIMS_PER_FLUSH);
+    assert_int_equal(over[1], TOKENS - 2 * USAGE_TRIMS_PER_FLUSH);
+    assert_int_equal(over[2], 0);
+    assert_int_equal(over[3], 0);
+}
+
 static void test_deleted_token_records_nothing_more(void **state)
 {
     fx_t *f = *state;
@@ -138,6 +185,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_R15_last_used_in_memory_then_flushed),
         T(test_R22_uses_coalesce_per_path_and_client),
+        T(test_R22_trims_beyond_the_budget_wait_their_turn),
         T(test_R22_at_most_keep_rows_per_token),
         T(test_deleted_token_records_nothing_more),
     };
