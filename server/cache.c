@@ -211,7 +211,7 @@ cache_t *cache_new(size_t capacity)
     if (c == NULL) abort();
     c->capacity = capacity;
     cmap_init(&c->tokens, capacity);
-    cmap_init(&c->users, capacity);
+    cmap_init(&c->users, capacity * 2);
     return c;
 }
 

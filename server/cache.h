@@ -54,7 +54,9 @@ typedef struct {
     uint64_t hits, misses, evictions, entries, capacity, user_entries;
 } cache_stats_t;
 
-/* capacity: token entries kept (users: the same bound); 0 disables. */
+/* capacity: token entries kept; 0 disables. Users get twice that: their
+ * shards fill unevenly, and with as many users as the bound (each serving
+ * all its tokens) the user map must not churn where the token map does. */
 cache_t *cache_new(size_t capacity);
 void cache_free(cache_t *c);
 
