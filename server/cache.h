@@ -15,6 +15,10 @@
  * answer behind. Hence no Verify that starts after an acknowledgement can be
  * answered from an older state.
  *
+ * Eviction is LRU, approximated the way memcached does it: a hit moves an
+ * entry to the front only once it has aged past a quarter of its shard, so
+ * reading a hot set that fits writes nothing and touches no neighbours.
+ *
  * Negative answers are never cached: unknown tokens cannot fill the cache.
  * Thread-safe; lookups copy out, so nothing returned points into the cache. */
 #ifndef PAT_CACHE_H

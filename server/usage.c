@@ -258,7 +258,7 @@ typedef struct {
     usage_use_t *uses; /* owned by the flush */
 } usage_take_t;
 
-/* Queues a trim for later; caller holds the flush lock and e's stripe. */
+/* Queues a trim for later; caller holds the flush lock. */
 static void usage_trimq_push(usage_t *u, usage_entry_t *e)
 {
     if (u->trimq_len == u->trimq_cap) {
@@ -313,49 +313,62 @@ int usage_flush(usage_t *u)
         usage_stripe_t *s = usage_stripe(u, id);
         pthread_mutex_lock(&s->lock);
         usage_entry_t *e = usage_find(s, id, 0);
-        if (e && e->trim_queued && !e->deleted) {
+        int due = e && e->trim_queued && !e->deleted;
+        if (due) {
             e->trim_queued = 0;
             e->rows_since_trim = 0;
-            usage_take_add(&take, &n, &cap)->id = id;
-            take[n - 1].trim = 1;
-            trim_budget--;
         }
         pthread_mutex_unlock(&s->lock);
+        if (due) {
+            usage_take_t *t = usage_take_add(&take, &n, &cap);
+            t->id = id;
+            t->trim = 1;
+            trim_budget--;
+        }
     }
     if (u->trimq_head == u->trimq_len) u->trimq_head = u->trimq_len = 0;
 
+    /* The stripe lock is held per entry, never across the walk or an
+     * allocation: a Verify waiting on it waits for one entry at most. The
+     * trim queue and the take list belong to the flusher (flush_lock). */
     for (int i = 0; i < USAGE_STRIPES; i++) {
         usage_stripe_t *s = &u->stripes[i];
         pthread_mutex_lock(&s->lock);
         usage_entry_t *e = s->pending, *pnext;
         s->pending = NULL;
+        pthread_mutex_unlock(&s->lock);
         for (; e; e = pnext) {
-            pnext = e->pnext;
+            usage_take_t t = {0};
+            int take_it = 0, queue = 0;
+            pthread_mutex_lock(&s->lock);
+            pnext = e->pnext; /* still listed: nobody else relinks it */
             e->listed = 0;
-            if (e->deleted) continue;
-            e->rows_since_trim += e->n_uses;
-            int trim = 0;
-            if (e->rows_since_trim >= USAGE_TRIM_EVERY && !e->trim_queued) {
-                if (trim_budget > 0) {
-                    trim = 1;
-                    trim_budget--;
-                    e->rows_since_trim = 0;
-                } else {
-                    usage_trimq_push(u, e);
+            if (!e->deleted) {
+                e->rows_since_trim += e->n_uses;
+                if (e->rows_since_trim >= USAGE_TRIM_EVERY && !e->trim_queued) {
+                    if (trim_budget > 0) {
+                        t.trim = 1;
+                        trim_budget--;
+                        e->rows_since_trim = 0;
+                    } else {
+                        queue = 1;
+                    }
+                }
+                if (e->dirty || t.trim) {
+                    take_it = 1;
+                    t.id = e->id;
+                    t.last_used = e->last_used;
+                    t.write = e->dirty;
+                    t.uses = e->uses;
+                    e->uses = NULL;
+                    e->n_uses = 0;
+                    e->dirty = 0;
                 }
             }
-            if (!e->dirty && !trim) continue;
-            usage_take_t *t = usage_take_add(&take, &n, &cap);
-            t->id = e->id;
-            t->last_used = e->last_used;
-            t->write = e->dirty;
-            t->uses = e->uses;
-            t->trim = trim;
-            e->uses = NULL;
-            e->n_uses = 0;
-            e->dirty = 0;
+            pthread_mutex_unlock(&s->lock);
+            if (queue) usage_trimq_push(u, e);
+            if (take_it) *usage_take_add(&take, &n, &cap) = t;
         }
-        pthread_mutex_unlock(&s->lock);
     }
 
     int rc = 0;

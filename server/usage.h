@@ -5,12 +5,15 @@
  * synced one, so usage_record() only updates an in-memory entry under one
  * of USAGE_STRIPES mutexes. usage_flush() moves what changed into one
  * synced WriteBatch; it runs every USAGE_FLUSH_MS on a dedicated flusher
- * thread (usage_start), and once more at shutdown. That thread keeps the
- * normal priority on purpose: it briefly holds the stripe mutexes that
- * Verify takes, and a low-priority holder preempted there would make the
- * network thread wait (priority inversion; measured: pipelined Verify
- * fell by a quarter with the flusher at nice 10). After a crash, last-used times and
- * use events lag by at most one flush interval plus one synced write.
+ * thread (usage_start), and once more at shutdown. A flush looks only at
+ * entries that changed (each stripe keeps a list of them), in key order,
+ * and takes a stripe mutex for one entry at a time, so the Verify that
+ * waits on it waits for one entry, never for a walk or an allocation.
+ * That thread keeps the normal priority on purpose: a low-priority holder
+ * of a stripe mutex preempted there would make the network thread wait
+ * (priority inversion; measured: pipelined Verify fell by a quarter with
+ * the flusher at nice 10). After a crash, last-used times and use events
+ * lag by at most one flush interval plus one synced write.
  *
  * Uses are coalesced: within one flush interval, uses of a token with the
  * same path and client are one activity row with a count and first/last
@@ -20,7 +23,8 @@
  * second, not 100000. Each token keeps its newest USAGE_KEEP rows;
  * older ones are deleted. Trims are maintenance, at most
  * USAGE_TRIMS_PER_FLUSH tokens per flush: a storm of new tokens delays
- * them rather than slowing serving, and they catch up afterwards.
+ * them rather than slowing serving; the rest wait in a queue of ids and
+ * catch up afterwards.
  *
  * Deleted tokens are remembered (a flag on the entry) so that a Verify that
  * raced with the delete cannot bring rows of the deleted token back.
