@@ -9,7 +9,8 @@
  * error); percentiles come from it, never from an average.
  *
  * Scenarios:
- *   verify       Verify tokens from --tokens-file, the first --hot of them
+ *   verify       Verify tokens from --tokens-file, the first --hot of them,
+ *                each connection walking them from its own offset
  *   verify-cold  Verify tokens drawn at random from the whole file
  *   create       CreateToken (synced writes) as --users users via the platform key
  *   mixed        95% Verify, 4% ListTokens, 1% CreateToken or UpdateToken
@@ -350,7 +351,11 @@ static void queue_one(conn_t *c)
     } else if (strcmp(sc, "verify-cold") == 0) {
         n = encode_verify(out, id, tokens[rng() % (uint64_t)ntokens]);
     } else {
-        n = encode_verify(out, id, tokens[c->seq++ % (uint64_t)opt.hot]);
+        /* Each connection starts at its own place in the hot set: in
+         * lockstep from token 0, the set would be first seen only as fast
+         * as one connection walks it, and "hot" would keep missing. */
+        uint64_t start = (uint64_t)c->idx * (uint64_t)opt.hot / (uint64_t)opt.conns;
+        n = encode_verify(out, id, tokens[(start + c->seq++) % (uint64_t)opt.hot]);
     }
     c->wlen += n;
     c->sent_at[slot] = now_ns();
