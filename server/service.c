@@ -566,7 +566,7 @@ static void svc_health(Pat__V1__TokenService_Service *service, const Pat__V1__He
     r.now = clock_now_ms();
     r.connections = atomic_load(&svc->stats->connections);
     r.requests_in_flight = atomic_load(&svc->stats->in_flight);
-    r.last_used_lag_ms = USAGE_FLUSH_MS;
+    r.last_used_lag_ms = USAGE_PERSIST_MS + USAGE_FLUSH_MS;
     cache_stats_t cs;
     cache_stats(svc->cache, &cs);
     Pat__V1__CacheStats c = PAT__V1__CACHE_STATS__INIT;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define USAGE_BUCKETS_MIN 1024 /* per stripe; doubles to keep chains short */
@@ -30,6 +31,7 @@ typedef struct usage_entry {
     int listed;                /* on that list */
     int dirty;                 /* last_used not yet written */
     int deleted;               /* the token is gone: record nothing more */
+    int64_t written_ms;        /* monotonic time of its last write, 0: never */
     int trim_queued;           /* its id waits in the trim queue */
     unsigned rows_since_trim;
     usage_use_t *uses; /* pending rows, newest first */
@@ -299,6 +301,11 @@ static usage_take_t *usage_take_add(usage_take_t **take, size_t *n, size_t *cap)
 
 int usage_flush(usage_t *u)
 {
+    return usage_flush_at(u, (int64_t)clock_mono_ms(), 1);
+}
+
+int usage_flush_at(usage_t *u, int64_t now_ms, int force)
+{
     pthread_mutex_lock(&u->flush_lock);
     size_t cap = 64, n = 0;
     usage_take_t *take = malloc(cap * sizeof(*take));
@@ -344,7 +351,11 @@ int usage_flush(usage_t *u)
             pnext = e->pnext; /* still listed: nobody else relinks it */
             e->listed = 0;
             if (!e->deleted) {
-                e->rows_since_trim += e->n_uses;
+                int wait = !force && e->dirty && e->written_ms != 0 &&
+                           now_ms - e->written_ms < USAGE_PERSIST_MS;
+                if (wait) usage_list(s, e); /* looked at again next round */
+                int write = e->dirty && !wait;
+                if (write) e->rows_since_trim += e->n_uses;
                 if (e->rows_since_trim >= USAGE_TRIM_EVERY && !e->trim_queued) {
                     if (trim_budget > 0) {
                         t.trim = 1;
@@ -354,15 +365,18 @@ int usage_flush(usage_t *u)
                         queue = 1;
                     }
                 }
-                if (e->dirty || t.trim) {
+                if (write || t.trim) {
                     take_it = 1;
                     t.id = e->id;
+                }
+                if (write) {
                     t.last_used = e->last_used;
-                    t.write = e->dirty;
+                    t.write = 1;
                     t.uses = e->uses;
                     e->uses = NULL;
                     e->n_uses = 0;
                     e->dirty = 0;
+                    e->written_ms = now_ms;
                 }
             }
             pthread_mutex_unlock(&s->lock);
@@ -404,6 +418,7 @@ int usage_flush(usage_t *u)
                 usage_entry_t *e = usage_find(s, take[i].id, 0);
                 if (e && !e->deleted && take[i].write) {
                     e->dirty = 1;
+                    e->written_ms = 0; /* retried by the next flush */
                     usage_list(s, e);
                 }
                 pthread_mutex_unlock(&s->lock);
@@ -461,7 +476,7 @@ static void *usage_flusher(void *arg)
         }
         if (u->stopping) break;
         pthread_mutex_unlock(&u->wake_lock);
-        usage_flush(u);
+        usage_flush_at(u, (int64_t)clock_mono_ms(), 0);
         pthread_mutex_lock(&u->wake_lock);
     }
     pthread_mutex_unlock(&u->wake_lock);

@@ -5,7 +5,11 @@
  * synced one, so usage_record() only updates an in-memory entry under one
  * of USAGE_STRIPES mutexes. usage_flush() moves what changed into one
  * synced WriteBatch; it runs every USAGE_FLUSH_MS on a dedicated flusher
- * thread (usage_start), and once more at shutdown. A flush looks only at
+ * thread (usage_start), and once more at shutdown. A token's first use
+ * since start is written by the next flush; after that, a token is written
+ * at most every USAGE_PERSIST_MS, its uses coalescing in memory meanwhile,
+ * so a token verified all day costs a write every 10 s, not every second
+ * (the list reads memory, so it shows every use at once). A flush looks only at
  * entries that changed (each stripe keeps a list of them), in key order,
  * and takes a stripe mutex for one entry at a time, so the Verify that
  * waits on it waits for one entry, never for a walk or an allocation.
@@ -13,14 +17,16 @@
  * of a stripe mutex preempted there would make the network thread wait
  * (priority inversion; measured: pipelined Verify fell by a quarter with
  * the flusher at nice 10). After a crash, last-used times and use events
- * lag by at most one flush interval plus one synced write.
+ * lag by at most USAGE_PERSIST_MS plus one flush interval (Health reports
+ * it as last_used_lag_ms); a token's first use, by one flush interval.
  *
- * Uses are coalesced: within one flush interval, uses of a token with the
+ * Uses are coalesced: between two writes of a token, its uses with the
  * same path and client are one activity row with a count and first/last
  * time, and at most USAGE_DISTINCT distinct (path, client) pairs are kept
  * per token; further ones are counted in a single row with path "*". So a
- * token verified 100000 times a second writes a handful of rows per
- * second, not 100000. Each token keeps its newest USAGE_KEEP rows;
+ * token verified 100000 times a second writes a handful of rows every
+ * 10 s, not 100000 a second, and its USAGE_KEEP newest rows reach back
+ * at least 1000 s. Each token keeps its newest USAGE_KEEP rows;
  * older ones are deleted. Trims are maintenance, at most
  * USAGE_TRIMS_PER_FLUSH tokens per flush: a storm of new tokens delays
  * them rather than slowing serving; the rest wait in a queue of ids and
@@ -38,11 +44,12 @@
 
 #define USAGE_STRIPES         16
 #define USAGE_FLUSH_MS        1000
-#define USAGE_KEEP            100 /* activity rows kept per token */
-#define USAGE_DISTINCT        16  /* (path, client) rows per token per flush */
-#define USAGE_TRIM_EVERY      20  /* rows written between trims of one token */
-#define USAGE_TRIMS_PER_FLUSH 256 /* trims done per flush, at most */
-#define USAGE_PATH_MAX        256 /* bytes of path kept per use */
+#define USAGE_PERSIST_MS      10000 /* a token written this recently waits */
+#define USAGE_KEEP            100   /* activity rows kept per token */
+#define USAGE_DISTINCT        16    /* (path, client) rows per token per write */
+#define USAGE_TRIM_EVERY      20    /* rows written between trims of one token */
+#define USAGE_TRIMS_PER_FLUSH 256   /* trims done per flush, at most */
+#define USAGE_PATH_MAX        256   /* bytes of path kept per use */
 #define USAGE_CLIENT_IP_MAX   64
 
 typedef struct usage usage_t;
@@ -68,9 +75,13 @@ int64_t usage_last_used(usage_t *u, uint64_t id);
  * events), so that trimming takes them into account. */
 void usage_note_rows(usage_t *u, uint64_t id, unsigned rows);
 
-/* Writes everything pending in one synced batch, then trims tokens that are
- * due. Returns 0, or -1 if the store refused (what was pending is kept and
- * retried on the next flush). Flushes never run concurrently. */
+/* Writes what is pending in one synced batch, then trims tokens that are
+ * due. Unless force, a token written less than USAGE_PERSIST_MS before
+ * now_ms (monotonic) waits, its uses coalescing meanwhile. Returns 0, or
+ * -1 if the store refused (what was pending is kept and retried on the
+ * next flush). Flushes never run concurrently. */
+int usage_flush_at(usage_t *u, int64_t now_ms, int force);
+/* Writes everything pending now: usage_flush_at(u, now, 1). */
 int usage_flush(usage_t *u);
 
 /* Deleting tokens: usage_hold() waits for a running flush and holds off

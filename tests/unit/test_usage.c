@@ -164,6 +164,37 @@ static void test_R22_trims_beyond_the_budget_wait_their_turn(void **state)
     assert_int_equal(over[3], 0);
 }
 
+/* R15/R22 write volume: a token written less than USAGE_PERSIST_MS ago
+ * waits, its uses coalescing, unless the flush is forced (shutdown,
+ * ListTokenActivity); its first use since start never waits. */
+static void test_R15_a_recently_written_token_waits_and_coalesces(void **state)
+{
+    fx_t *f = *state;
+    int64_t t0 = 1000000, ms;
+    usage_record(f->u, 9, 1000, "/a", NULL);
+    assert_int_equal(usage_flush_at(f->u, t0, 0), 0); /* first use: written */
+    assert_int_equal(store_last_used_get(f->st, 9, &ms), STORE_OK);
+    assert_int_equal(ms, 1000);
+    usage_record(f->u, 9, 2000, "/a", NULL);
+    usage_record(f->u, 9, 3000, "/a", NULL);
+    assert_int_equal(usage_flush_at(f->u, t0 + USAGE_PERSIST_MS - 1, 0), 0);
+    assert_int_equal(store_last_used_get(f->st, 9, &ms), STORE_OK);
+    assert_int_equal(ms, 1000);                       /* waits */
+    assert_int_equal(usage_last_used(f->u, 9), 3000); /* memory is exact */
+    assert_int_equal(usage_flush_at(f->u, t0 + USAGE_PERSIST_MS, 0), 0);
+    assert_int_equal(store_last_used_get(f->st, 9, &ms), STORE_OK);
+    assert_int_equal(ms, 3000);
+    rows_t r = {0};
+    assert_int_equal(store_activity_scan(f->st, 9, collect, &r), STORE_OK);
+    assert_int_equal(r.n, 2); /* one row per write: counts 1, then 2 */
+    assert_int_equal(r.counts[0] + r.counts[1], 3);
+    /* A forced flush does not wait. */
+    usage_record(f->u, 9, 4000, "/a", NULL);
+    assert_int_equal(usage_flush(f->u), 0);
+    assert_int_equal(store_last_used_get(f->st, 9, &ms), STORE_OK);
+    assert_int_equal(ms, 4000);
+}
+
 static void test_deleted_token_records_nothing_more(void **state)
 {
     fx_t *f = *state;
@@ -186,6 +217,7 @@ int main(void)
         T(test_R15_last_used_in_memory_then_flushed),
         T(test_R22_uses_coalesce_per_path_and_client),
         T(test_R22_trims_beyond_the_budget_wait_their_turn),
+        T(test_R15_a_recently_written_token_waits_and_coalesces),
         T(test_R22_at_most_keep_rows_per_token),
         T(test_deleted_token_records_nothing_more),
     };
