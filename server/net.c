@@ -150,6 +150,21 @@ static void net_conn_written(net_conn_t *c)
         net_conn_resume(c);
 }
 
+/* Empties the output buffer once its bytes are written or handed over.
+ * Responses may hold a new token's secret: wiped before reuse; a buffer a
+ * burst made large is given back. */
+static void net_conn_out_reset(net_conn_t *c)
+{
+    explicit_bzero(c->out, c->out_len);
+    c->out_len = 0;
+    c->out_count = 0;
+    if (c->out_cap > NET_OUT_KEEP) {
+        free(c->out);
+        c->out = NULL;
+        c->out_cap = 0;
+    }
+}
+
 /* Writes what a connection has framed. The common case, an empty socket
  * buffer, is one write(2) with no request and no callback (uv_write would
  * also re-arm epoll for every response). What the socket does not take goes
@@ -159,8 +174,7 @@ static void net_conn_flush(net_conn_t *c)
     if (c->out_len == 0) return;
     if (c->closing) {
         c->inflight -= c->out_count;
-        c->out_len = 0;
-        c->out_count = 0;
+        net_conn_out_reset(c);
         return;
     }
     size_t done = 0;
@@ -170,23 +184,14 @@ static void net_conn_flush(net_conn_t *c)
         if (n < 0 && n != UV_EAGAIN) {
             log_debug("net: write failed: %s", uv_strerror(n));
             c->inflight -= c->out_count;
-            c->out_len = 0;
-            c->out_count = 0;
+            net_conn_out_reset(c);
             net_conn_close(c);
             return;
         }
         done = n > 0 ? (size_t)n : 0;
         if (done == c->out_len) {
-            /* Responses may hold a new token's secret: wipe before reuse. */
-            explicit_bzero(c->out, c->out_len);
             c->inflight -= c->out_count;
-            c->out_len = 0;
-            c->out_count = 0;
-            if (c->out_cap > NET_OUT_KEEP) {
-                free(c->out);
-                c->out = NULL;
-                c->out_cap = 0;
-            }
+            net_conn_out_reset(c);
             net_conn_written(c);
             return;
         }
@@ -198,10 +203,8 @@ static void net_conn_flush(net_conn_t *c)
     w->buf = malloc(w->len);
     if (w->buf == NULL) abort();
     memcpy(w->buf, c->out + done, w->len);
-    explicit_bzero(c->out, c->out_len);
     w->count = c->out_count;
-    c->out_len = 0;
-    c->out_count = 0;
+    net_conn_out_reset(c);
     uv_buf_t b = uv_buf_init((char *)w->buf, (unsigned)w->len);
     c->refs++;
     c->write_bytes += w->len;
