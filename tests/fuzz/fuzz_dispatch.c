@@ -3,6 +3,8 @@
  * path and to the full dispatcher, against a real RocksDB store in a
  * temporary directory with a user and a token in it. The seed corpus
  * carries the platform key below, so the fuzzer reaches every handler. */
+#define _XOPEN_SOURCE 700 /* nftw */
+#include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +24,18 @@ static svc_stats_t stats;
 static store_t *st;
 static usage_t *usage;
 static unsigned long runs;
+static char dir[] = "/tmp/patd-fuzz-XXXXXX";
 
+static int fuzz_rm(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* Closes everything and removes the store: each run used to leave a
+ * /tmp/patd-fuzz-* directory behind. */
 static void fuzz_cleanup(void)
 {
     usage_flush(usage);
@@ -30,13 +43,13 @@ static void fuzz_cleanup(void)
     cache_free(svc.cache);
     usage_free(usage);
     store_close(st);
+    nftw(dir, fuzz_rm, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    char dir[] = "/tmp/patd-fuzz-XXXXXX";
     if (mkdtemp(dir) == NULL) abort();
     st = store_open(dir, NULL, NULL);
     if (st == NULL) abort();
