@@ -273,6 +273,7 @@ typedef struct {
     int fd;
     int idx;
     uint64_t seq;
+    uint64_t hot_start; /* verify: where in the hot set this one begins */
     int inflight;
     uint64_t sent_at[MAX_DEPTH];
     int slot_free[MAX_DEPTH];
@@ -351,11 +352,7 @@ static void queue_one(conn_t *c)
     } else if (strcmp(sc, "verify-cold") == 0) {
         n = encode_verify(out, id, tokens[rng() % (uint64_t)ntokens]);
     } else {
-        /* Each connection starts at its own place in the hot set: in
-         * lockstep from token 0, the set would be first seen only as fast
-         * as one connection walks it, and "hot" would keep missing. */
-        uint64_t start = (uint64_t)c->idx * (uint64_t)opt.hot / (uint64_t)opt.conns;
-        n = encode_verify(out, id, tokens[(start + c->seq++) % (uint64_t)opt.hot]);
+        n = encode_verify(out, id, tokens[(c->hot_start + c->seq++) % (uint64_t)opt.hot]);
     }
     c->wlen += n;
     c->sent_at[slot] = now_ns();
@@ -387,6 +384,10 @@ static void open_conn(conn_t *c, int idx)
 {
     c->fd = connect_fd();
     c->idx = idx;
+    /* Each connection starts at its own place in the hot set: in lockstep
+     * from token 0, the set would be first seen only as fast as one
+     * connection walks it, and "hot" would keep missing. */
+    c->hot_start = (uint64_t)idx * (uint64_t)opt.hot / (uint64_t)opt.conns;
     c->inflight = 0;
     c->rlen = 0;
     c->wlen = 0;

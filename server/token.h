@@ -10,7 +10,9 @@
  * rejected by token_parse() without touching storage. Only SHA-256 of the
  * whole token string is ever stored (token_hash()).
  *
- * All functions are thread-safe and allocate nothing. */
+ * All functions are thread-safe. They allocate nothing, except that
+ * token_hash() keeps one digest context per thread, made on the thread's
+ * first call and freed when the thread exits. */
 #ifndef PAT_TOKEN_H
 #define PAT_TOKEN_H
 
