@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -85,6 +86,26 @@ static int main_parse_duration(const char *s, uint64_t *ms)
     else
         return -1;
     return *ms > 0 ? 0 : -1;
+}
+
+/* Descriptors: one per connection, one per open table (the store keeps
+ * every table open), and a few for the loop. The soft limit is often 1024,
+ * below --max-connections alone, so raise it to the hard limit, as Redis
+ * and nginx do, and say so if even that is short. */
+static void main_raise_nofile(unsigned max_connections)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) rl.rlim_cur = was;
+    }
+    rlim_t want = (rlim_t)max_connections + 1024;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want)
+        log_warn("the descriptor limit (%llu) is below --max-connections plus 1024 for the store; "
+                 "raise it (ulimit -n) or lower --max-connections",
+                 (unsigned long long)rl.rlim_cur);
 }
 
 static int main_mkdir_private(const char *dir)
@@ -331,6 +352,7 @@ int main(int argc, char **argv)
     snprintf(wbuf, sizeof(wbuf), "%lu", workers);
     setenv("UV_THREADPOOL_SIZE", wbuf, 1);
 
+    main_raise_nofile(net.max_connections);
     umask(077);
     if (main_mkdir_private(data_dir) != 0) return 1;
     char db_dir[PATH_MAX], key_path[PATH_MAX];
