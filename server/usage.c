@@ -4,6 +4,7 @@
 #include "pat/v1/pat.pb-c.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <time.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,8 +50,34 @@ typedef struct {
     usage_entry_t *pending;
 } usage_stripe_t;
 
+/* Uses recorded by one thread and not yet applied to the table: records
+ * appended to `data` under `lock`; a drain swaps in the empty `spare` and
+ * applies the full one outside it. Owned by the usage_t (freed with it,
+ * never at thread exit, so nothing recorded is lost). */
+typedef struct usage_buf {
+    struct usage_buf *next; /* in usage_t's list, which only grows */
+    pthread_t owner;
+    pthread_mutex_t lock;
+    uint8_t *data;
+    size_t len, cap;
+    uint8_t *spare; /* the drainer's (drain_lock) */
+    size_t spare_cap;
+} usage_buf_t;
+
+/* One buffered use; path then client_ip follow, padded to 8 bytes. */
+typedef struct {
+    uint64_t id, seq;
+    int64_t now;
+    uint16_t path_len, ip_len;
+} usage_rec_t;
+
 struct usage {
     store_t *store;
+    uint64_t gen; /* tells this instance's buffers from a freed one's */
+    pthread_mutex_t bufs_lock;
+    usage_buf_t *bufs;
+    pthread_mutex_t drain_lock;
+    _Atomic size_t buffered; /* records in the buffers */
     pthread_t flusher;
     int flusher_running;
     pthread_mutex_t wake_lock;
@@ -146,6 +173,10 @@ usage_t *usage_new(store_t *st)
     usage_t *u = calloc(1, sizeof(*u));
     if (u == NULL) abort();
     u->store = st;
+    static _Atomic uint64_t generations;
+    u->gen = atomic_fetch_add(&generations, 1) + 1; /* never 0: a thread's "none yet" */
+    pthread_mutex_init(&u->bufs_lock, NULL);
+    pthread_mutex_init(&u->drain_lock, NULL);
     pthread_mutex_init(&u->flush_lock, NULL);
     pthread_mutex_init(&u->wake_lock, NULL);
     pthread_condattr_t ca;
@@ -178,6 +209,15 @@ void usage_free(usage_t *u)
         free(u->stripes[i].buckets);
         pthread_mutex_destroy(&u->stripes[i].lock);
     }
+    for (usage_buf_t *b = u->bufs, *n; b; b = n) {
+        n = b->next;
+        free(b->data);
+        free(b->spare);
+        pthread_mutex_destroy(&b->lock);
+        free(b);
+    }
+    pthread_mutex_destroy(&u->bufs_lock);
+    pthread_mutex_destroy(&u->drain_lock);
     free(u->trimq);
     pthread_mutex_destroy(&u->flush_lock);
     pthread_mutex_destroy(&u->wake_lock);
@@ -185,10 +225,12 @@ void usage_free(usage_t *u)
     free(u);
 }
 
-void usage_record(usage_t *u, uint64_t id, int64_t now, const char *path, const char *client_ip)
+/* Applies one use to the table. Uses may arrive out of order (each thread
+ * buffers its own), so times only ever move outward: first is the
+ * earliest, last the latest, seq the one taken with the latest. */
+static void usage_apply(usage_t *u, uint64_t id, int64_t now, uint64_t seq, const char *path,
+                        size_t pl, const char *client_ip, size_t il)
 {
-    size_t pl = path ? strnlen(path, USAGE_PATH_MAX) : 0;
-    size_t il = client_ip ? strnlen(client_ip, USAGE_CLIENT_IP_MAX) : 0;
     usage_stripe_t *s = usage_stripe(u, id);
     pthread_mutex_lock(&s->lock);
     usage_entry_t *e = usage_find(s, id, 1);
@@ -212,7 +254,8 @@ void usage_record(usage_t *u, uint64_t id, int64_t now, const char *path, const 
         if (x == NULL) {
             x = malloc(sizeof(*x) + pl + il + 2);
             if (x == NULL) abort();
-            x->first = now;
+            x->first = x->last = now;
+            x->seq = seq;
             x->count = 0;
             x->path_len = (uint16_t)pl;
             x->ip_len = (uint16_t)il;
@@ -225,14 +268,109 @@ void usage_record(usage_t *u, uint64_t id, int64_t now, const char *path, const 
             e->n_uses++;
         }
         x->count++;
-        x->last = now;
-        x->seq = store_activity_seq(u->store);
+        if (now < x->first) x->first = now;
+        if (now > x->last || (now == x->last && seq > x->seq)) {
+            x->last = now;
+            x->seq = seq;
+        }
     }
     pthread_mutex_unlock(&s->lock);
 }
 
+/* The calling thread's buffer, created on first use. */
+static usage_buf_t *usage_buf_get(usage_t *u)
+{
+    static __thread struct {
+        uint64_t gen;
+        usage_buf_t *buf;
+    } mine;
+    if (mine.gen == u->gen) return mine.buf;
+    pthread_t self = pthread_self();
+    pthread_mutex_lock(&u->bufs_lock);
+    usage_buf_t *b = u->bufs;
+    while (b && !pthread_equal(b->owner, self))
+        b = b->next;
+    if (b == NULL) {
+        b = calloc(1, sizeof(*b));
+        if (b == NULL) abort();
+        b->owner = self;
+        pthread_mutex_init(&b->lock, NULL);
+        b->next = u->bufs;
+        u->bufs = b;
+    }
+    pthread_mutex_unlock(&u->bufs_lock);
+    mine.gen = u->gen;
+    mine.buf = b;
+    return b;
+}
+
+void usage_record(usage_t *u, uint64_t id, int64_t now, const char *path, const char *client_ip)
+{
+    size_t pl = path ? strnlen(path, USAGE_PATH_MAX) : 0;
+    size_t il = client_ip ? strnlen(client_ip, USAGE_CLIENT_IP_MAX) : 0;
+    uint64_t seq = store_activity_seq(u->store);
+    size_t need = sizeof(usage_rec_t) + ((pl + il + 7) & ~(size_t)7);
+    usage_buf_t *b = usage_buf_get(u);
+    pthread_mutex_lock(&b->lock);
+    if (b->len + need > b->cap && b->cap < USAGE_BUF_BYTES) {
+        size_t cap = b->cap ? b->cap : 65536;
+        while (cap < b->len + need && cap < USAGE_BUF_BYTES)
+            cap *= 2;
+        uint8_t *d = realloc(b->data, cap);
+        if (d == NULL) abort();
+        b->data = d;
+        b->cap = cap;
+    }
+    if (b->len + need <= b->cap) {
+        usage_rec_t r = {.id = id, .seq = seq, .now = now};
+        r.path_len = (uint16_t)pl;
+        r.ip_len = (uint16_t)il;
+        uint8_t *at = b->data + b->len;
+        memcpy(at, &r, sizeof(r));
+        if (pl) memcpy(at + sizeof(r), path, pl);
+        if (il) memcpy(at + sizeof(r) + pl, client_ip, il);
+        b->len += need;
+        atomic_fetch_add_explicit(&u->buffered, 1, memory_order_relaxed);
+        pthread_mutex_unlock(&b->lock);
+        return;
+    }
+    pthread_mutex_unlock(&b->lock);
+    /* The buffer is full (the flusher is behind): apply it here. */
+    usage_apply(u, id, now, seq, path, pl, client_ip, il);
+}
+
+void usage_drain(usage_t *u)
+{
+    pthread_mutex_lock(&u->drain_lock);
+    pthread_mutex_lock(&u->bufs_lock);
+    usage_buf_t *bufs = u->bufs; /* only grows at the head: walk a snapshot */
+    pthread_mutex_unlock(&u->bufs_lock);
+    for (usage_buf_t *b = bufs; b; b = b->next) {
+        pthread_mutex_lock(&b->lock);
+        uint8_t *full = b->data;
+        size_t len = b->len, cap = b->cap;
+        b->data = b->spare;
+        b->cap = b->spare_cap;
+        b->len = 0;
+        pthread_mutex_unlock(&b->lock);
+        size_t n = 0;
+        for (size_t off = 0; off < len; n++) {
+            usage_rec_t r;
+            memcpy(&r, full + off, sizeof(r));
+            const char *path = (const char *)full + off + sizeof(r);
+            usage_apply(u, r.id, r.now, r.seq, path, r.path_len, path + r.path_len, r.ip_len);
+            off += sizeof(r) + ((r.path_len + r.ip_len + 7u) & ~(size_t)7);
+        }
+        atomic_fetch_sub_explicit(&u->buffered, n, memory_order_relaxed);
+        b->spare = full;
+        b->spare_cap = cap;
+    }
+    pthread_mutex_unlock(&u->drain_lock);
+}
+
 int64_t usage_last_used(usage_t *u, uint64_t id)
 {
+    if (atomic_load_explicit(&u->buffered, memory_order_relaxed)) usage_drain(u);
     usage_stripe_t *s = usage_stripe(u, id);
     pthread_mutex_lock(&s->lock);
     usage_entry_t *e = usage_find(s, id, 0);
@@ -307,6 +445,7 @@ int usage_flush(usage_t *u)
 int usage_flush_at(usage_t *u, int64_t now_ms, int force)
 {
     pthread_mutex_lock(&u->flush_lock);
+    usage_drain(u);
     size_t cap = 64, n = 0;
     usage_take_t *take = malloc(cap * sizeof(*take));
     if (take == NULL) abort();
@@ -462,12 +601,12 @@ void usage_release(usage_t *u)
 static void *usage_flusher(void *arg)
 {
     usage_t *u = arg;
+    int64_t next_flush = (int64_t)clock_mono_ms() + USAGE_FLUSH_MS;
     pthread_mutex_lock(&u->wake_lock);
     while (!u->stopping) {
         struct timespec until;
         clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += USAGE_FLUSH_MS / 1000;
-        until.tv_nsec += (long)(USAGE_FLUSH_MS % 1000) * 1000000L;
+        until.tv_nsec += (long)USAGE_DRAIN_MS * 1000000L;
         if (until.tv_nsec >= 1000000000L) {
             until.tv_sec++;
             until.tv_nsec -= 1000000000L;
@@ -476,7 +615,13 @@ static void *usage_flusher(void *arg)
         }
         if (u->stopping) break;
         pthread_mutex_unlock(&u->wake_lock);
-        usage_flush_at(u, (int64_t)clock_mono_ms(), 0);
+        int64_t now = (int64_t)clock_mono_ms();
+        if (now >= next_flush) {
+            usage_flush_at(u, now, 0); /* drains first */
+            next_flush = now + USAGE_FLUSH_MS;
+        } else {
+            usage_drain(u);
+        }
         pthread_mutex_lock(&u->wake_lock);
     }
     pthread_mutex_unlock(&u->wake_lock);

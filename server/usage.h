@@ -2,10 +2,17 @@
  * written to the store in batches (R15, R22).
  *
  * DESIGN. A successful Verify must not cost a storage write, let alone a
- * synced one, so usage_record() only updates an in-memory entry under one
- * of USAGE_STRIPES mutexes. usage_flush() moves what changed into one
- * synced WriteBatch; it runs every USAGE_FLUSH_MS on a dedicated flusher
- * thread (usage_start), and once more at shutdown. A token's first use
+ * synced one, nor even a lookup in a table of every token used since
+ * start (a cache miss or three per Verify when tokens are many): so
+ * usage_record() appends the use to its thread's buffer, under a mutex
+ * only the drain also takes, and returns. The flusher thread (usage_start)
+ * drains the buffers every USAGE_DRAIN_MS into per-token entries kept
+ * under USAGE_STRIPES mutexes; a reader drains first (usage_last_used,
+ * usage_flush), so what it sees includes every use recorded before it
+ * asked. A buffer that reaches USAGE_BUF_BYTES (the flusher is behind)
+ * makes its thread apply the use itself. usage_flush() moves what changed
+ * into one synced WriteBatch; it runs every USAGE_FLUSH_MS on the flusher
+ * thread, and once more at shutdown. A token's first use
  * since start is written by the next flush; after that, a token is written
  * at most every USAGE_PERSIST_MS, its uses coalescing in memory meanwhile,
  * so a token verified all day costs a write every 10 s, not every second
@@ -44,12 +51,14 @@
 
 #define USAGE_STRIPES         16
 #define USAGE_FLUSH_MS        1000
-#define USAGE_PERSIST_MS      10000 /* a token written this recently waits */
-#define USAGE_KEEP            100   /* activity rows kept per token */
-#define USAGE_DISTINCT        16    /* (path, client) rows per token per write */
-#define USAGE_TRIM_EVERY      20    /* rows written between trims of one token */
-#define USAGE_TRIMS_PER_FLUSH 256   /* trims done per flush, at most */
-#define USAGE_PATH_MAX        256   /* bytes of path kept per use */
+#define USAGE_DRAIN_MS        100        /* buffered uses applied this often */
+#define USAGE_BUF_BYTES       (4u << 20) /* per recording thread */
+#define USAGE_PERSIST_MS      10000      /* a token written this recently waits */
+#define USAGE_KEEP            100        /* activity rows kept per token */
+#define USAGE_DISTINCT        16         /* (path, client) rows per token per write */
+#define USAGE_TRIM_EVERY      20         /* rows written between trims of one token */
+#define USAGE_TRIMS_PER_FLUSH 256        /* trims done per flush, at most */
+#define USAGE_PATH_MAX        256        /* bytes of path kept per use */
 #define USAGE_CLIENT_IP_MAX   64
 
 typedef struct usage usage_t;
@@ -67,6 +76,10 @@ void usage_stop(usage_t *u);
 /* Records one successful use. path and client_ip may be NULL; they are
  * copied (truncated to the limits above). */
 void usage_record(usage_t *u, uint64_t id, int64_t now, const char *path, const char *client_ip);
+
+/* Applies every buffered use to the in-memory entries (the flusher does it
+ * every USAGE_DRAIN_MS; readers below do it first). */
+void usage_drain(usage_t *u);
 
 /* The newest last-used time known in memory, 0 if none (then ask the store). */
 int64_t usage_last_used(usage_t *u, uint64_t id);

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -210,6 +211,123 @@ static void test_deleted_token_records_nothing_more(void **state)
     assert_int_equal(r.n, 0);
 }
 
+/* Sums what the rows of one token say. */
+typedef struct {
+    int rows;
+    uint64_t count;
+    int64_t first, last;
+} sum_t;
+
+static int sum_rows(void *arg, const Patd__Store__ActivityRecord *ev)
+{
+    sum_t *s = arg;
+    if (s->rows++ == 0 || ev->first_time < s->first) s->first = ev->first_time;
+    if (ev->time > s->last) s->last = ev->time;
+    s->count += ev->count;
+    return 0;
+}
+
+#define REC_THREADS 4
+#define REC_USES    20000
+#define REC_TOKENS  50
+
+typedef struct {
+    usage_t *u;
+    int t;
+} rec_arg_t;
+
+static void *record_many(void *arg)
+{
+    rec_arg_t *a = arg;
+    for (int i = 0; i < REC_USES; i++)
+        usage_record(a->u, 100 + (uint64_t)(i % REC_TOKENS), 1000 + i, "/p", "10.0.0.9");
+    return NULL;
+}
+
+/* Each thread buffers its own uses; drains swap buffers under the
+ * recording threads' feet. Fails if a use is lost or counted twice. */
+static void test_R15_uses_recorded_on_many_threads_are_all_counted(void **state)
+{
+    fx_t *f = *state;
+    pthread_t th[REC_THREADS];
+    rec_arg_t args[REC_THREADS];
+    for (int t = 0; t < REC_THREADS; t++) {
+        args[t] = (rec_arg_t){f->u, t};
+        assert_int_equal(pthread_create(&th[t], NULL, record_many, &args[t]), 0);
+    }
+    for (int i = 0; i < 200; i++) { /* drains and reads racing the writers */
+        usage_drain(f->u);
+        (void)usage_last_used(f->u, 100 + (uint64_t)(i % REC_TOKENS));
+    }
+    for (int t = 0; t < REC_THREADS; t++)
+        pthread_join(th[t], NULL);
+    /* Seen at once, before any flush: the reader drains. */
+    assert_int_equal(usage_last_used(f->u, 100), 1000 + REC_USES - REC_TOKENS);
+    assert_int_equal(usage_flush(f->u), 0);
+    for (uint64_t id = 100; id < 100 + REC_TOKENS; id++) {
+        sum_t s = {0};
+        assert_int_equal(store_activity_scan(f->st, id, sum_rows, &s), STORE_OK);
+        assert_int_equal(s.rows, 1); /* one (path, client): one row */
+        assert_int_equal(s.count, (uint64_t)REC_THREADS * REC_USES / REC_TOKENS);
+        assert_int_equal(s.first, 1000 + (int64_t)(id - 100));
+        assert_int_equal(s.last, 1000 + REC_USES - REC_TOKENS + (int64_t)(id - 100));
+    }
+}
+
+/* More than USAGE_BUF_BYTES of uses with no drain: the recording thread
+ * applies the rest itself, and nothing is lost. */
+static void test_R15_a_full_buffer_applies_uses_in_place(void **state)
+{
+    fx_t *f = *state;
+    char path[201];
+    memset(path, 'x', 200);
+    path[0] = '/';
+    path[200] = '\0';
+    int n = (int)(2 * USAGE_BUF_BYTES / 200); /* twice what the buffer holds */
+    for (int i = 0; i < n; i++)
+        usage_record(f->u, 7, 1000 + i, path, NULL);
+    assert_int_equal(usage_flush(f->u), 0);
+    sum_t s = {0};
+    assert_int_equal(store_activity_scan(f->st, 7, sum_rows, &s), STORE_OK);
+    assert_int_equal(s.rows, 1);
+    assert_int_equal(s.count, (uint64_t)n);
+    assert_int_equal(s.first, 1000);
+    assert_int_equal(s.last, 1000 + n - 1);
+    int64_t ms;
+    assert_int_equal(store_last_used_get(f->st, 7, &ms), STORE_OK);
+    assert_int_equal(ms, 1000 + n - 1);
+}
+
+static int sum_path_a(void *arg, const Patd__Store__ActivityRecord *ev)
+{
+    return strcmp(ev->path, "/a") == 0 ? sum_rows(arg, ev) : 0;
+}
+
+static void *record_late_use(void *arg)
+{
+    usage_record(arg, 9, 2000, "/a", NULL);
+    return NULL;
+}
+
+/* Buffers drain newest thread first, so uses can be applied out of
+ * order; a row still spans its earliest to its latest use. */
+static void test_R22_uses_applied_out_of_order_keep_first_and_last(void **state)
+{
+    fx_t *f = *state;
+    usage_record(f->u, 9, 500, "/other", NULL); /* this thread's buffer first */
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, record_late_use, f->u), 0);
+    pthread_join(th, NULL);
+    usage_record(f->u, 9, 1000, "/a", NULL); /* earlier, applied after 2000 */
+    assert_int_equal(usage_flush(f->u), 0);
+    sum_t a = {0};
+    assert_int_equal(store_activity_scan(f->st, 9, sum_path_a, &a), STORE_OK);
+    assert_int_equal(a.rows, 1);
+    assert_int_equal(a.count, 2);
+    assert_int_equal(a.first, 1000);
+    assert_int_equal(a.last, 2000);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 int main(void)
 {
@@ -220,6 +338,9 @@ int main(void)
         T(test_R15_a_recently_written_token_waits_and_coalesces),
         T(test_R22_at_most_keep_rows_per_token),
         T(test_deleted_token_records_nothing_more),
+        T(test_R15_uses_recorded_on_many_threads_are_all_counted),
+        T(test_R15_a_full_buffer_applies_uses_in_place),
+        T(test_R22_uses_applied_out_of_order_keep_first_and_last),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
