@@ -6,10 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* 32 bytes of header: no stored hash (an eviction recomputes it from the
+ * key, which for tokens is a load), so that a token entry (header, key,
+ * payload, three short strings) stays in a 160-byte malloc chunk. */
 typedef struct centry {
     struct centry *hnext;         /* hash chain */
     struct centry *lprev, *lnext; /* LRU list, most recent first */
-    uint64_t h;                   /* hash of the key, for the chain and the shard */
     uint16_t klen;
     uint32_t stamp; /* the shard's clock when last moved to the front */
     /* Key then value, in one allocation: key bytes, padding to 8, payload
@@ -31,6 +33,7 @@ typedef struct {
 
 typedef struct {
     cshard_t shards[CACHE_SHARDS];
+    int digest_keys; /* keys are SHA-256 digests: their first bytes are the hash */
 } cmap_t;
 
 struct cache {
@@ -55,9 +58,14 @@ typedef struct {
     uint16_t lens[4]; /* user_name, email, name, created_by; strings follow */
 } cusr_t;
 
-static uint64_t cache_hash(const void *key, size_t len)
+static uint64_t cache_hash(const cmap_t *m, const void *key, size_t len)
 {
-    /* FNV-1a; token keys are already uniform SHA-256 bytes. */
+    if (m->digest_keys) { /* already uniform: no need to mix them again */
+        uint64_t h;
+        memcpy(&h, key, sizeof(h));
+        return h;
+    }
+    /* FNV-1a for user ids. */
     const uint8_t *p = key;
     uint64_t h = 1469598103934665603ULL;
     for (size_t i = 0; i < len; i++)
@@ -103,7 +111,7 @@ static cshard_t *cmap_shard(cmap_t *m, uint64_t h)
 static centry_t **cmap_slot(cshard_t *s, uint64_t h, const void *key, size_t klen)
 {
     centry_t **pp = &s->buckets[h & (s->nbuckets - 1)];
-    while (*pp && !((*pp)->h == h && (*pp)->klen == klen && memcmp((*pp)->data, key, klen) == 0))
+    while (*pp && !((*pp)->klen == klen && memcmp((*pp)->data, key, klen) == 0))
         pp = &(*pp)->hnext;
     return pp;
 }
@@ -144,7 +152,7 @@ static int cmap_get(cache_t *c, cmap_t *m, const void *key, size_t klen,
                     void (*copy)(const uint8_t *payload, void *out), void *out, uint64_t *epoch,
                     int count_miss)
 {
-    uint64_t h = cache_hash(key, klen);
+    uint64_t h = cache_hash(m, key, klen);
     cshard_t *s = cmap_shard(m, h);
     pthread_mutex_lock(&s->lock);
     centry_t *e = *cmap_slot(s, h, key, klen);
@@ -172,12 +180,11 @@ static int cmap_get(cache_t *c, cmap_t *m, const void *key, size_t klen,
 static void cmap_put(cache_t *c, cmap_t *m, const void *key, size_t klen, const void *payload,
                      size_t plen, uint64_t epoch)
 {
-    uint64_t h = cache_hash(key, klen);
+    uint64_t h = cache_hash(m, key, klen);
     cshard_t *s = cmap_shard(m, h);
     if (s->cap == 0) return;
     centry_t *e = malloc(sizeof(*e) + CACHE_PAD(klen) + plen);
     if (e == NULL) abort();
-    e->h = h;
     e->klen = (uint16_t)klen;
     memcpy(e->data, key, klen);
     memcpy(CACHE_PAYLOAD(e), payload, plen);
@@ -197,7 +204,7 @@ static void cmap_put(cache_t *c, cmap_t *m, const void *key, size_t klen, const 
     s->count++;
     while (s->count > s->cap) {
         centry_t *old = s->tail;
-        cmap_remove(s, cmap_slot(s, old->h, old->data, old->klen));
+        cmap_remove(s, cmap_slot(s, cache_hash(m, old->data, old->klen), old->data, old->klen));
         atomic_fetch_add_explicit(&c->evictions, 1, memory_order_relaxed);
     }
     pthread_mutex_unlock(&s->lock);
@@ -205,7 +212,7 @@ static void cmap_put(cache_t *c, cmap_t *m, const void *key, size_t klen, const 
 
 static void cmap_invalidate(cmap_t *m, const void *key, size_t klen)
 {
-    uint64_t h = cache_hash(key, klen);
+    uint64_t h = cache_hash(m, key, klen);
     cshard_t *s = cmap_shard(m, h);
     pthread_mutex_lock(&s->lock);
     centry_t **pp = cmap_slot(s, h, key, klen);
@@ -220,6 +227,7 @@ cache_t *cache_new(size_t capacity)
     if (c == NULL) abort();
     c->capacity = capacity;
     cmap_init(&c->tokens, capacity);
+    c->tokens.digest_keys = 1;
     cmap_init(&c->users, capacity * 2);
     return c;
 }
