@@ -1,9 +1,11 @@
 /* usage: in-memory last-used and activity, flushed to the store in batches. */
+#define _GNU_SOURCE /* SCHED_IDLE */
 #include "usage.h"
 
 #include "pat/v1/pat.pb-c.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <time.h>
 #include <stdlib.h>
@@ -78,11 +80,13 @@ struct usage {
     usage_buf_t *bufs;
     pthread_mutex_t drain_lock;
     _Atomic size_t buffered; /* records in the buffers */
-    pthread_t flusher;
+    pthread_t flusher, drainer;
     int flusher_running;
     pthread_mutex_t wake_lock;
-    pthread_cond_t wake;
+    pthread_cond_t wake;       /* the flusher's */
+    pthread_cond_t drain_wake; /* the drainer's */
     int stopping;
+    int drain_wanted; /* a buffer has USAGE_DRAIN_BYTES (wake_lock) */
     pthread_mutex_t flush_lock;
     uint64_t *trimq; /* ids due a trim, beyond a flush's budget */
     size_t trimq_head, trimq_len, trimq_cap;
@@ -183,6 +187,7 @@ usage_t *usage_new(store_t *st)
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&u->wake, &ca);
+    pthread_cond_init(&u->drain_wake, &ca);
     pthread_condattr_destroy(&ca);
     for (int i = 0; i < USAGE_STRIPES; i++) {
         pthread_mutex_init(&u->stripes[i].lock, NULL);
@@ -222,6 +227,7 @@ void usage_free(usage_t *u)
     pthread_mutex_destroy(&u->flush_lock);
     pthread_mutex_destroy(&u->wake_lock);
     pthread_cond_destroy(&u->wake);
+    pthread_cond_destroy(&u->drain_wake);
     free(u);
 }
 
@@ -329,9 +335,16 @@ void usage_record(usage_t *u, uint64_t id, int64_t now, const char *path, const 
         memcpy(at, &r, sizeof(r));
         if (pl) memcpy(at + sizeof(r), path, pl);
         if (il) memcpy(at + sizeof(r) + pl, client_ip, il);
+        int wake = b->len < USAGE_DRAIN_BYTES && b->len + need >= USAGE_DRAIN_BYTES;
         b->len += need;
         atomic_fetch_add_explicit(&u->buffered, 1, memory_order_relaxed);
         pthread_mutex_unlock(&b->lock);
+        if (wake) { /* enough for a drain: short ones keep the clients' tail low */
+            pthread_mutex_lock(&u->wake_lock);
+            u->drain_wanted = 1;
+            pthread_cond_signal(&u->drain_wake);
+            pthread_mutex_unlock(&u->wake_lock);
+        }
         return;
     }
     pthread_mutex_unlock(&b->lock);
@@ -598,30 +611,59 @@ void usage_release(usage_t *u)
     pthread_mutex_unlock(&u->flush_lock);
 }
 
+/* Deadline `ms` from now on the monotonic clock (the conds use it). */
+static struct timespec usage_deadline(long ms)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    t.tv_sec += ms / 1000;
+    t.tv_nsec += (ms % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
+
+/* Writes what changed every USAGE_FLUSH_MS, at normal priority: the
+ * last-used lag that Health promises must hold on a busy machine too. */
 static void *usage_flusher(void *arg)
 {
     usage_t *u = arg;
-    int64_t next_flush = (int64_t)clock_mono_ms() + USAGE_FLUSH_MS;
     pthread_mutex_lock(&u->wake_lock);
     while (!u->stopping) {
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_nsec += (long)USAGE_DRAIN_MS * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = usage_deadline(USAGE_FLUSH_MS);
         while (!u->stopping && pthread_cond_timedwait(&u->wake, &u->wake_lock, &until) == 0) {
         }
         if (u->stopping) break;
         pthread_mutex_unlock(&u->wake_lock);
-        int64_t now = (int64_t)clock_mono_ms();
-        if (now >= next_flush) {
-            usage_flush_at(u, now, 0); /* drains first */
-            next_flush = now + USAGE_FLUSH_MS;
-        } else {
-            usage_drain(u);
-        }
+        usage_flush_at(u, (int64_t)clock_mono_ms(), 0); /* drains first */
+        pthread_mutex_lock(&u->wake_lock);
+    }
+    pthread_mutex_unlock(&u->wake_lock);
+    return NULL;
+}
+
+/* Applies the buffers every USAGE_DRAIN_MS, or when one fills, as a
+ * SCHED_IDLE thread: it runs on a core nothing else wants, so it never
+ * preempts the network thread or the clients on the same machine (at
+ * normal priority its wake-ups raised hot Verify's p99 from 1.0 to
+ * 1.6 ms). If it is starved, the flusher drains at normal priority each
+ * second, and a full buffer is applied by its own thread. */
+static void *usage_drainer(void *arg)
+{
+    usage_t *u = arg;
+    struct sched_param sp = {0};
+    if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) != 0)
+        log_warn("usage: cannot make the drain thread SCHED_IDLE; it runs at normal priority");
+    pthread_mutex_lock(&u->wake_lock);
+    while (!u->stopping) {
+        struct timespec until = usage_deadline(USAGE_DRAIN_MS);
+        if (!u->drain_wanted) pthread_cond_timedwait(&u->drain_wake, &u->wake_lock, &until);
+        u->drain_wanted = 0;
+        if (u->stopping) break;
+        pthread_mutex_unlock(&u->wake_lock);
+        usage_drain(u);
         pthread_mutex_lock(&u->wake_lock);
     }
     pthread_mutex_unlock(&u->wake_lock);
@@ -631,6 +673,15 @@ static void *usage_flusher(void *arg)
 int usage_start(usage_t *u)
 {
     if (pthread_create(&u->flusher, NULL, usage_flusher, u) != 0) return -1;
+    if (pthread_create(&u->drainer, NULL, usage_drainer, u) != 0) {
+        pthread_mutex_lock(&u->wake_lock);
+        u->stopping = 1;
+        pthread_cond_signal(&u->wake);
+        pthread_mutex_unlock(&u->wake_lock);
+        pthread_join(u->flusher, NULL);
+        u->stopping = 0;
+        return -1;
+    }
     u->flusher_running = 1;
     return 0;
 }
@@ -641,7 +692,9 @@ void usage_stop(usage_t *u)
     pthread_mutex_lock(&u->wake_lock);
     u->stopping = 1;
     pthread_cond_signal(&u->wake);
+    pthread_cond_signal(&u->drain_wake);
     pthread_mutex_unlock(&u->wake_lock);
     pthread_join(u->flusher, NULL);
+    pthread_join(u->drainer, NULL);
     u->flusher_running = 0;
 }

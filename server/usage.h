@@ -3,32 +3,33 @@
  *
  * DESIGN. A successful Verify must not cost a storage write, let alone a
  * synced one, nor even a lookup in a table of every token used since
- * start (a cache miss or three per Verify when tokens are many): so
+ * start (a cache miss or three per Verify when tokens are many). So
  * usage_record() appends the use to its thread's buffer, under a mutex
- * only the drain also takes, and returns. The flusher thread (usage_start)
- * drains the buffers every USAGE_DRAIN_MS into per-token entries kept
- * under USAGE_STRIPES mutexes (often, so each drain is short: drained
- * every 100 ms, a burst of a few thousand uses took the core from the
- * clients and raised Verify's p99 from 1.8 to 3.2 ms); a reader drains first (usage_last_used,
+ * only a drain also takes, and returns.
+ *
+ * A drain thread applies the buffers to per-token entries kept under
+ * USAGE_STRIPES mutexes, every USAGE_DRAIN_MS and as soon as a buffer holds
+ * USAGE_DRAIN_BYTES (a few hundred uses). It is SCHED_IDLE, so it only
+ * takes a core nothing else wants: at normal priority its wake-ups
+ * preempted the network thread or the clients, and hot Verify's p99 rose
+ * from 1.0 to 1.6 ms. A reader drains first (usage_last_used,
  * usage_flush), so what it sees includes every use recorded before it
- * asked. A buffer that reaches USAGE_BUF_BYTES (the flusher is behind)
- * makes its thread apply the use itself. usage_flush() moves what changed
- * into one synced WriteBatch; it runs every USAGE_FLUSH_MS on the flusher
- * thread, and once more at shutdown. A token's first use
- * since start is written by the next flush; after that, a token is written
- * at most every USAGE_PERSIST_MS, its uses coalescing in memory meanwhile,
- * so a token verified all day costs a write every 10 s, not every second
- * (the list reads memory, so it shows every use at once). A flush looks only at
- * entries that changed (each stripe keeps a list of them), in key order,
- * and takes a stripe mutex for one entry at a time, so a reader that
- * waits on it waits for one entry, never for a walk or an allocation.
- * That thread keeps the normal priority on purpose: a low-priority holder
- * of a mutex preempted there would make the threads that need it wait
- * (priority inversion; measured before the buffers, when the network
- * thread took the stripe mutexes: pipelined Verify fell by a quarter with
- * the flusher at nice 10). After a crash, last-used times and use events
- * lag by at most USAGE_PERSIST_MS plus one flush interval (Health reports
- * it as last_used_lag_ms); a token's first use, by one flush interval.
+ * asked. A buffer that reaches USAGE_BUF_BYTES (the drain is starved)
+ * makes its thread apply the use itself.
+ *
+ * usage_flush() moves what changed into one synced WriteBatch; the flusher
+ * thread runs it every USAGE_FLUSH_MS at normal priority (the lag promised
+ * below must hold on a busy machine), and it runs once more at shutdown. A
+ * token's first use since start is written by the next flush; after that,
+ * a token is written at most every USAGE_PERSIST_MS, its uses coalescing
+ * in memory meanwhile, so a token verified all day costs a write every
+ * 10 s, not every second (the list reads memory, so it shows every use at
+ * once). A flush looks only at entries that changed (each stripe keeps a
+ * list of them), in key order, and takes a stripe mutex for one entry at a
+ * time, so a reader that waits on it waits for one entry, never for a walk
+ * or an allocation. After a crash, last-used times and use events lag by
+ * at most USAGE_PERSIST_MS plus one flush interval (Health reports it as
+ * last_used_lag_ms); a token's first use, by one flush interval.
  *
  * Uses are coalesced: between two writes of a token, its uses with the
  * same path and client are one activity row with a count and first/last
@@ -54,7 +55,8 @@
 
 #define USAGE_STRIPES         16
 #define USAGE_FLUSH_MS        1000
-#define USAGE_DRAIN_MS        10         /* buffered uses applied this often */
+#define USAGE_DRAIN_MS        10         /* buffered uses applied at least this often */
+#define USAGE_DRAIN_BYTES     16384      /* and as soon as a buffer holds this much */
 #define USAGE_BUF_BYTES       (4u << 20) /* per recording thread */
 #define USAGE_PERSIST_MS      10000      /* a token written this recently waits */
 #define USAGE_KEEP            100        /* activity rows kept per token */
@@ -71,9 +73,10 @@ usage_t *usage_new(store_t *st);
  * what is pending. */
 void usage_free(usage_t *u);
 
-/* Starts the flusher thread (flush every USAGE_FLUSH_MS); 0 or -1. */
+/* Starts the flusher thread (flush every USAGE_FLUSH_MS, normal priority)
+ * and the drain thread (SCHED_IDLE); 0 or -1. */
 int usage_start(usage_t *u);
-/* Stops and joins it (a flush in progress completes). Idempotent. */
+/* Stops and joins them (a flush in progress completes). Idempotent. */
 void usage_stop(usage_t *u);
 
 /* Records one successful use. path and client_ip may be NULL; they are
