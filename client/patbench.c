@@ -14,7 +14,12 @@
  *   verify-cold  Verify tokens drawn at random from the whole file
  *   create       CreateToken (synced writes) as --users users via the platform key
  *   mixed        95% Verify, 4% ListTokens, 1% CreateToken or UpdateToken
- *   connect      connect, one Verify, close: connection churn */
+ *   connect      connect, one Verify, close: connection churn
+ *   redis-get    GET key:__rand_int__ from a Redis server (RESP): the
+ *                reference measured by this client, with this clock and
+ *                histogram (redis-benchmark times a request from when it
+ *                is written, after its own loop has run, so its p99 can
+ *                come out below the mean latency Little's law implies) */
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -282,6 +287,8 @@ typedef struct {
     size_t rlen;
     uint8_t wbuf[64 * 1024];
     size_t wlen;
+    int fifo[MAX_DEPTH]; /* redis-get: slots in the order sent (RESP has no ids) */
+    int fhead, ftail;
     uint64_t last_token_id; /* mixed: a token this connection made */
     int revoke_next;
 } conn_t;
@@ -349,6 +356,12 @@ static void queue_one(conn_t *c)
             n = encode_create(out, id, user_of(c->idx), c->seq++);
             c->slot_create[slot] = 1;
         }
+    } else if (strcmp(sc, "redis-get") == 0) {
+        static const char get[] = "*2\r\n$3\r\nGET\r\n$16\r\nkey:__rand_int__\r\n";
+        memcpy(out, get, sizeof(get) - 1);
+        n = sizeof(get) - 1;
+        c->fifo[c->ftail] = slot;
+        c->ftail = (c->ftail + 1) % MAX_DEPTH;
     } else if (strcmp(sc, "verify-cold") == 0) {
         n = encode_verify(out, id, tokens[rng() % (uint64_t)ntokens]);
     } else {
@@ -389,6 +402,7 @@ static void open_conn(conn_t *c, int idx)
      * connection walks it, and "hot" would keep missing. */
     c->hot_start = (uint64_t)idx * (uint64_t)opt.hot / (uint64_t)opt.conns;
     c->inflight = 0;
+    c->fhead = c->ftail = 0;
     c->rlen = 0;
     c->wlen = 0;
     for (int s = 0; s < opt.depth; s++)
@@ -426,15 +440,49 @@ static void on_response(conn_t *c, const uint8_t *p, size_t len)
     c->inflight--;
 }
 
+/* redis-get: one RESP reply (a bulk string, nil, or an error) answers the
+ * oldest request. Returns its length, 0 if incomplete. */
+static size_t on_redis_reply(conn_t *c, const uint8_t *p, size_t len)
+{
+    const uint8_t *eol = memchr(p, '\n', len);
+    if (eol == NULL) return 0;
+    size_t need = (size_t)(eol - p) + 1;
+    int code = 0;
+    if (p[0] == '$') {
+        long n = strtol((const char *)p + 1, NULL, 10);
+        if (n > 0) need += (size_t)n + 2;
+        if (need > RBUF) die("redis reply of %zu bytes is too large", need);
+    } else if (p[0] == '-') {
+        code = 2; /* an error reply */
+    } else if (p[0] != '+') {
+        die("unexpected redis reply");
+    }
+    if (need > len) return 0;
+    int slot = c->fifo[c->fhead];
+    c->fhead = (c->fhead + 1) % MAX_DEPTH;
+    uint64_t now = now_ns();
+    if (now >= measure_from_ns) {
+        hist_add(&hist, now - c->sent_at[slot]);
+        done_count++;
+        if (code) err_counts[code]++;
+    }
+    c->slot_free[slot] = 1;
+    c->inflight--;
+    return need;
+}
+
 static void on_readable(conn_t *c)
 {
+    int resp = strcmp(opt.scenario, "redis-get") == 0;
     for (;;) {
         ssize_t r = recv(c->fd, c->rbuf + c->rlen, RBUF - c->rlen, 0);
         if (r < 0 && errno == EAGAIN) break;
         if (r <= 0) die("server closed a connection (%s)", r < 0 ? strerror(errno) : "EOF");
         c->rlen += (size_t)r;
-        size_t off = 0;
-        while (c->rlen - off >= 4) {
+        size_t off = 0, used;
+        while (resp && off < c->rlen && (used = on_redis_reply(c, c->rbuf + off, c->rlen - off)))
+            off += used;
+        while (!resp && c->rlen - off >= 4) {
             uint32_t n = (uint32_t)c->rbuf[off] << 24 | (uint32_t)c->rbuf[off + 1] << 16 |
                          (uint32_t)c->rbuf[off + 2] << 8 | c->rbuf[off + 3];
             if (n + 4 > RBUF) die("response of %u bytes is too large", n);
@@ -549,6 +597,7 @@ static void usage(void)
         "usage: patbench [options]\n"
         "  --server HOST:PORT        (default 127.0.0.1:7700)\n"
         "  --scenario S              verify | verify-cold | create | mixed | connect\n"
+        "                            | redis-get (the reference, against redis-server)\n"
         "  -c, --connections N       (default 50)\n"
         "  -P, --pipeline N          requests in flight per connection (default 1)\n"
         "  -d, --duration SECONDS    (default 5)\n"
@@ -603,10 +652,10 @@ int main(int argc, char **argv)
     if (opt.conns < 1 || opt.conns > 10000 || opt.depth < 1 || opt.depth > MAX_DEPTH)
         die("--connections is 1..10000 and --pipeline 1..%d", MAX_DEPTH);
     const char *sc = opt.scenario;
-    int needs_tokens = strcmp(sc, "create") != 0;
+    int needs_tokens = strcmp(sc, "create") != 0 && strcmp(sc, "redis-get") != 0;
     int needs_key = strcmp(sc, "create") == 0 || strcmp(sc, "mixed") == 0 || opt.seed > 0;
     if (!strcmp(sc, "verify") + !strcmp(sc, "verify-cold") + !strcmp(sc, "create") +
-            !strcmp(sc, "mixed") + !strcmp(sc, "connect") !=
+            !strcmp(sc, "mixed") + !strcmp(sc, "connect") + !strcmp(sc, "redis-get") !=
         1)
         die("unknown scenario '%s'", sc);
     if (needs_key) {

@@ -65,6 +65,43 @@ try:
         if "-n" in args:
             check(j["requests"] == int(args[args.index("-n") + 1]), f"{args[1]}: -n honoured")
     check(j is not None and j["connects"] >= 100, "connect scenario reconnects")
+
+    # redis-get, the reference make bench also drives with patbench: RESP
+    # replies matched to requests in order, pipelined; an error reply counts.
+    rport = str(20000 + os.getpid() % 20000)
+    redis = subprocess.Popen(["redis-server", "--port", rport, "--bind", "127.0.0.1",
+                              "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            if subprocess.run(["redis-cli", "-p", rport, "ping"],
+                              capture_output=True).returncode == 0:
+                break
+            time.sleep(0.02)
+        rs = "127.0.0.1:" + rport
+
+        def rbench(*args, rc=0):
+            r = subprocess.run([os.path.join(bindir, "patbench"), "--server", rs, "--json",
+                                "--scenario", "redis-get", *args],
+                               capture_output=True, text=True, timeout=60)
+            check(r.returncode == rc, f"patbench redis-get exits {rc}: {r.stderr}")
+            return json.loads(r.stdout) if r.returncode == rc else None
+
+        subprocess.run(["redis-cli", "-p", rport, "set", "key:__rand_int__", "x" * 3000],
+                       capture_output=True)
+        j = rbench("-c", "4", "-P", "8", "-n", "4000")
+        check(j and j["requests"] == 4000 and j["errors"] == 0,
+              f"redis-get: 4000 pipelined GETs of a 3000-byte value, no errors: {j}")
+        subprocess.run(["redis-cli", "-p", rport, "del", "key:__rand_int__"], capture_output=True)
+        j = rbench("-c", "2", "-n", "100")
+        check(j and j["requests"] == 100 and j["errors"] == 0, "redis-get: nil replies count")
+        subprocess.run(["redis-cli", "-p", rport, "rpush", "key:__rand_int__", "a"],
+                       capture_output=True)
+        j = rbench("-c", "2", "-P", "4", "-n", "100", rc=1)  # 1: every request failed
+        check(j and j["requests"] == 100 and j["errors"] == 100,
+              "redis-get: WRONGTYPE error replies are counted as errors")
+    finally:
+        redis.terminate()
+        redis.wait(timeout=10)
 finally:
     patd.terminate()
     patd.wait(timeout=10)
