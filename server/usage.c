@@ -348,7 +348,7 @@ void usage_record(usage_t *u, uint64_t id, int64_t now, const char *path, const 
         return;
     }
     pthread_mutex_unlock(&b->lock);
-    /* The buffer is full (the flusher is behind): apply it here. */
+    /* The buffer is full (the drain is starved): apply the use here. */
     usage_apply(u, id, now, seq, path, pl, client_ip, il);
 }
 
