@@ -24,13 +24,19 @@ static Patd__Store__TokenRecord token(uint64_t id, int active)
     return t;
 }
 
+/* A stand-in digest: the cache hashes a token by its first 8 bytes, as
+ * uniform as SHA-256's, so those are a bijective mix of n (splitmix64). */
 static void hash_of(uint64_t n, uint8_t h[32])
 {
+    uint64_t x = n + 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    x ^= x >> 31;
     memset(h, 0, 32);
-    for (int i = 0; i < 8; i++)
-        h[i] = (uint8_t)(n >> (8 * i));
-    h[31] = (uint8_t)(n * 131); /* spread over shards */
-    h[0] ^= (uint8_t)(n * 7);
+    for (int i = 0; i < 8; i++) {
+        h[i] = (uint8_t)(x >> (8 * i));
+        h[8 + i] = (uint8_t)(n >> (8 * i));
+    }
 }
 
 static void test_miss_then_hit_copies_the_fields(void **state)
@@ -144,6 +150,42 @@ static void test_lru_evicts_the_least_recently_used_and_stays_bounded(void **sta
     cache_free(c);
 }
 
+/* Buckets start few and double as a shard fills: every entry must still be
+ * found after each doubling, and invalidation must find them too. */
+static void test_buckets_grow_and_every_entry_stays_found(void **state)
+{
+    (void)state;
+    enum { N = 20000 }; /* ~1250 a shard: five doublings from 64 buckets */
+    cache_t *c = cache_new(100000);
+    uint8_t h[32];
+    cache_token_t out;
+    uint64_t epoch;
+    for (uint64_t i = 0; i < N; i++) {
+        hash_of(i, h);
+        assert_false(cache_token_get(c, h, &out, &epoch, 1));
+        Patd__Store__TokenRecord t = token(i, 1);
+        cache_token_put(c, h, &t, epoch);
+    }
+    for (uint64_t i = 0; i < N; i++) {
+        hash_of(i, h);
+        assert_true(cache_token_get(c, h, &out, NULL, 1));
+        assert_int_equal(out.id, i);
+    }
+    for (uint64_t i = 0; i < N; i += 2) {
+        hash_of(i, h);
+        cache_token_invalidate(c, h);
+    }
+    for (uint64_t i = 0; i < N; i++) {
+        hash_of(i, h);
+        assert_int_equal(cache_token_get(c, h, &out, NULL, 1), (int)(i & 1));
+    }
+    cache_stats_t st;
+    cache_stats(c, &st);
+    assert_int_equal(st.entries, N / 2);
+    assert_int_equal(st.evictions, 0);
+    cache_free(c);
+}
+
 static void test_capacity_zero_disables(void **state)
 {
     (void)state;
@@ -166,6 +208,7 @@ int main(void)
         cmocka_unit_test(test_R16_a_read_that_raced_a_revoke_cannot_insert_the_old_state),
         cmocka_unit_test(test_R14_user_invalidation_and_epoch),
         cmocka_unit_test(test_lru_evicts_the_least_recently_used_and_stays_bounded),
+        cmocka_unit_test(test_buckets_grow_and_every_entry_stays_found),
         cmocka_unit_test(test_capacity_zero_disables),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
