@@ -5,6 +5,7 @@ A smoke test so the harness cannot rot; performance is `make bench`'s job."""
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -68,15 +69,25 @@ try:
 
     # redis-get, the reference make bench also drives with patbench: RESP
     # replies matched to requests in order, pipelined; an error reply counts.
-    rport = str(20000 + os.getpid() % 20000)
-    redis = subprocess.Popen(["redis-server", "--port", rport, "--bind", "127.0.0.1",
-                              "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
-    try:
-        for _ in range(200):
-            if subprocess.run(["redis-cli", "-p", rport, "ping"],
-                              capture_output=True).returncode == 0:
+    # redis-server cannot report a port it picked, so take one the kernel
+    # just handed out (not a fixed one: it could be some test's ephemeral
+    # port), and try another if redis could not bind it.
+    redis = None
+    for _ in range(5):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            rport = str(s.getsockname()[1])
+        redis = subprocess.Popen(["redis-server", "--port", rport, "--bind", "127.0.0.1",
+                                  "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+        for _ in range(250):
+            if redis.poll() is not None or subprocess.run(
+                    ["redis-cli", "-p", rport, "ping"], capture_output=True).returncode == 0:
                 break
             time.sleep(0.02)
+        if redis.poll() is None:
+            break
+    check(redis.poll() is None, "redis-server started")
+    try:
         rs = "127.0.0.1:" + rport
 
         def rbench(*args, rc=0):
