@@ -411,6 +411,16 @@ static void open_conn(conn_t *c, int idx)
     epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev);
 }
 
+/* Times and counts the answer to the request in slot (measured phase only). */
+static void record_answer(conn_t *c, int slot, int code)
+{
+    uint64_t now = now_ns();
+    if (now < measure_from_ns) return;
+    hist_add(&hist, now - c->sent_at[slot]);
+    done_count++;
+    if (code != 0) err_counts[code < CODE_SLOTS ? code : CODE_SLOTS - 1]++;
+}
+
 static void on_response(conn_t *c, const uint8_t *p, size_t len)
 {
     uint64_t id;
@@ -419,12 +429,7 @@ static void on_response(conn_t *c, const uint8_t *p, size_t len)
     int slot = (int)(id & 0xfffff);
     if (slot >= opt.depth || c->slot_free[slot])
         die("response to an unknown id %llu", (unsigned long long)id);
-    uint64_t now = now_ns();
-    if (now >= measure_from_ns) {
-        hist_add(&hist, now - c->sent_at[slot]);
-        done_count++;
-        if (code != 0) err_counts[code < CODE_SLOTS ? code : CODE_SLOTS - 1]++;
-    }
+    record_answer(c, slot, code);
     /* mixed: remember the id of a token we created to revoke/restore it. */
     if (code == 0 && c->slot_create[slot] && strcmp(opt.scenario, "mixed") == 0) {
         Pat__V1__Response *r = pat__v1__response__unpack(NULL, len, p);
@@ -460,12 +465,7 @@ static size_t on_redis_reply(conn_t *c, const uint8_t *p, size_t len)
     if (need > len) return 0;
     int slot = c->fifo[c->fhead];
     c->fhead = (c->fhead + 1) % MAX_DEPTH;
-    uint64_t now = now_ns();
-    if (now >= measure_from_ns) {
-        hist_add(&hist, now - c->sent_at[slot]);
-        done_count++;
-        if (code) err_counts[code]++;
-    }
+    record_answer(c, slot, code);
     c->slot_free[slot] = 1;
     c->inflight--;
     return need;
