@@ -73,6 +73,12 @@ typedef struct {
     uint16_t path_len, ip_len;
 } usage_rec_t;
 
+/* Bytes one buffered use takes, its strings included. */
+static size_t usage_rec_size(size_t path_len, size_t ip_len)
+{
+    return sizeof(usage_rec_t) + ((path_len + ip_len + 7) & ~(size_t)7);
+}
+
 struct usage {
     store_t *store;
     uint64_t gen; /* tells this instance's buffers from a freed one's */
@@ -315,7 +321,7 @@ void usage_record(usage_t *u, uint64_t id, int64_t now, const char *path, const 
     size_t pl = path ? strnlen(path, USAGE_PATH_MAX) : 0;
     size_t il = client_ip ? strnlen(client_ip, USAGE_CLIENT_IP_MAX) : 0;
     uint64_t seq = store_activity_seq(u->store);
-    size_t need = sizeof(usage_rec_t) + ((pl + il + 7) & ~(size_t)7);
+    size_t need = usage_rec_size(pl, il);
     usage_buf_t *b = usage_buf_get(u);
     pthread_mutex_lock(&b->lock);
     if (b->len + need > b->cap && b->cap < USAGE_BUF_BYTES) {
@@ -372,7 +378,7 @@ void usage_drain(usage_t *u)
             memcpy(&r, full + off, sizeof(r));
             const char *path = (const char *)full + off + sizeof(r);
             usage_apply(u, r.id, r.now, r.seq, path, r.path_len, path + r.path_len, r.ip_len);
-            off += sizeof(r) + ((r.path_len + r.ip_len + 7u) & ~(size_t)7);
+            off += usage_rec_size(r.path_len, r.ip_len);
         }
         atomic_fetch_sub_explicit(&u->buffered, n, memory_order_relaxed);
         b->spare = full;
