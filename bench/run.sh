@@ -43,7 +43,7 @@ start_patd() { # DATA_DIR [flags...]
   PATD_PORT=$(cat "$W/port")
 }
 stop_patd() { kill -TERM "$PATD_PID"; wait "$PATD_PID" 2>/dev/null || true; }
-bench() { $B/patbench --server 127.0.0.1:$PATD_PORT --json -d "$DUR" --warmup 1 "$@"; }
+bench() { $B/patbench --server 127.0.0.1:$PATD_PORT --json -d "$DUR" --warmup "${WARMUP:-1}" "$@"; }
 
 say "== seeding 10k and 1M tokens (offline, patseed)"
 $B/patseed --data-dir "$W/small" --tokens 10000 --users 1000 --out "$W/small.tokens"
@@ -90,8 +90,7 @@ for rep in $(seq 1 "$REPS"); do
   # holds the hash index as ~37k blocks; n random reads have loaded
   # 1 - e^(-n/37k) of them: after 3 s (~100k reads) one read in fifteen
   # still went to a worker to read the file, after 8 s one in a thousand.
-  j=$($B/patbench --server 127.0.0.1:$PATD_PORT --json -d "$DUR" --warmup 8 \
-        --scenario verify-cold --tokens-file "$W/big.tokens" -c 50 -P 1)
+  j=$(WARMUP=8 bench --scenario verify-cold --tokens-file "$W/big.tokens" -c 50 -P 1)
   R[cold]+="$(echo "$j" | jget '["rps"]') "
   stop_patd
 
