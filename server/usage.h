@@ -20,16 +20,19 @@
  * usage_flush() moves what changed into one synced WriteBatch; the flusher
  * thread runs it every USAGE_FLUSH_MS at normal priority (the lag promised
  * below must hold on a busy machine), and it runs once more at shutdown. A
- * token's first use since start is written by the next flush; after that,
- * a token is written at most every USAGE_PERSIST_MS, its uses coalescing
- * in memory meanwhile, so a token verified all day costs a write every
- * 10 s, not every second (the list reads memory, so it shows every use at
- * once). A flush looks only at entries that changed (each stripe keeps a
- * list of them), in key order, and takes a stripe mutex for one entry at a
- * time, so a reader that waits on it waits for one entry, never for a walk
- * or an allocation. After a crash, last-used times and use events lag by
- * at most USAGE_PERSIST_MS plus one flush interval (Health reports it as
- * last_used_lag_ms); a token's first use, by one flush interval.
+ * token's first use since start is written by the next flush; after that, a
+ * token's writes are at least USAGE_PERSIST_MS apart, its uses coalescing
+ * in memory meanwhile, so a token verified all day costs a write every ten
+ * seconds, not every second (the list reads memory, so it shows every use
+ * at once). Only its second write comes sooner, by up to half that interval
+ * and an amount fixed per token, so that tokens first used together are not
+ * all written by the same flush ever after. A flush looks only at entries
+ * that changed (each stripe keeps a list of them), in key order, and takes
+ * a stripe mutex for one entry at a time, so a reader that waits on it
+ * waits for one entry, never for a walk or an allocation. After a crash,
+ * last-used times and use events lag by at most USAGE_PERSIST_MS plus one
+ * flush interval (Health reports it as last_used_lag_ms); a token's first
+ * use, by one flush interval.
  *
  * Uses are coalesced: between two writes of a token, its uses with the
  * same path and client are one activity row with a count and first/last
@@ -96,9 +99,10 @@ void usage_note_rows(usage_t *u, uint64_t id, unsigned rows);
 
 /* Writes what is pending in one synced batch, then trims tokens that are
  * due. Unless force, a token written less than USAGE_PERSIST_MS before
- * now_ms (monotonic) waits, its uses coalescing meanwhile. Returns 0, or
- * -1 if the store refused (what was pending is kept and retried on the
- * next flush). Flushes never run concurrently. */
+ * now_ms (monotonic; for its second write, up to half that less) waits, its
+ * uses coalescing meanwhile. Returns 0, or -1 if the store refused (what
+ * was pending is kept and retried on the next flush). Flushes never run
+ * concurrently. */
 int usage_flush_at(usage_t *u, int64_t now_ms, int force);
 /* Writes everything pending now: usage_flush_at(u, now, 1). */
 int usage_flush(usage_t *u);

@@ -167,7 +167,8 @@ static void test_R22_trims_beyond_the_budget_wait_their_turn(void **state)
 
 /* R15/R22 write volume: a token written less than USAGE_PERSIST_MS ago
  * waits, its uses coalescing, unless the flush is forced (shutdown,
- * ListTokenActivity); its first use since start never waits. */
+ * ListTokenActivity); its first use since start never waits, and its
+ * second write waits at least half that interval. */
 static void test_R15_a_recently_written_token_waits_and_coalesces(void **state)
 {
     fx_t *f = *state;
@@ -178,7 +179,7 @@ static void test_R15_a_recently_written_token_waits_and_coalesces(void **state)
     assert_int_equal(ms, 1000);
     usage_record(f->u, 9, 2000, "/a", NULL);
     usage_record(f->u, 9, 3000, "/a", NULL);
-    assert_int_equal(usage_flush_at(f->u, t0 + USAGE_PERSIST_MS - 1, 0), 0);
+    assert_int_equal(usage_flush_at(f->u, t0 + USAGE_PERSIST_MS / 2 - 1, 0), 0);
     assert_int_equal(store_last_used_get(f->st, 9, &ms), STORE_OK);
     assert_int_equal(ms, 1000);                       /* waits */
     assert_int_equal(usage_last_used(f->u, 9), 3000); /* memory is exact */
@@ -189,11 +190,55 @@ static void test_R15_a_recently_written_token_waits_and_coalesces(void **state)
     assert_int_equal(store_activity_scan(f->st, 9, collect, &r), STORE_OK);
     assert_int_equal(r.n, 2); /* one row per write: counts 1, then 2 */
     assert_int_equal(r.counts[0] + r.counts[1], 3);
+    /* From the second write on, the full interval. */
+    usage_record(f->u, 9, 3500, "/a", NULL);
+    assert_int_equal(usage_flush_at(f->u, t0 + 2 * USAGE_PERSIST_MS - 1, 0), 0);
+    assert_int_equal(store_last_used_get(f->st, 9, &ms), STORE_OK);
+    assert_int_equal(ms, 3000);
+    assert_int_equal(usage_flush_at(f->u, t0 + 2 * USAGE_PERSIST_MS, 0), 0);
+    assert_int_equal(store_last_used_get(f->st, 9, &ms), STORE_OK);
+    assert_int_equal(ms, 3500);
     /* A forced flush does not wait. */
     usage_record(f->u, 9, 4000, "/a", NULL);
     assert_int_equal(usage_flush(f->u), 0);
     assert_int_equal(store_last_used_get(f->st, 9, &ms), STORE_OK);
     assert_int_equal(ms, 4000);
+}
+
+/* Bug (issue 5): 10k tokens first used together were written by the same
+ * flush every USAGE_PERSIST_MS, 50-60 ms of CPU at once that the network
+ * thread and its clients felt. Their second writes must spread over the
+ * second half of the interval, each token still written once in it. */
+static void test_R15_tokens_first_used_together_are_not_written_in_lockstep(void **state)
+{
+    fx_t *f = *state;
+    enum { N = 1000, STEP = 1000 };
+    int64_t t0 = 1000000, ms;
+    for (uint64_t id = 1; id <= N; id++)
+        usage_record(f->u, id, 1, "/a", NULL);
+    assert_int_equal(usage_flush_at(f->u, t0, 0), 0);
+    int64_t seen[N + 1] = {0};
+    int written = 0, most = 0;
+    for (int k = 1; k * STEP <= USAGE_PERSIST_MS; k++) {
+        for (uint64_t id = 1; id <= N; id++)
+            usage_record(f->u, id, 1 + k, "/a", NULL);
+        assert_int_equal(usage_flush_at(f->u, t0 + k * STEP, 0), 0);
+        int now = 0;
+        for (uint64_t id = 1; id <= N; id++) {
+            assert_int_equal(store_last_used_get(f->st, id, &ms), STORE_OK);
+            if (ms != 1 && seen[id] == 0) {
+                seen[id] = ms;
+                now++;
+            } else if (seen[id] != 0) {
+                assert_int_equal(ms, seen[id]); /* written once in the interval */
+            }
+        }
+        if (k * STEP < USAGE_PERSIST_MS / 2) assert_int_equal(now, 0);
+        written += now;
+        if (now > most) most = now;
+    }
+    assert_int_equal(written, N);    /* every token within the interval */
+    assert_in_range(most, 1, N / 4); /* and no flush took more than a quarter */
 }
 
 static void test_deleted_token_records_nothing_more(void **state)
@@ -336,6 +381,7 @@ int main(void)
         T(test_R22_uses_coalesce_per_path_and_client),
         T(test_R22_trims_beyond_the_budget_wait_their_turn),
         T(test_R15_a_recently_written_token_waits_and_coalesces),
+        T(test_R15_tokens_first_used_together_are_not_written_in_lockstep),
         T(test_R22_at_most_keep_rows_per_token),
         T(test_deleted_token_records_nothing_more),
         T(test_R15_uses_recorded_on_many_threads_are_all_counted),
