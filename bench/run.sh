@@ -150,7 +150,6 @@ read -r RSSOFF0 RSSOFF1 < <(rss_growth 0)
 BYTES_PER=$(( ((RSS1 - RSS0) - (RSSOFF1 - RSSOFF0)) * 1024 / 1000000 ))
 
 med() { echo "${R[$1]}" | tr ' ' '\n' | grep -v '^$' | median; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
 # The ratio of a repetition's pair, measured seconds apart, then the median
 # of those: this VM has slow and fast phases that last tens of seconds, and
 # a pair shares its phase where two separate medians need not.
