@@ -179,23 +179,26 @@ static void svc_user_pb(const user_rec_t *rec, Pat__V1__User *u)
     u->created_by = rec->created_by;
 }
 
-static int64_t svc_last_used(svc_t *svc, uint64_t id)
+/* drained: the caller drained the usage buffers for this request already. */
+static int64_t svc_last_used(svc_t *svc, uint64_t id, int drained)
 {
-    int64_t ms = usage_last_used(svc->usage, id);
+    int64_t ms =
+        drained ? usage_last_used_applied(svc->usage, id) : usage_last_used(svc->usage, id);
     if (ms == 0) store_last_used_get(svc->store, id, &ms);
     return ms;
 }
 
-/* Fills a wire TokenInfo; owner_pb receives the owner (may be NULL rec). */
+/* Fills a wire TokenInfo; owner_pb receives the owner (may be NULL rec);
+ * drained as for svc_last_used. */
 static void svc_token_pb(svc_t *svc, const token_rec_t *t, const user_rec_t *owner, int64_t now,
-                         Pat__V1__TokenInfo *ti, Pat__V1__User *owner_pb)
+                         int drained, Pat__V1__TokenInfo *ti, Pat__V1__User *owner_pb)
 {
     pat__v1__token_info__init(ti);
     ti->id = t->id;
     ti->name = t->name;
     ti->created = t->created;
     ti->expiration = t->expiration;
-    ti->last_used = svc_last_used(svc, t->id);
+    ti->last_used = svc_last_used(svc, t->id, drained);
     ti->active = t->active;
     ti->status = svc_token_status(t, now);
     ti->kind = t->kind;
@@ -1197,7 +1200,7 @@ static void svc_create_token(Pat__V1__TokenService_Service *service,
     Pat__V1__CreateTokenResponse r = PAT__V1__CREATE_TOKEN_RESPONSE__INIT;
     Pat__V1__TokenInfo ti;
     Pat__V1__User owner_pb;
-    svc_token_pb(svc, &t, owner ? owner : p.user, now, &ti, &owner_pb);
+    svc_token_pb(svc, &t, owner ? owner : p.user, now, 0, &ti, &owner_pb);
     r.token = &ti;
     r.bearer_token = secret;
     done(&r, call);
@@ -1313,10 +1316,11 @@ static void svc_list_tokens(Pat__V1__TokenService_Service *service,
         done(NULL, call);
     } else {
         const user_rec_t *cur = NULL;
+        usage_drain(svc->usage); /* once for the page: every use recorded before the list */
         for (unsigned i = 0; i < n; i++) {
             if (owners[i] || i == 0 || strcmp(toks[i - 1]->owner_id, toks[i]->owner_id) != 0)
                 cur = owners[i];
-            svc_token_pb(svc, toks[i], cur, now, &infos[i], &users[i]);
+            svc_token_pb(svc, toks[i], cur, now, 1, &infos[i], &users[i]);
             ptrs[i] = &infos[i];
         }
         Pat__V1__ListTokensResponse r = PAT__V1__LIST_TOKENS_RESPONSE__INIT;
@@ -1394,7 +1398,7 @@ static void svc_update_token(Pat__V1__TokenService_Service *service,
     store_user_get(svc->store, t->owner_id, &owner);
     Pat__V1__TokenInfo ti;
     Pat__V1__User owner_pb;
-    svc_token_pb(svc, t, owner, now, &ti, &owner_pb);
+    svc_token_pb(svc, t, owner, now, 0, &ti, &owner_pb);
     done(&ti, call);
     store_record_free(owner);
     store_record_free(t);

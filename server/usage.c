@@ -390,6 +390,11 @@ void usage_drain(usage_t *u)
 int64_t usage_last_used(usage_t *u, uint64_t id)
 {
     if (atomic_load_explicit(&u->buffered, memory_order_relaxed)) usage_drain(u);
+    return usage_last_used_applied(u, id);
+}
+
+int64_t usage_last_used_applied(usage_t *u, uint64_t id)
+{
     usage_stripe_t *s = usage_stripe(u, id);
     pthread_mutex_lock(&s->lock);
     usage_entry_t *e = usage_find(s, id, 0);

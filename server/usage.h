@@ -90,8 +90,13 @@ void usage_record(usage_t *u, uint64_t id, int64_t now, const char *path, const 
  * every USAGE_DRAIN_MS; readers below do it first). */
 void usage_drain(usage_t *u);
 
-/* The newest last-used time known in memory, 0 if none (then ask the store). */
+/* The newest last-used time known in memory, 0 if none (then ask the store).
+ * Drains first, so it includes every use recorded before the call. */
 int64_t usage_last_used(usage_t *u, uint64_t id);
+/* The same without the drain, for a reader of many tokens that drained
+ * once before them: under load, uses keep arriving, and a drain per token
+ * of a page would repeat the drain (and its locks) for each. */
+int64_t usage_last_used_applied(usage_t *u, uint64_t id);
 
 /* Notes rows written to the activity column family outside usage (lifecycle
  * events), so that trimming takes them into account. */

@@ -241,6 +241,23 @@ static void test_R15_tokens_first_used_together_are_not_written_in_lockstep(void
     assert_in_range(most, 1, N / 4); /* and no flush took more than a quarter */
 }
 
+/* R15 for lists: usage_last_used drains first, so it sees every use
+ * recorded before it; a page of tokens drains once and then reads each
+ * with usage_last_used_applied, which must not drain again (a drain per
+ * token repeated the drain's locks for every token of the page). */
+static void test_R15_a_page_drains_once_then_reads_what_was_applied(void **state)
+{
+    fx_t *f = *state;
+    usage_record(f->u, 5, 1000, "/a", NULL);
+    usage_record(f->u, 6, 1500, "/a", NULL);
+    assert_int_equal(usage_last_used_applied(f->u, 5), 0); /* still buffered */
+    usage_drain(f->u);
+    assert_int_equal(usage_last_used_applied(f->u, 5), 1000);
+    usage_record(f->u, 6, 2000, "/a", NULL);                  /* after the page's drain */
+    assert_int_equal(usage_last_used_applied(f->u, 6), 1500); /* not drained again */
+    assert_int_equal(usage_last_used(f->u, 6), 2000);         /* a single read drains */
+}
+
 static void test_deleted_token_records_nothing_more(void **state)
 {
     fx_t *f = *state;
@@ -382,6 +399,7 @@ int main(void)
         T(test_R22_trims_beyond_the_budget_wait_their_turn),
         T(test_R15_a_recently_written_token_waits_and_coalesces),
         T(test_R15_tokens_first_used_together_are_not_written_in_lockstep),
+        T(test_R15_a_page_drains_once_then_reads_what_was_applied),
         T(test_R22_at_most_keep_rows_per_token),
         T(test_deleted_token_records_nothing_more),
         T(test_R15_uses_recorded_on_many_threads_are_all_counted),
