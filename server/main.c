@@ -14,9 +14,12 @@
 #include "cache.h"
 #include "clock.h"
 #include "log.h"
-#include "net.h"
+#include "framed.h"
 #include "service.h"
+#include "srv.h"
+#include "stats.h"
 #include "store.h"
+#include "tcp.h"
 #include "token.h"
 #include "usage.h"
 
@@ -46,6 +49,9 @@ static void main_usage(FILE *out)
         "  --max-queue N               requests queued for workers, whole server (default 4096)\n"
         "  --idle-timeout T            close silent or stalled connections after T\n"
         "                              (seconds, or with ms suffix; default 60)\n"
+        "  --drain-grace-ms N          on SIGTERM, keep serving but report not ready for N ms\n"
+        "                              before refusing (default 2000: two 1 s health checks\n"
+        "                              of a load balancer; 0..60000)\n"
         "  --scim-prefix P             SCIM path prefix; repeat for more\n"
         "                              (default /scim/v2 and /api/scim/v2)\n"
         "  --cache-mb N                RocksDB block cache (default 256)\n"
@@ -188,16 +194,26 @@ static char *main_platform_key(const char *path)
 
 int main(int argc, char **argv)
 {
-    net_config_t net = {
+    srv_config_t scfg = {
+        .limits =
+            {
+                .max_connections = 1024,
+                .max_inflight = 128,
+                .max_queue = 4096,
+                .idle_timeout_ms = 60000,
+                .max_output = 16u << 20,
+            },
+        .drain_grace_ms = 2000,
+        .drain_timeout_ms = 5000,
+        .handle_signals = 1,
+    };
+    framed_cfg_t fcfg = {.max_frame = 64 * 1024};
+    srv_listener_t lsn = {
         .host = "127.0.0.1",
         .port = 7700,
-        .max_frame = 64 * 1024,
-        .max_connections = 1024,
-        .max_inflight = 128,
-        .max_queue = 4096,
-        .idle_timeout_ms = 60000,
-        .drain_timeout_ms = 5000,
-        .max_output = 16u << 20,
+        .transport = &tcp_transport,
+        .protocol = &framed_protocol,
+        .protocol_cfg = &fcfg,
     };
     const char *data_dir = "./data";
     const char *key_file = NULL;
@@ -218,6 +234,7 @@ int main(int argc, char **argv)
         O_INFLIGHT,
         O_QUEUE,
         O_IDLE,
+        O_GRACE,
         O_SCIM,
         O_CENTRIES,
         O_CACHE,
@@ -237,6 +254,7 @@ int main(int argc, char **argv)
         {"max-inflight", required_argument, 0, O_INFLIGHT},
         {"max-queue", required_argument, 0, O_QUEUE},
         {"idle-timeout", required_argument, 0, O_IDLE},
+        {"drain-grace-ms", required_argument, 0, O_GRACE},
         {"scim-prefix", required_argument, 0, O_SCIM},
         {"cache-mb", required_argument, 0, O_CACHE},
         {"cache-entries", required_argument, 0, O_CENTRIES},
@@ -265,8 +283,8 @@ int main(int argc, char **argv)
                 memmove(host_buf, host_buf + 1, hl - 2);
                 host_buf[hl - 2] = '\0';
             }
-            net.host = host_buf;
-            net.port = (int)v;
+            lsn.host = host_buf;
+            lsn.port = (int)v;
             break;
         }
         case O_DATA:
@@ -280,26 +298,30 @@ int main(int argc, char **argv)
             break;
         case O_FRAME:
             if (main_parse_uint("--max-frame-bytes", optarg, 1024, 16u << 20, &v)) return 2;
-            net.max_frame = (uint32_t)v;
+            fcfg.max_frame = (uint32_t)v;
             break;
         case O_CONNS:
             if (main_parse_uint("--max-connections", optarg, 1, 1000000, &v)) return 2;
-            net.max_connections = (unsigned)v;
+            scfg.limits.max_connections = (unsigned)v;
             break;
         case O_INFLIGHT:
             if (main_parse_uint("--max-inflight", optarg, 1, 65536, &v)) return 2;
-            net.max_inflight = (unsigned)v;
+            scfg.limits.max_inflight = (unsigned)v;
             break;
         case O_QUEUE:
             if (main_parse_uint("--max-queue", optarg, 1, 1000000, &v)) return 2;
-            net.max_queue = (unsigned)v;
+            scfg.limits.max_queue = (unsigned)v;
             break;
         case O_IDLE:
-            if (main_parse_duration(optarg, &net.idle_timeout_ms)) {
+            if (main_parse_duration(optarg, &scfg.limits.idle_timeout_ms)) {
                 fprintf(stderr, "patd: --idle-timeout takes seconds or e.g. 500ms, got '%s'\n",
                         optarg);
                 return 2;
             }
+            break;
+        case O_GRACE:
+            if (main_parse_uint("--drain-grace-ms", optarg, 0, 60000, &v)) return 2;
+            scfg.drain_grace_ms = v;
             break;
         case O_SCIM:
             if (optarg[0] != '/' || n_scim == SVC_SCIM_PREFIXES) {
@@ -316,7 +338,7 @@ int main(int argc, char **argv)
             if (main_parse_uint("--cache-entries", optarg, 0, 100000000, &cache_entries)) return 2;
             break;
         case O_PORTFILE:
-            net.port_file = optarg;
+            lsn.port_file = optarg;
             break;
         case O_LOG: {
             log_level_t lv;
@@ -352,7 +374,7 @@ int main(int argc, char **argv)
     snprintf(wbuf, sizeof(wbuf), "%lu", workers);
     setenv("UV_THREADPOOL_SIZE", wbuf, 1);
 
-    main_raise_nofile(net.max_connections);
+    main_raise_nofile(scfg.limits.max_connections);
     umask(077);
     if (main_mkdir_private(data_dir) != 0) return 1;
     char db_dir[PATH_MAX], key_path[PATH_MAX];
@@ -383,7 +405,7 @@ int main(int argc, char **argv)
         store_close(st);
         return 1;
     }
-    svc_stats_t stats = {0};
+    stats_t stats = {0};
     usage_t *usage = usage_new(st);
     cache_t *cache = cache_new(cache_entries);
     svc_t svc;
@@ -399,12 +421,18 @@ int main(int argc, char **argv)
 #endif
     log_info("event=starting version=%s data_dir=%s workers=%lu", PATD_VERSION, data_dir, workers);
 
-    if (usage_start(usage) != 0) {
+    fcfg.svc = &svc;
+    srv_t *srv = srv_new(&scfg, &stats);
+    int rc = -1;
+    if (srv_listen(srv, &lsn) != 0) {
+        /* logged */
+    } else if (usage_start(usage) != 0) {
         log_error("cannot start the last-used flusher thread");
-        return 1;
+    } else {
+        rc = srv_run(srv);
+        usage_stop(usage);
     }
-    int rc = net_run(&net, &svc, usage);
-    usage_stop(usage);
+    srv_free(srv);
     /* After the loop: nothing else runs; write what is pending and close. */
     if (usage_flush(usage) != 0) log_warn("last-used data could not be written at shutdown");
     svc_destroy(&svc);

@@ -1662,7 +1662,7 @@ int svc_verify_cached(svc_t *svc, const Pat__V1__VerifyRequest *in, svc_call_t *
 
 /* ---------------------------------------------------------------- setup */
 
-void svc_init(svc_t *svc, store_t *st, usage_t *usage, cache_t *cache, svc_stats_t *stats,
+void svc_init(svc_t *svc, store_t *st, usage_t *usage, cache_t *cache, stats_t *stats,
               char *platform_key)
 {
     static const Pat__V1__TokenService_Service base = PAT__V1__TOKEN_SERVICE__INIT(svc_);

@@ -22,6 +22,7 @@
 #include "cache.h"
 #include "err.h"
 #include "pat/v1/pat.pb-c.h"
+#include "stats.h"
 #include "store.h"
 #include "usage.h"
 
@@ -37,19 +38,12 @@
 #define SVC_SCIM_PREFIXES 8
 #define SVC_MESSAGE_MAX   256
 
-/* Counters the network layer keeps and Health reports. */
-typedef struct {
-    _Atomic uint64_t connections;
-    _Atomic uint64_t in_flight;
-    _Atomic int draining;
-} svc_stats_t;
-
 typedef struct {
     Pat__V1__TokenService_Service base; /* first: handlers find svc_t from it */
     store_t *store;
     usage_t *usage;
-    cache_t *cache; /* verification cache; owned by the caller of svc_init */
-    svc_stats_t *stats;
+    cache_t *cache;     /* verification cache; owned by the caller of svc_init */
+    stats_t *stats;     /* the server's counters, for Health */
     char *platform_key; /* owned; compared in constant time, never logged */
     size_t platform_key_len;
     const char *scim_prefixes[SVC_SCIM_PREFIXES]; /* e.g. "/scim/v2", "/api/scim/v2" */
@@ -65,13 +59,15 @@ typedef struct {
     const char *act_as;        /* metadata "x-act-as-user", NULL if absent */
     pat_err_t err;
     char message[SVC_MESSAGE_MAX];
-    uint8_t *out; /* packed response payload, malloc'd by the closure */
-    size_t out_len;
+    /* The dispatcher's closure hands the answer to emit while the handler's
+     * message is still alive (handlers answer with stack messages). */
+    void (*emit)(void *arg, const ProtobufCMessage *answer);
+    void *emit_arg;
     int answered;
 } svc_call_t;
 
 /* Initializes svc (takes ownership of platform_key, a malloc'd string). */
-void svc_init(svc_t *svc, store_t *st, usage_t *usage, cache_t *cache, svc_stats_t *stats,
+void svc_init(svc_t *svc, store_t *st, usage_t *usage, cache_t *cache, stats_t *stats,
               char *platform_key);
 void svc_destroy(svc_t *svc);
 /* Adds a SCIM path prefix such as "/scim/v2" (no trailing slash); the

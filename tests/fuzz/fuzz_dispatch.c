@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "cache.h"
-#include "dispatch.h"
+#include "framed.h"
 #include "service.h"
 #include "store.h"
 #include "usage.h"
@@ -20,7 +20,7 @@
 #define FUZZ_PLATFORM_KEY "fuzz-platform-key-0123456789abcdef"
 
 static svc_t svc;
-static svc_stats_t stats;
+static stats_t stats;
 static store_t *st;
 static usage_t *usage;
 static unsigned long runs;
@@ -63,9 +63,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     size_t n = 0;
-    uint8_t *out = disp_handle_inline(&svc, data, size, &n);
+    uint8_t *out = framed_handle_inline(&svc, data, size, &n);
     free(out);
-    out = disp_handle(&svc, data, size, &n);
+    out = framed_handle(&svc, data, size, &n);
     if (out == NULL || n == 0) abort(); /* every request gets an answer */
     free(out);
     if (++runs % 4096 == 0) usage_flush(usage);

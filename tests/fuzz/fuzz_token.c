@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dispatch.h"
+#include "framed.h"
 #include "service.h"
 #include "token.h"
 
@@ -19,7 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (kind > TOKEN_PREFIX_SCIM) abort();
     }
     (void)svc_valid_text((const char *)data, size);
-    (void)disp_peek_id(data, size);
+    (void)framed_peek_id(data, size);
 
     char *s = malloc(size + 1);
     memcpy(s, data, size);

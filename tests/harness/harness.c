@@ -43,6 +43,10 @@ static int h_spawn(patd_t *p)
     argv[n++] = port_file;
     argv[n++] = "--workers";
     argv[n++] = "4";
+    /* Tests stop patd often: no grace before the drain unless extra (which
+     * comes later, and so wins) asks for one. */
+    argv[n++] = "--drain-grace-ms";
+    argv[n++] = "0";
     for (int i = 0; p->extra[i] && n < 38; i++)
         argv[n++] = p->extra[i];
     argv[n] = NULL;

@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "dispatch.h"
+#include "framed.h"
 #include "service.h"
 #include "store.h"
 #include "usage.h"
@@ -22,7 +22,7 @@ typedef struct {
     store_t *st;
     usage_t *usage;
     cache_t *cache;
-    svc_stats_t stats;
+    stats_t stats;
     svc_t svc;
 } fixture_t;
 
@@ -57,7 +57,7 @@ static int teardown(void **state)
     return rc == 0 ? 0 : -1;
 }
 
-/* Packs a Request and runs it through disp_handle(). */
+/* Packs a Request and runs it through framed_handle(). */
 static Pat__V1__Response *call(fixture_t *f, uint64_t id, const char *method,
                                const ProtobufCMessage *payload, const char *auth)
 {
@@ -79,7 +79,7 @@ static Pat__V1__Response *call(fixture_t *f, uint64_t id, const char *method,
     uint8_t buf[8192];
     size_t len = pat__v1__request__pack(&r, buf);
     size_t out_len;
-    uint8_t *out = disp_handle(&f->svc, buf, len, &out_len);
+    uint8_t *out = framed_handle(&f->svc, buf, len, &out_len);
     Pat__V1__Response *resp = pat__v1__response__unpack(NULL, out_len, out);
     free(out);
     assert_non_null(resp);
@@ -130,7 +130,7 @@ static void test_undecodable_envelope_and_payload_are_400(void **state)
     /* Envelope: id 9 (field 1 varint), then a truncated length-delimited field. */
     uint8_t bad[] = {0x08, 0x09, 0x12, 0x50, 'x'};
     size_t out_len;
-    uint8_t *out = disp_handle(&f->svc, bad, sizeof(bad), &out_len);
+    uint8_t *out = framed_handle(&f->svc, bad, sizeof(bad), &out_len);
     Pat__V1__Response *r = pat__v1__response__unpack(NULL, out_len, out);
     free(out);
     assert_int_equal(r->id, 9);
@@ -148,7 +148,7 @@ static void test_undecodable_envelope_and_payload_are_400(void **state)
     req.payload.len = sizeof(junk);
     uint8_t buf[256];
     size_t len = pat__v1__request__pack(&req, buf);
-    out = disp_handle(&f->svc, buf, len, &out_len);
+    out = framed_handle(&f->svc, buf, len, &out_len);
     r = pat__v1__response__unpack(NULL, out_len, out);
     free(out);
     assert_int_equal(r->id, 12);
@@ -187,8 +187,8 @@ static void test_peek_id(void **state)
     req.method = "x";
     uint8_t buf[64];
     size_t len = pat__v1__request__pack(&req, buf);
-    assert_int_equal(disp_peek_id(buf, len), 300000);
-    assert_int_equal(disp_peek_id((const uint8_t *)"\xff\xff", 2), 0);
+    assert_int_equal(framed_peek_id(buf, len), 300000);
+    assert_int_equal(framed_peek_id((const uint8_t *)"\xff\xff", 2), 0);
 }
 
 /* The table in docs/semantics.md: each code has its HTTP status. */

@@ -1,0 +1,528 @@
+/* conn: connection lifetime, explicit state, backpressure, idle timeout,
+ * output and drain (the design is in conn.h). */
+#include "conn.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "log.h"
+
+#define CONN_OUT_KEEP (16 * 1024) /* output buffer kept between writes */
+
+struct conn {
+    conn_set_t *set;
+    const transport_ops_t *tr;
+    transport_t *t;
+    const protocol_ops_t *proto;
+    void *ps; /* the protocol's state */
+    conn_state_t state;
+    int reading; /* the transport delivers reads; follows state in conn_settle */
+    unsigned refs;
+    unsigned inflight; /* read and not yet written back */
+    unsigned on_pool;  /* of those, held by a worker */
+    uint64_t id;
+    uint64_t last_active_ms;
+    uint8_t *stash; /* input not consumed when the connection paused */
+    size_t stash_len;
+    /* Answers queued since the last write. */
+    uint8_t *out;
+    size_t out_len, out_cap;
+    unsigned out_count;
+    /* The one outstanding transport write: wbuf[woff, woff + wlen). */
+    uint8_t *wbuf;
+    size_t woff, wlen, wcap;
+    unsigned wcount;
+    int writing;
+    int dirty; /* on the set's list to flush (holds a reference) */
+    conn_t *dnext;
+    conn_t *prev, *next;
+};
+
+struct conn_set {
+    uv_loop_t *loop;
+    const conn_limits_t *lim;
+    stats_t *stats;
+    uv_check_t writer; /* flushes the dirty connections after each poll */
+    conn_t *conns;
+    conn_t *dirty;
+    unsigned n;
+    unsigned queued; /* requests on the pool */
+    uint64_t next_id;
+    int draining;
+};
+
+static void conn_settle(conn_t *c);
+
+/* ---------------------------------------------------------------- lifetime */
+
+static void conn_unref(conn_t *c)
+{
+    if (--c->refs > 0) return;
+    if (c->proto && c->ps) c->proto->close(c->ps);
+    free(c->stash);
+    if (c->out) explicit_bzero(c->out, c->out_cap);
+    if (c->wbuf) explicit_bzero(c->wbuf, c->wcap);
+    free(c->out);
+    free(c->wbuf);
+    free(c);
+}
+
+static void conn_unlink(conn_t *c)
+{
+    conn_set_t *s = c->set;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    s->n--;
+    atomic_fetch_sub(&s->stats->connections, 1);
+}
+
+static void conn_close(conn_t *c)
+{
+    if (c->state == CONN_CLOSING) return;
+    c->state = CONN_CLOSING;
+    free(c->stash);
+    c->stash = NULL;
+    c->reading = 0;
+    c->tr->close(c->t);
+}
+
+/* ---------------------------------------------------------------- output */
+
+static void conn_mark_dirty(conn_t *c)
+{
+    if (c->dirty) return;
+    conn_set_t *s = c->set;
+    c->dirty = 1;
+    c->refs++;
+    c->dnext = s->dirty;
+    s->dirty = c;
+}
+
+/* Answers written (or dropped): they no longer count as in flight. */
+static void conn_completed(conn_t *c, unsigned n)
+{
+    c->inflight -= n;
+}
+
+/* Empties the queued output. Answers may hold a new token's secret: wiped
+ * before reuse; a buffer that a burst made large is given back. */
+static void conn_out_reset(conn_t *c)
+{
+    explicit_bzero(c->out, c->out_len);
+    c->out_len = 0;
+    c->out_count = 0;
+    if (c->out_cap > CONN_OUT_KEEP) {
+        free(c->out);
+        c->out = NULL;
+        c->out_cap = 0;
+    }
+}
+
+/* Writes the queued output: one try_write, and what the socket did not
+ * take as the one outstanding transport write. */
+static void conn_flush(conn_t *c)
+{
+    if (c->out_len == 0 || c->writing) return;
+    if (c->state == CONN_CLOSING) {
+        conn_completed(c, c->out_count);
+        conn_out_reset(c);
+        return;
+    }
+    int n = c->tr->try_write(c->t, c->out, c->out_len);
+    if (n < 0 && n != UV_EAGAIN) {
+        log_debug("conn %llu: write failed: %s", (unsigned long long)c->id, uv_strerror(n));
+        conn_completed(c, c->out_count);
+        conn_out_reset(c);
+        conn_close(c);
+        return;
+    }
+    size_t done = n > 0 ? (size_t)n : 0;
+    if (done == c->out_len) {
+        conn_completed(c, c->out_count);
+        conn_out_reset(c);
+        c->last_active_ms = clock_mono_ms();
+        return;
+    }
+    /* The rest goes out as the outstanding write: the queued buffer
+     * becomes the write buffer, and the old write buffer is reused. */
+    uint8_t *spare = c->wbuf;
+    size_t spare_cap = c->wcap;
+    c->wbuf = c->out;
+    c->wcap = c->out_cap;
+    c->woff = done;
+    c->wlen = c->out_len - done;
+    c->wcount = c->out_count;
+    c->out = spare;
+    c->out_cap = spare_cap;
+    c->out_len = 0;
+    c->out_count = 0;
+    c->writing = 1;
+    int rc = c->tr->write(c->t, c->wbuf + c->woff, c->wlen);
+    if (rc < 0) {
+        c->writing = 0;
+        conn_completed(c, c->wcount);
+        conn_close(c);
+    }
+}
+
+static void conn_on_written(conn_t *c, int status)
+{
+    c->writing = 0;
+    conn_completed(c, c->wcount);
+    explicit_bzero(c->wbuf + c->woff, c->wlen);
+    c->wlen = c->woff = 0;
+    c->wcount = 0;
+    if (c->wcap > CONN_OUT_KEEP) {
+        free(c->wbuf);
+        c->wbuf = NULL;
+        c->wcap = 0;
+    }
+    if (status < 0) {
+        if (c->state != CONN_CLOSING)
+            log_debug("conn %llu: write failed: %s", (unsigned long long)c->id,
+                      uv_strerror(status));
+        conn_close(c);
+        return;
+    }
+    c->last_active_ms = clock_mono_ms();
+    if (c->out_len) conn_mark_dirty(c);
+}
+
+static void conn_on_check(uv_check_t *h)
+{
+    conn_set_t *s = h->data;
+    /* Settling can resume a paused connection whose stashed requests are
+     * answered at once: go round until nothing is left, or they would wait
+     * for the next poll, which might never come. */
+    while (s->dirty) {
+        conn_t *c = s->dirty;
+        s->dirty = NULL;
+        while (c) {
+            conn_t *next = c->dnext;
+            c->dirty = 0;
+            c->dnext = NULL;
+            conn_flush(c);
+            conn_settle(c);
+            conn_unref(c);
+            c = next;
+        }
+    }
+}
+
+void conn_send2(conn_t *c, const uint8_t *head, size_t head_len, const uint8_t *body,
+                size_t body_len, unsigned completes)
+{
+    if (c->state == CONN_CLOSING) {
+        conn_completed(c, completes);
+        return;
+    }
+    size_t len = head_len + body_len;
+    size_t pending = c->out_len + (c->writing ? c->wlen : 0);
+    if (pending + len > c->set->lim->max_output) {
+        /* Backpressure keeps this from happening to a client that reads;
+         * one that does not is cut off rather than buffered for. */
+        log_warn("conn %llu: closing a connection with %zu bytes of unread answers",
+                 (unsigned long long)c->id, pending);
+        conn_completed(c, completes);
+        conn_close(c);
+        return;
+    }
+    size_t need = c->out_len + len;
+    if (need > c->out_cap) {
+        size_t cap = c->out_cap ? c->out_cap * 2 : 4096;
+        while (cap < need)
+            cap *= 2;
+        uint8_t *grown = malloc(cap);
+        if (grown == NULL) abort();
+        if (c->out) {
+            memcpy(grown, c->out, c->out_len);
+            explicit_bzero(c->out, c->out_len);
+            free(c->out);
+        }
+        c->out = grown;
+        c->out_cap = cap;
+    }
+    if (head_len) memcpy(c->out + c->out_len, head, head_len);
+    if (body_len) memcpy(c->out + c->out_len + head_len, body, body_len);
+    c->out_len = need;
+    c->out_count += completes;
+    conn_mark_dirty(c);
+}
+
+void conn_send(conn_t *c, const uint8_t *data, size_t len, unsigned completes)
+{
+    conn_send2(c, NULL, 0, data, len, completes);
+}
+
+/* ---------------------------------------------------------------- input */
+
+/* Feeds bytes to the protocol; keeps what it did not consume. */
+static void conn_feed(conn_t *c, const uint8_t *data, size_t len)
+{
+    size_t used = c->proto->feed(c->ps, data, len);
+    if (used >= len || c->state == CONN_CLOSING || c->state == CONN_FAILING) return;
+    uint8_t *rest = malloc(len - used);
+    if (rest == NULL) abort();
+    memcpy(rest, data + used, len - used);
+    free(c->stash); /* data may point into it: copied first */
+    c->stash = rest;
+    c->stash_len = len - used;
+}
+
+/* The one place that decides, after any event, whether c reads, resumes
+ * from its stash or closes. */
+static void conn_settle(conn_t *c)
+{
+    const conn_limits_t *lim = c->set->lim;
+    if (c->state == CONN_CLOSING) return;
+    if (c->state == CONN_FAILING && c->inflight == 0 && !c->writing && c->out_len == 0) {
+        conn_close(c);
+        return;
+    }
+    while (c->state == CONN_PAUSED && c->inflight <= lim->max_inflight / 2) {
+        c->state = CONN_OPEN;
+        if (c->stash == NULL) break;
+        uint8_t *stash = c->stash;
+        size_t len = c->stash_len;
+        c->stash = NULL;
+        conn_feed(c, stash, len);
+        free(stash);
+        if (c->state == CONN_CLOSING) return;
+    }
+    int want = c->state == CONN_OPEN;
+    if (want && !c->reading) {
+        if (c->tr->read_start(c->t) == 0) c->reading = 1;
+    } else if (!want && c->reading) {
+        c->tr->read_stop(c->t);
+        c->reading = 0;
+    }
+}
+
+void conn_io(conn_t *c, conn_io_t ev, const uint8_t *data, ssize_t n)
+{
+    switch (ev) {
+    case CONN_IO_READ:
+        if (c->state != CONN_OPEN || n <= 0) return;
+        c->last_active_ms = clock_mono_ms();
+        conn_feed(c, data, (size_t)n);
+        break;
+    case CONN_IO_EOF:
+        conn_close(c);
+        return;
+    case CONN_IO_ERROR:
+        if (c->state != CONN_CLOSING)
+            log_debug("conn %llu: read failed: %s", (unsigned long long)c->id, uv_strerror((int)n));
+        conn_close(c);
+        return;
+    case CONN_IO_WRITTEN:
+        conn_on_written(c, (int)n);
+        break;
+    case CONN_IO_CLOSED:
+        conn_unlink(c);
+        conn_unref(c);
+        return;
+    }
+    conn_settle(c);
+}
+
+int conn_begin_request(conn_t *c)
+{
+    c->inflight++;
+    if (c->inflight < c->set->lim->max_inflight) return 0;
+    if (c->state == CONN_OPEN) c->state = CONN_PAUSED;
+    return 1;
+}
+
+void conn_fail(conn_t *c)
+{
+    if (c->state == CONN_CLOSING) return;
+    c->state = CONN_FAILING;
+    free(c->stash);
+    c->stash = NULL;
+}
+
+/* ---------------------------------------------------------------- work */
+
+static void conn_work_run(uv_work_t *uv)
+{
+    conn_work_t *w = uv->data;
+    w->run(w);
+}
+
+static void conn_work_done(uv_work_t *uv, int status)
+{
+    conn_work_t *w = uv->data;
+    conn_t *c = w->conn;
+    conn_set_t *s = c->set;
+    (void)status; /* only UV_ECANCELED, and nothing cancels */
+    s->queued--;
+    c->on_pool--;
+    atomic_fetch_sub(&s->stats->in_flight, 1);
+    int alive = c->state != CONN_CLOSING;
+    w->done(w, alive); /* may free w */
+    if (alive) conn_settle(c);
+    conn_unref(c);
+}
+
+int conn_submit(conn_t *c, conn_work_t *w)
+{
+    conn_set_t *s = c->set;
+    if (s->queued >= s->lim->max_queue) return -1;
+    w->conn = c;
+    w->uv.data = w;
+    c->refs++;
+    c->on_pool++;
+    s->queued++;
+    atomic_fetch_add(&s->stats->in_flight, 1);
+    uv_queue_work(s->loop, &w->uv, conn_work_run, conn_work_done);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- queries */
+
+int conn_draining(const conn_t *c)
+{
+    return c->set->draining;
+}
+
+conn_state_t conn_state(const conn_t *c)
+{
+    return c->state;
+}
+
+uint64_t conn_id(const conn_t *c)
+{
+    return c->id;
+}
+
+int conn_peer(const conn_t *c, struct sockaddr_storage *out)
+{
+    return c->tr->peer(c->t, out);
+}
+
+void *conn_protocol_state(const conn_t *c)
+{
+    return c->ps;
+}
+
+/* ---------------------------------------------------------------- the set */
+
+conn_set_t *conn_set_new(uv_loop_t *loop, const conn_limits_t *limits, stats_t *stats)
+{
+    conn_set_t *s = calloc(1, sizeof(*s));
+    if (s == NULL) abort();
+    s->loop = loop;
+    s->lim = limits;
+    s->stats = stats;
+    uv_check_init(loop, &s->writer);
+    s->writer.data = s;
+    uv_check_start(&s->writer, conn_on_check);
+    return s;
+}
+
+void conn_set_accept(conn_set_t *s, uv_stream_t *listener, const transport_ops_t *tr,
+                     const protocol_ops_t *proto, const void *cfg, int refuse_all)
+{
+    conn_t *c = calloc(1, sizeof(*c));
+    if (c == NULL) abort();
+    c->set = s;
+    c->refs = 1;
+    c->id = ++s->next_id;
+    c->tr = tr;
+    c->t = tr->accept(listener, c);
+    if (c->t == NULL) {
+        free(c);
+        return;
+    }
+    c->next = s->conns;
+    if (s->conns) s->conns->prev = c;
+    s->conns = c;
+    s->n++;
+    atomic_fetch_add(&s->stats->connections, 1);
+    c->last_active_ms = clock_mono_ms();
+    c->proto = proto;
+    c->ps = proto->open(c, cfg);
+    if (c->ps == NULL) {
+        conn_close(c);
+        return;
+    }
+    if (refuse_all || s->draining) {
+        c->state = CONN_FAILING;
+        proto->refuse(c->ps, PAT_E_SHUTTING_DOWN, "server is shutting down");
+    } else if (s->n > s->lim->max_connections) {
+        c->state = CONN_FAILING;
+        proto->refuse(c->ps, PAT_E_TOO_MANY_CONNECTIONS, "too many connections; retry later");
+    }
+    conn_settle(c);
+}
+
+void conn_set_sweep(conn_set_t *s)
+{
+    uint64_t now = clock_mono_ms();
+    for (conn_t *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        /* No progress for the timeout: nothing read, no answer written.
+         * That is a silent client, one stalled in the middle of a request,
+         * or one that pipelines without reading its answers (its write
+         * stays outstanding). Work still on the pool is waited for. */
+        if (c->state == CONN_CLOSING || c->on_pool > 0 ||
+            now - c->last_active_ms <= s->lim->idle_timeout_ms)
+            continue;
+        const char *note = c->proto->idle_note ? c->proto->idle_note(c->ps) : NULL;
+        log_debug("conn %llu: closing a connection without progress for %llu ms%s%s%s",
+                  (unsigned long long)c->id, (unsigned long long)(now - c->last_active_ms),
+                  note ? " (" : "", note ? note : "", note ? ")" : "");
+        if (c->inflight) log_debug("conn %llu: answers not read", (unsigned long long)c->id);
+        conn_close(c);
+    }
+}
+
+void conn_set_drain(conn_set_t *s)
+{
+    s->draining = 1;
+    for (conn_t *c = s->conns; c; c = c->next) {
+        if (c->state == CONN_OPEN || c->state == CONN_PAUSED) {
+            c->state = CONN_DRAINING;
+            free(c->stash);
+            c->stash = NULL;
+        }
+        conn_settle(c);
+    }
+}
+
+int conn_set_idle(const conn_set_t *s)
+{
+    if (s->queued > 0) return 0;
+    for (const conn_t *c = s->conns; c; c = c->next)
+        if (c->inflight > 0 && c->state != CONN_CLOSING) return 0;
+    return 1;
+}
+
+unsigned conn_set_queued(const conn_set_t *s)
+{
+    return s->queued;
+}
+
+unsigned conn_set_count(const conn_set_t *s)
+{
+    return s->n;
+}
+
+void conn_set_close(conn_set_t *s)
+{
+    for (conn_t *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        conn_close(c);
+    }
+    uv_close((uv_handle_t *)&s->writer, NULL);
+}
+
+void conn_set_free(conn_set_t *s)
+{
+    free(s);
+}

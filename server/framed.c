@@ -1,0 +1,359 @@
+/* framed: the length-prefixed protobuf protocol over a connection. */
+#include "framed.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "conn.h"
+#include "dispatch.h"
+#include "frame.h"
+#include "log.h"
+#include "pat/v1/pat.pb-c.h"
+
+#define FRAMED_SPARE_ARENAS 2 /* kept per connection: one for the hot path, one spare */
+
+typedef struct {
+    conn_t *conn;
+    const framed_cfg_t *cfg;
+    frame_decoder_t dec;
+    disp_arena_t *spare[FRAMED_SPARE_ARENAS];
+    int n_spare;
+} framed_conn_t;
+
+/* One decoded request; on a worker it travels whole. */
+typedef struct {
+    conn_work_t work; /* first: the work's address is the request's */
+    svc_t *svc;
+    disp_arena_t *arena;
+    uint64_t id;
+    const char *method;
+    disp_method_t m;
+    disp_meta_t meta;
+    const ProtobufCMessage *in;
+    uint8_t *out; /* the packed Response, malloc'd */
+    size_t out_len;
+} framed_req_t;
+
+/* ---------------------------------------------------------------- encoding */
+
+static uint8_t *framed_pack(const Pat__V1__Response *r, size_t *out_len)
+{
+    size_t n = pat__v1__response__get_packed_size(r);
+    uint8_t *buf = malloc(n ? n : 1);
+    if (buf == NULL) abort();
+    pat__v1__response__pack(r, buf);
+    *out_len = n;
+    return buf;
+}
+
+uint8_t *framed_error(uint64_t id, pat_err_t err, const char *message, size_t *out_len)
+{
+    Pat__V1__Status st = PAT__V1__STATUS__INIT;
+    st.code = (Pat__V1__Code)pat_err_code(err);
+    st.http_status = pat_err_http(err);
+    st.message = (char *)(message ? message : "");
+    st.reason = (char *)pat_err_reason(err);
+    Pat__V1__Response r = PAT__V1__RESPONSE__INIT;
+    r.id = id;
+    r.status = &st;
+    return framed_pack(&r, out_len);
+}
+
+/* The emit function of a call: packs the answer into a Response. */
+static void framed_emit(void *arg, const ProtobufCMessage *answer)
+{
+    framed_req_t *r = arg;
+    size_t n = protobuf_c_message_get_packed_size(answer);
+    uint8_t *payload = disp_arena_alloc(r->arena, n ? n : 1);
+    protobuf_c_message_pack(answer, payload);
+    Pat__V1__Status st = PAT__V1__STATUS__INIT;
+    st.http_status = 200;
+    Pat__V1__Response resp = PAT__V1__RESPONSE__INIT;
+    resp.id = r->id;
+    resp.status = &st;
+    resp.payload.data = payload;
+    resp.payload.len = n;
+    r->out = framed_pack(&resp, &r->out_len);
+    /* The payload may hold a token shown once: wipe the arena's copy. */
+    explicit_bzero(payload, n);
+}
+
+/* After a call: the error Response if it did not answer. */
+static void framed_finish(framed_req_t *r, const disp_outcome_t *o)
+{
+    if (o->err == PAT_E_OK && r->out) return;
+    log_debug("request id=%llu method=%s failed: %s", (unsigned long long)r->id, r->method,
+              pat_err_name(o->err));
+    free(r->out);
+    r->out =
+        framed_error(r->id, o->err == PAT_E_OK ? PAT_E_INTERNAL : o->err, o->message, &r->out_len);
+}
+
+/* ---------------------------------------------------------------- decoding */
+
+/* Reads field 1 (id, varint) of a Request without decoding the rest. */
+uint64_t framed_peek_id(const uint8_t *p, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        uint64_t key = 0;
+        int shift = 0;
+        while (i < len && shift < 64) {
+            key |= (uint64_t)(p[i] & 0x7f) << shift;
+            shift += 7;
+            if (!(p[i++] & 0x80)) break;
+        }
+        unsigned wt = key & 7;
+        uint64_t v = 0;
+        shift = 0;
+        if (wt == 0) {
+            while (i < len && shift < 64) {
+                v |= (uint64_t)(p[i] & 0x7f) << shift;
+                shift += 7;
+                if (!(p[i++] & 0x80)) break;
+            }
+            if ((key >> 3) == 1) return v;
+        } else if (wt == 2) {
+            while (i < len && shift < 64) {
+                v |= (uint64_t)(p[i] & 0x7f) << shift;
+                shift += 7;
+                if (!(p[i++] & 0x80)) break;
+            }
+            if (v > len - i) return 0;
+            i += (size_t)v;
+        } else if (wt == 1) {
+            i += 8;
+        } else if (wt == 5) {
+            i += 4;
+        } else {
+            return 0;
+        }
+    }
+    return 0;
+}
+
+static const char *framed_metadata(const Pat__V1__Request *req, const char *key)
+{
+    for (size_t i = 0; i < req->n_metadata; i++) {
+        if (strcasecmp(req->metadata[i]->key, key) == 0) return req->metadata[i]->value;
+    }
+    return NULL;
+}
+
+/* Decodes a frame into r (in r->arena): envelope, method, input. Returns
+ * NULL, or the packed error Response to answer instead. */
+static uint8_t *framed_decode(framed_req_t *r, const uint8_t *frame, size_t len, size_t *out_len)
+{
+    ProtobufCAllocator *al = disp_arena_allocator(r->arena);
+    Pat__V1__Request *req = pat__v1__request__unpack(al, len, frame);
+    if (req == NULL)
+        return framed_error(framed_peek_id(frame, len), PAT_E_BAD_REQUEST,
+                            "frame is not a pat.v1.Request", out_len);
+    r->id = req->id;
+    r->method = req->method;
+    if (disp_find(r->svc, req->method, &r->m) != 0) {
+        char msg[SVC_MESSAGE_MAX];
+        snprintf(msg, sizeof(msg), "unknown method '%.128s'", req->method);
+        return framed_error(req->id, PAT_E_UNKNOWN_METHOD, msg, out_len);
+    }
+    r->in = protobuf_c_message_unpack(r->m.desc->input, al, req->payload.len, req->payload.data);
+    if (r->in == NULL) {
+        char msg[SVC_MESSAGE_MAX];
+        snprintf(msg, sizeof(msg), "payload is not a %s", r->m.desc->input->name);
+        return framed_error(req->id, PAT_E_BAD_REQUEST, msg, out_len);
+    }
+    r->meta.authorization = framed_metadata(req, "authorization");
+    r->meta.act_as = framed_metadata(req, "x-act-as-user");
+    return NULL;
+}
+
+/* Answers on this thread if the method allows it: 1 with r->out set. */
+static int framed_try_inline(framed_req_t *r)
+{
+    disp_outcome_t o;
+    if (!disp_call_inline(r->svc, &r->m, &r->meta, r->in, framed_emit, r, &o)) return 0;
+    framed_finish(r, &o);
+    return 1;
+}
+
+static void framed_run(framed_req_t *r)
+{
+    disp_outcome_t o;
+    disp_call(r->svc, &r->m, &r->meta, r->in, framed_emit, r, &o);
+    framed_finish(r, &o);
+}
+
+/* ---------------------------------------------------------------- calls in place */
+
+static uint8_t *framed_handle_mode(svc_t *svc, const uint8_t *frame, size_t len, size_t *out_len,
+                                   int inline_only)
+{
+    framed_req_t r = {.svc = svc, .arena = disp_arena_new()};
+    uint8_t *out = framed_decode(&r, frame, len, out_len);
+    if (out != NULL) {
+        if (inline_only) {
+            free(out);
+            out = NULL;
+        }
+    } else if (framed_try_inline(&r) || (!inline_only && (framed_run(&r), 1))) {
+        out = r.out;
+        *out_len = r.out_len;
+    }
+    disp_arena_free(r.arena);
+    return out;
+}
+
+uint8_t *framed_handle(svc_t *svc, const uint8_t *frame, size_t len, size_t *out_len)
+{
+    return framed_handle_mode(svc, frame, len, out_len, 0);
+}
+
+uint8_t *framed_handle_inline(svc_t *svc, const uint8_t *frame, size_t len, size_t *out_len)
+{
+    return framed_handle_mode(svc, frame, len, out_len, 1);
+}
+
+/* ---------------------------------------------------------------- on a connection */
+
+static disp_arena_t *framed_arena_get(framed_conn_t *fc)
+{
+    return fc->n_spare ? fc->spare[--fc->n_spare] : disp_arena_new();
+}
+
+static void framed_arena_put(framed_conn_t *fc, disp_arena_t *a)
+{
+    disp_arena_reset(a);
+    if (fc->n_spare < FRAMED_SPARE_ARENAS)
+        fc->spare[fc->n_spare++] = a;
+    else
+        disp_arena_free(a);
+}
+
+/* Sends one Response frame and frees it (wiped: it may hold a secret). */
+static void framed_send(framed_conn_t *fc, uint8_t *body, size_t len)
+{
+    uint8_t hdr[FRAME_HEADER_BYTES];
+    frame_put_header(hdr, (uint32_t)len);
+    conn_send2(fc->conn, hdr, sizeof(hdr), body, len, 1);
+    explicit_bzero(body, len);
+    free(body);
+}
+
+static void framed_send_error(framed_conn_t *fc, uint64_t id, pat_err_t err, const char *msg)
+{
+    size_t len;
+    uint8_t *body = framed_error(id, err, msg, &len);
+    framed_send(fc, body, len);
+}
+
+static void framed_work_run(conn_work_t *w)
+{
+    framed_run((framed_req_t *)w);
+}
+
+static void framed_work_done(conn_work_t *w, int alive)
+{
+    framed_req_t *r = (framed_req_t *)w;
+    framed_conn_t *fc = conn_protocol_state(w->conn);
+    if (alive) {
+        framed_send(fc, r->out, r->out_len);
+    } else {
+        explicit_bzero(r->out, r->out_len);
+        free(r->out);
+    }
+    framed_arena_put(fc, r->arena);
+    free(r);
+}
+
+/* One complete frame from the decoder; returns 1 to pause reading. */
+static int framed_on_frame(void *arg, const uint8_t *data, size_t len)
+{
+    framed_conn_t *fc = arg;
+    conn_t *c = fc->conn;
+    int full = conn_begin_request(c);
+    if (conn_draining(c)) {
+        framed_send_error(fc, framed_peek_id(data, len), PAT_E_SHUTTING_DOWN,
+                          "server is shutting down; retry on another instance");
+        return full;
+    }
+    framed_req_t *r = malloc(sizeof(*r));
+    if (r == NULL) abort();
+    r->svc = fc->cfg->svc;
+    r->arena = framed_arena_get(fc);
+    r->out = NULL;
+    size_t elen;
+    uint8_t *err = framed_decode(r, data, len, &elen);
+    if (err != NULL) {
+        framed_send(fc, err, elen);
+    } else if (framed_try_inline(r)) {
+        framed_send(fc, r->out, r->out_len);
+    } else {
+        r->work.run = framed_work_run;
+        r->work.done = framed_work_done;
+        if (conn_submit(c, &r->work) == 0) return full; /* r now travels */
+        framed_send_error(fc, r->id, PAT_E_OVERLOADED, "server is overloaded; retry with backoff");
+    }
+    framed_arena_put(fc, r->arena);
+    free(r);
+    return full;
+}
+
+static size_t framed_feed(void *state, const uint8_t *data, size_t len)
+{
+    framed_conn_t *fc = state;
+    size_t used = 0;
+    frame_status_t st = frame_feed(&fc->dec, data, len, framed_on_frame, fc, &used);
+    if (st != FRAME_OK) {
+        /* A broken stream: one answer with id 0, then close after it. */
+        conn_begin_request(fc->conn);
+        if (st == FRAME_EMPTY)
+            framed_send_error(fc, 0, PAT_E_BAD_FRAME, "frame of length 0");
+        else
+            framed_send_error(fc, 0, PAT_E_FRAME_TOO_LARGE, "frame longer than the maximum");
+        conn_fail(fc->conn);
+        return len;
+    }
+    return used;
+}
+
+static void *framed_open(conn_t *c, const void *cfg)
+{
+    framed_conn_t *fc = calloc(1, sizeof(*fc));
+    if (fc == NULL) abort();
+    fc->conn = c;
+    fc->cfg = cfg;
+    frame_init(&fc->dec, fc->cfg->max_frame);
+    return fc;
+}
+
+static void framed_refuse(void *state, pat_err_t why, const char *message)
+{
+    framed_conn_t *fc = state;
+    conn_begin_request(fc->conn);
+    framed_send_error(fc, 0, why, message);
+}
+
+static void framed_close(void *state)
+{
+    framed_conn_t *fc = state;
+    frame_free(&fc->dec);
+    while (fc->n_spare)
+        disp_arena_free(fc->spare[--fc->n_spare]);
+    free(fc);
+}
+
+static const char *framed_idle_note(void *state)
+{
+    framed_conn_t *fc = state;
+    return frame_partial(&fc->dec) ? "half a frame sent" : NULL;
+}
+
+const protocol_ops_t framed_protocol = {
+    .name = "framed",
+    .open = framed_open,
+    .feed = framed_feed,
+    .refuse = framed_refuse,
+    .close = framed_close,
+    .idle_note = framed_idle_note,
+};

@@ -1,0 +1,19 @@
+/* stats: the server-wide counters that the network side keeps and that
+ * Health (and later /metrics) reads.
+ *
+ * Owned by main, which hands the same struct to the server (srv, conn) and
+ * to the service. Written on the loop thread, read from any thread: every
+ * field is atomic, and a reader may see one a moment older than another. */
+#ifndef PAT_STATS_H
+#define PAT_STATS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+typedef struct {
+    _Atomic uint64_t connections; /* open connections, every listener */
+    _Atomic uint64_t in_flight;   /* requests on the worker pool */
+    _Atomic int draining;         /* 1 from the shutdown signal on: not ready */
+} stats_t;
+
+#endif
