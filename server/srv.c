@@ -2,6 +2,8 @@
 #include "srv.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +37,9 @@ struct srv {
     srv_lsn_t lsn[SRV_MAX_LISTENERS];
     int n_lsn;
     uv_signal_t sigint, sigterm;
-    uv_async_t wake; /* srv_shutdown from another thread */
+    uv_async_t wake;           /* srv_shutdown from another thread */
+    pthread_mutex_t wake_lock; /* wake is not sent once it is closed */
+    int wake_closed;
     _Atomic int wake_grace;
     uv_timer_t sweep, grace, drain;
     srv_phase_t phase;
@@ -105,6 +109,11 @@ int srv_listen(srv_t *srv, const srv_listener_t *cfg)
     return 0;
 }
 
+uv_loop_t *srv_loop(srv_t *srv)
+{
+    return &srv->loop;
+}
+
 int srv_port(const srv_t *srv, int i)
 {
     return i < srv->n_lsn ? srv->lsn[i].port : -1;
@@ -126,10 +135,18 @@ static void srv_close_all(srv_t *srv)
     uv_close((uv_handle_t *)&srv->sweep, NULL);
     uv_close((uv_handle_t *)&srv->grace, NULL);
     uv_close((uv_handle_t *)&srv->drain, NULL);
+    pthread_mutex_lock(&srv->wake_lock);
+    srv->wake_closed = 1;
     uv_close((uv_handle_t *)&srv->wake, NULL);
+    pthread_mutex_unlock(&srv->wake_lock);
     if (srv->cfg->handle_signals) {
         uv_close((uv_handle_t *)&srv->sigint, NULL);
         uv_close((uv_handle_t *)&srv->sigterm, NULL);
+        /* Closing the handles gave the signals their default action back:
+         * a second SIGTERM would now kill the process while it writes its
+         * last data. The drain is over and it exits in moments: ignore. */
+        signal(SIGINT, SIG_IGN);
+        signal(SIGTERM, SIG_IGN);
     }
 }
 
@@ -194,7 +211,9 @@ static void srv_on_wake(uv_async_t *a)
 void srv_shutdown(srv_t *srv, int with_grace)
 {
     atomic_store(&srv->wake_grace, with_grace);
-    uv_async_send(&srv->wake);
+    pthread_mutex_lock(&srv->wake_lock);
+    if (!srv->wake_closed) uv_async_send(&srv->wake);
+    pthread_mutex_unlock(&srv->wake_lock);
 }
 
 /* ---------------------------------------------------------------- run */
@@ -211,6 +230,7 @@ srv_t *srv_new(const srv_config_t *cfg, stats_t *stats)
     uv_timer_init(&srv->loop, &srv->grace);
     uv_timer_init(&srv->loop, &srv->drain);
     srv->sweep.data = srv->grace.data = srv->drain.data = srv;
+    pthread_mutex_init(&srv->wake_lock, NULL);
     uv_async_init(&srv->loop, &srv->wake, srv_on_wake);
     srv->wake.data = srv;
     if (cfg->handle_signals) {
@@ -251,5 +271,6 @@ void srv_free(srv_t *srv)
         uv_loop_close(&srv->loop);
     }
     conn_set_free(srv->conns);
+    pthread_mutex_destroy(&srv->wake_lock);
     free(srv);
 }

@@ -16,7 +16,8 @@
  *   3. closed: every connection and handle is closed, uv_run returns, and
  *      srv_run checks that the loop closed with no handle left.
  * SIGTERM (what orchestrators send) starts at phase 1; SIGINT (Ctrl-C at a
- * terminal) and a second signal skip the grace.
+ * terminal) and a second signal skip the grace; once the drain is over,
+ * both are ignored while the process writes its last data and exits.
  *
  * Ownership: the caller owns cfg, stats and every listener's protocol
  * configuration; they must outlive the srv_t. */
@@ -56,10 +57,14 @@ srv_t *srv_new(const srv_config_t *cfg, stats_t *stats);
 int srv_listen(srv_t *srv, const srv_listener_t *l);
 /* The bound port of listener i (in srv_listen order). */
 int srv_port(const srv_t *srv, int i);
+/* The server's loop, for handles of other modules that run on the loop
+ * thread (they must be closed before the shutdown ends, or srv_run fails). */
+uv_loop_t *srv_loop(srv_t *srv);
 /* Runs the loop until the shutdown has completed. Returns 0 after a clean
  * shutdown, -1 if the loop did not close (a handle leaked; logged). */
 int srv_run(srv_t *srv);
-/* Starts the shutdown from any thread: with the grace of phase 1 or not. */
+/* Starts the shutdown from any thread, at any time (nothing once the loop
+ * has closed): with the grace of phase 1 or not. */
 void srv_shutdown(srv_t *srv, int with_grace);
 /* Frees srv after srv_run has returned (or if it never ran). */
 void srv_free(srv_t *srv);

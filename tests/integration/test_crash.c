@@ -8,7 +8,12 @@
  * but nothing half-done may show.
  *
  * SIGTERM under load: in-flight requests are answered, pending last-used
- * data is flushed, the store is closed and patd exits 0 within 5 s. */
+ * data is flushed, the store is closed and patd exits 0 within 5 s.
+ *
+ * SIGTERM with a grace: for --drain-grace-ms patd reports DRAINING in
+ * Health while it still serves every request and accepts connections, so a
+ * load balancer sees it leave before anything is refused; then it closes
+ * its listener and exits 0. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -289,11 +294,75 @@ static void test_sigterm_under_load_drains_flushes_and_exits_0(void **state)
     h_cleanup(&p);
 }
 
+static double secs_since(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static int health_status(pat_client_t *c)
+{
+    Pat__V1__HealthRequest hr = PAT__V1__HEALTH_REQUEST__INIT;
+    Pat__V1__HealthResponse *out = NULL;
+    pat_status_t st;
+    if (h_call(c, "Health", &hr.base, &pat__v1__health_response__descriptor, &out, &st) != 0)
+        return -1;
+    int status = out->status;
+    protobuf_c_message_free_unpacked(&out->base, NULL);
+    return status;
+}
+
+static void test_sigterm_reports_not_ready_for_the_grace_then_refuses(void **state)
+{
+    (void)state;
+    patd_t p;
+    const char *extra[] = {"--drain-grace-ms", "1500", NULL};
+    assert_int_equal(h_start(&p, 0, extra), 0);
+    assert_int_equal(h_user(&p, "grace", 1), 0);
+    char *secret = h_create(&p, "grace", "t", 30, NULL, NULL);
+    assert_non_null(secret);
+    pat_client_t *before = h_connect(&p);
+    assert_int_equal(health_status(before), PAT__V1__SERVING_STATUS__SERVING_STATUS_SERVING);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    kill(p.pid, SIGTERM);
+    usleep(200000);
+    /* Within the grace: not ready, yet everything is served. */
+    assert_int_equal(health_status(before), PAT__V1__SERVING_STATUS__SERVING_STATUS_DRAINING);
+    pat_status_t st;
+    assert_int_equal(h_verify(&p, secret, "/api", 0, NULL, &st), 0); /* a new connection */
+    pat_client_t *during = h_connect(&p);
+    assert_non_null(during);
+    assert_int_equal(health_status(during), PAT__V1__SERVING_STATUS__SERVING_STATUS_DRAINING);
+    assert_true(secs_since(&t0) < 1.2);
+    /* After it: the listener is closed and patd exits 0. */
+    char err[256];
+    pat_client_t *late = NULL;
+    while (secs_since(&t0) < 8.0) {
+        late = pat_connect(p.server, 500, err, sizeof(err));
+        if (late == NULL) break;
+        pat_close(late);
+        late = NULL;
+        usleep(50000);
+    }
+    assert_null(late);
+    assert_true(secs_since(&t0) >= 1.4);
+    int rc = h_stop(&p); /* a second SIGTERM, after the drain: still exit 0 */
+    assert_int_equal(rc, 0);
+    assert_true(h_log_contains(&p, "grace_ms=1500"));
+    pat_close(before);
+    pat_close(during);
+    free(secret);
+    h_cleanup(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kill_9_loses_no_acknowledged_change),
         cmocka_unit_test(test_sigterm_under_load_drains_flushes_and_exits_0),
+        cmocka_unit_test(test_sigterm_reports_not_ready_for_the_grace_then_refuses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
