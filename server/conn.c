@@ -470,9 +470,14 @@ void conn_set_sweep(conn_set_t *s)
          * That is a silent client, one stalled in the middle of a request,
          * or one that pipelines without reading its answers (its write
          * stays outstanding). Work still on the pool is waited for. */
-        if (c->state == CONN_CLOSING || c->on_pool > 0 ||
-            now - c->last_active_ms <= s->lim->idle_timeout_ms)
+        if (c->state == CONN_CLOSING || c->on_pool > 0) continue;
+        if (c->proto->expired && c->proto->expired(c->ps, now)) {
+            log_debug("conn %llu: closing: the %s protocol's deadline passed",
+                      (unsigned long long)c->id, c->proto->name);
+            conn_close(c);
             continue;
+        }
+        if (now - c->last_active_ms <= s->lim->idle_timeout_ms) continue;
         const char *note = c->proto->idle_note ? c->proto->idle_note(c->ps) : NULL;
         log_debug("conn %llu: closing a connection without progress for %llu ms%s%s%s",
                   (unsigned long long)c->id, (unsigned long long)(now - c->last_active_ms),

@@ -277,25 +277,26 @@ static int framed_on_frame(void *arg, const uint8_t *data, size_t len)
                           "server is shutting down; retry on another instance");
         return full;
     }
-    framed_req_t *r = malloc(sizeof(*r));
-    if (r == NULL) abort();
-    r->svc = fc->cfg->svc;
-    r->arena = framed_arena_get(fc);
-    r->out = NULL;
+    /* On the stack while it may be answered here; it holds no pointer to
+     * itself, so a copy on the heap travels to a worker. */
+    framed_req_t r = {.svc = fc->cfg->svc, .arena = framed_arena_get(fc)};
     size_t elen;
-    uint8_t *err = framed_decode(r, data, len, &elen);
+    uint8_t *err = framed_decode(&r, data, len, &elen);
     if (err != NULL) {
         framed_send(fc, err, elen);
-    } else if (framed_try_inline(r)) {
-        framed_send(fc, r->out, r->out_len);
+    } else if (framed_try_inline(&r)) {
+        framed_send(fc, r.out, r.out_len);
     } else {
-        r->work.run = framed_work_run;
-        r->work.done = framed_work_done;
-        if (conn_submit(c, &r->work) == 0) return full; /* r now travels */
-        framed_send_error(fc, r->id, PAT_E_OVERLOADED, "server is overloaded; retry with backoff");
+        framed_req_t *w = malloc(sizeof(*w));
+        if (w == NULL) abort();
+        *w = r;
+        w->work.run = framed_work_run;
+        w->work.done = framed_work_done;
+        if (conn_submit(c, &w->work) == 0) return full; /* w now travels */
+        free(w);
+        framed_send_error(fc, r.id, PAT_E_OVERLOADED, "server is overloaded; retry with backoff");
     }
-    framed_arena_put(fc, r->arena);
-    free(r);
+    framed_arena_put(fc, r.arena);
     return full;
 }
 
@@ -356,4 +357,5 @@ const protocol_ops_t framed_protocol = {
     .refuse = framed_refuse,
     .close = framed_close,
     .idle_note = framed_idle_note,
+    .expired = NULL,
 };

@@ -43,6 +43,10 @@ typedef struct {
     /* A short note for the idle-timeout log line ("half a frame sent"), or
      * NULL. */
     const char *(*idle_note)(void *state);
+    /* Optional: 1 when a deadline of the protocol's own has passed (HTTP's
+     * header timeout against slowloris), checked by the periodic sweep;
+     * the connection is then closed as an idle one is. */
+    int (*expired)(void *state, uint64_t now_ms);
 } protocol_ops_t;
 
 #endif

@@ -87,10 +87,10 @@ static void lp_work_done(conn_work_t *w, int alive)
 {
     lp_work_t *lw = (lp_work_t *)w;
     lw->answer->ready = 1;
-    if (alive)
-        lp_flush(conn_protocol_state(w->conn));
-    else
-        atomic_fetch_add(&lw->cfg->dropped, 1);
+    if (!alive) atomic_fetch_add(&lw->cfg->dropped, 1);
+    /* Sent even when the connection closed: conn_send then only counts
+     * the request as answered. */
+    lp_flush(conn_protocol_state(w->conn));
     free(lw);
 }
 
@@ -184,4 +184,5 @@ const protocol_ops_t lineproto_protocol = {
     .refuse = lp_refuse,
     .close = lp_close,
     .idle_note = NULL,
+    .expired = NULL,
 };
