@@ -36,7 +36,7 @@ start_patd() { # DATA_DIR [flags...]
   rm -f "$W/port"
   local t0; t0=$(date +%s%N)
   $B/patd --data-dir "$dir" --listen 127.0.0.1:0 --port-file "$W/port" --log-level warn \
-    --drain-grace-ms 0 "$@" 2>>"$W/patd.log" &
+    --drain-grace-ms 0 --http-listen 127.0.0.1:0 "$@" 2>>"$W/patd.log" &
   PATD_PID=$!
   PIDS+=("$PATD_PID")
   for _ in $(seq 1 1000); do [ -s "$W/port" ] && break; sleep 0.005; done

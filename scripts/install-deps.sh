@@ -15,6 +15,8 @@ PKGS=(
   clang libclang-rt-14-dev
   python3 python3-protobuf protobuf-compiler
   redis-server redis-tools rocksdb-tools
+  node-llhttp
+  nginx caddy curl wrk prometheus
 )
 
 if [ "${1:-}" = "--runtime" ]; then

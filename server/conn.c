@@ -107,6 +107,7 @@ static void conn_mark_dirty(conn_t *c)
 static void conn_completed(conn_t *c, unsigned n)
 {
     c->inflight -= n;
+    atomic_fetch_sub_explicit(&c->set->stats->requests, n, memory_order_relaxed);
 }
 
 /* Empties the queued output. Answers may hold a new token's secret: wiped
@@ -333,6 +334,7 @@ void conn_io(conn_t *c, conn_io_t ev, const uint8_t *data, ssize_t n)
 int conn_begin_request(conn_t *c)
 {
     c->inflight++;
+    atomic_fetch_add_explicit(&c->set->stats->requests, 1, memory_order_relaxed);
     if (c->inflight < c->set->lim->max_inflight) return 0;
     if (c->state == CONN_OPEN) c->state = CONN_PAUSED;
     return 1;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "pat/v1/pat.pb-c.h"
 #ifdef PATD_TEST_CLOCK
 #include "testhooks.h"
@@ -166,24 +167,37 @@ static void disp_call_end(svc_call_t *call, disp_outcome_t *out)
         out->message[0] = '\0';
 }
 
+/* Counts a finished call of the TokenService (the test build's
+ * TestingService is not counted). */
+static void disp_count(svc_t *svc, const disp_method_t *m, pat_err_t e, uint64_t t0)
+{
+    if (m->impl != (ProtobufCService *)&svc->base) return;
+    metrics_count_call(m->index, e);
+    if (disp_is_inline(m)) metrics_observe_verify(metrics_now_ns() - t0);
+}
+
 void disp_call(svc_t *svc, const disp_method_t *m, const disp_meta_t *meta,
                const ProtobufCMessage *in, disp_emit_fn emit, void *arg, disp_outcome_t *out)
 {
+    uint64_t t0 = metrics_now_ns();
     svc_call_t call;
     disp_call_begin(&call, svc, meta, emit, arg);
     m->impl->invoke(m->impl, m->index, in, disp_closure, &call);
     disp_call_end(&call, out);
+    disp_count(svc, m, out->err, t0);
 }
 
 int disp_call_inline(svc_t *svc, const disp_method_t *m, const disp_meta_t *meta,
                      const ProtobufCMessage *in, disp_emit_fn emit, void *arg, disp_outcome_t *out)
 {
     if (!disp_is_inline(m)) return 0;
+    uint64_t t0 = metrics_now_ns();
     svc_call_t call;
     disp_call_begin(&call, svc, meta, emit, arg);
     if (!svc_verify_cached(svc, (const Pat__V1__VerifyRequest *)in, &call,
                            (Pat__V1__VerifyResponse_Closure)disp_closure))
-        return 0;
+        return 0; /* counted by the worker's disp_call */
     disp_call_end(&call, out);
+    disp_count(svc, m, out->err, t0);
     return 1;
 }

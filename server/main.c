@@ -15,6 +15,7 @@
 #include "clock.h"
 #include "log.h"
 #include "framed.h"
+#include "http.h"
 #include "service.h"
 #include "srv.h"
 #include "stats.h"
@@ -49,6 +50,20 @@ static void main_usage(FILE *out)
         "  --max-queue N               requests queued for workers, whole server (default 4096)\n"
         "  --idle-timeout T            close silent or stalled connections after T\n"
         "                              (seconds, or with ms suffix; default 60)\n"
+        "  --http-listen HOST:PORT     HTTP/1.1 for gateways (/v1/verify), /metrics, /healthz,\n"
+        "                              /readyz (default 127.0.0.1:7780; '' = off)\n"
+        "  --http-port-file PATH       write the HTTP port here once listening\n"
+        "  --trusted-proxies CIDR,...  peers whose X-Forwarded-For / X-Real-IP are believed\n"
+        "                              (default 127.0.0.0/8,::1/128: a gateway on this host)\n"
+        "  --http-max-header-bytes N   request line and headers (default 16384: a bearer token\n"
+        "                              and a gateway's headers take 1-2 KiB; nginx allows 32k)\n"
+        "  --http-max-headers N        header fields (default 100, Node.js's bound; 8..256)\n"
+        "  --http-max-body-bytes N     request body (default 65536: no route reads a larger one)\n"
+        "  --http-header-timeout T     a request must arrive whole within T (default 10: what a\n"
+        "                              slowloris can hold a connection for; gateways send at "
+        "once)\n"
+        "  --http-access-log on|off    one info line per HTTP request (default on; never a\n"
+        "                              token or header value)\n"
         "  --drain-grace-ms N          on SIGTERM, keep serving but report not ready for N ms\n"
         "                              before refusing (default 2000: two 1 s health checks\n"
         "                              of a load balancer; 0..60000)\n"
@@ -76,6 +91,27 @@ static int main_parse_uint(const char *flag, const char *s, unsigned long min, u
         return -1;
     }
     *out = v;
+    return 0;
+}
+
+/* HOST:PORT (or [V6]:PORT) into host (cap bytes) and *port. */
+static int main_parse_hostport(const char *flag, const char *s, const char *example, char *host,
+                               size_t cap, int *port)
+{
+    const char *colon = strrchr(s, ':');
+    size_t hl = colon ? (size_t)(colon - s) : 0;
+    unsigned long v;
+    if (!colon || hl == 0 || hl >= cap || main_parse_uint(flag, colon + 1, 0, 65535, &v)) {
+        fprintf(stderr, "patd: %s takes HOST:PORT, e.g. %s\n", flag, example);
+        return -1;
+    }
+    memcpy(host, s, hl);
+    host[hl] = '\0';
+    if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') { /* [::1]:7700 */
+        memmove(host, host + 1, hl - 2);
+        host[hl - 2] = '\0';
+    }
+    *port = (int)v;
     return 0;
 }
 
@@ -222,7 +258,19 @@ int main(int argc, char **argv)
     static const char *scim_defaults[] = {"/scim/v2", "/api/scim/v2"};
     const char *scim[SVC_SCIM_PREFIXES];
     int n_scim = 0;
-    char host_buf[256];
+    char host_buf[256], http_host_buf[256];
+    srv_listener_t hlsn = {
+        .host = "127.0.0.1",
+        .port = 7780,
+        .transport = &tcp_transport,
+        .protocol = &http_protocol,
+    };
+    int http_on = 1;
+    const char *trusted = NULL;
+    unsigned long http_max_header_bytes = 16 * 1024, http_max_body = 64 * 1024;
+    unsigned http_max_headers = 100;
+    uint64_t http_header_timeout_ms = 10000;
+    int http_access_log = 1;
 
     enum {
         O_LISTEN = 256,
@@ -235,6 +283,14 @@ int main(int argc, char **argv)
         O_QUEUE,
         O_IDLE,
         O_GRACE,
+        O_HTTP_LISTEN,
+        O_HTTP_PORTFILE,
+        O_TRUSTED,
+        O_HTTP_HDR_BYTES,
+        O_HTTP_HDRS,
+        O_HTTP_BODY,
+        O_HTTP_TIMEOUT,
+        O_HTTP_LOG,
         O_SCIM,
         O_CENTRIES,
         O_CACHE,
@@ -255,6 +311,14 @@ int main(int argc, char **argv)
         {"max-queue", required_argument, 0, O_QUEUE},
         {"idle-timeout", required_argument, 0, O_IDLE},
         {"drain-grace-ms", required_argument, 0, O_GRACE},
+        {"http-listen", required_argument, 0, O_HTTP_LISTEN},
+        {"http-port-file", required_argument, 0, O_HTTP_PORTFILE},
+        {"trusted-proxies", required_argument, 0, O_TRUSTED},
+        {"http-max-header-bytes", required_argument, 0, O_HTTP_HDR_BYTES},
+        {"http-max-headers", required_argument, 0, O_HTTP_HDRS},
+        {"http-max-body-bytes", required_argument, 0, O_HTTP_BODY},
+        {"http-header-timeout", required_argument, 0, O_HTTP_TIMEOUT},
+        {"http-access-log", required_argument, 0, O_HTTP_LOG},
         {"scim-prefix", required_argument, 0, O_SCIM},
         {"cache-mb", required_argument, 0, O_CACHE},
         {"cache-entries", required_argument, 0, O_CENTRIES},
@@ -268,25 +332,56 @@ int main(int argc, char **argv)
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
-        case O_LISTEN: {
-            const char *colon = strrchr(optarg, ':');
-            size_t hl = colon ? (size_t)(colon - optarg) : 0;
-            if (!colon || hl == 0 || hl >= sizeof(host_buf) ||
-                main_parse_uint("--listen port", colon + 1, 0, 65535, &v)) {
-                fprintf(stderr, "patd: --listen takes HOST:PORT, e.g. 127.0.0.1:7700\n");
+        case O_LISTEN:
+            if (main_parse_hostport("--listen", optarg, "127.0.0.1:7700", host_buf,
+                                    sizeof(host_buf), &lsn.port))
+                return 2;
+            lsn.host = host_buf;
+            break;
+        case O_HTTP_LISTEN:
+            if (optarg[0] == '\0') {
+                http_on = 0; /* --http-listen '': no HTTP listener */
+                break;
+            }
+            if (main_parse_hostport("--http-listen", optarg, "127.0.0.1:7780", http_host_buf,
+                                    sizeof(http_host_buf), &hlsn.port))
+                return 2;
+            hlsn.host = http_host_buf;
+            http_on = 1;
+            break;
+        case O_HTTP_PORTFILE:
+            hlsn.port_file = optarg;
+            break;
+        case O_TRUSTED:
+            trusted = optarg;
+            break;
+        case O_HTTP_HDR_BYTES:
+            if (main_parse_uint("--http-max-header-bytes", optarg, 1024, 1u << 20, &v)) return 2;
+            http_max_header_bytes = v;
+            break;
+        case O_HTTP_HDRS:
+            if (main_parse_uint("--http-max-headers", optarg, 8, 256, &v)) return 2;
+            http_max_headers = (unsigned)v;
+            break;
+        case O_HTTP_BODY:
+            if (main_parse_uint("--http-max-body-bytes", optarg, 0, 16u << 20, &v)) return 2;
+            http_max_body = v;
+            break;
+        case O_HTTP_TIMEOUT:
+            if (main_parse_duration(optarg, &http_header_timeout_ms)) {
+                fprintf(stderr,
+                        "patd: --http-header-timeout takes seconds or e.g. 500ms, got '%s'\n",
+                        optarg);
                 return 2;
             }
-            memcpy(host_buf, optarg, hl);
-            host_buf[hl] = '\0';
-            /* [::1]:7700 */
-            if (host_buf[0] == '[' && host_buf[hl - 1] == ']') {
-                memmove(host_buf, host_buf + 1, hl - 2);
-                host_buf[hl - 2] = '\0';
-            }
-            lsn.host = host_buf;
-            lsn.port = (int)v;
             break;
-        }
+        case O_HTTP_LOG:
+            if (strcmp(optarg, "on") != 0 && strcmp(optarg, "off") != 0) {
+                fprintf(stderr, "patd: --http-access-log is on or off\n");
+                return 2;
+            }
+            http_access_log = strcmp(optarg, "on") == 0;
+            break;
         case O_DATA:
             data_dir = optarg;
             break;
@@ -422,9 +517,26 @@ int main(int argc, char **argv)
     log_info("event=starting version=%s data_dir=%s workers=%lu", PATD_VERSION, data_dir, workers);
 
     fcfg.svc = &svc;
+    http_cfg_t hcfg;
+    if (http_cfg_init(&hcfg, &svc, &stats) != 0) abort(); /* Verify is in the descriptor */
+    hcfg.max_header_bytes = http_max_header_bytes;
+    hcfg.max_headers = http_max_headers;
+    hcfg.max_body_bytes = http_max_body;
+    hcfg.header_timeout_ms = http_header_timeout_ms;
+    hcfg.access_log = http_access_log;
+    char terr[128];
+    if (trusted && http_set_trusted(&hcfg, trusted, terr, sizeof(terr)) != 0) {
+        fprintf(stderr, "patd: --trusted-proxies: %s\n", terr);
+        svc_destroy(&svc);
+        cache_free(cache);
+        usage_free(usage);
+        store_close(st);
+        return 2;
+    }
+    hlsn.protocol_cfg = &hcfg;
     srv_t *srv = srv_new(&scfg, &stats);
     int rc = -1;
-    if (srv_listen(srv, &lsn) != 0) {
+    if (srv_listen(srv, &lsn) != 0 || (http_on && srv_listen(srv, &hlsn) != 0)) {
         /* logged */
     } else if (usage_start(usage) != 0) {
         log_error("cannot start the last-used flusher thread");

@@ -40,7 +40,15 @@ static const char *const store_cf_names[CF__COUNT] = {
     "default",         "meta",      "users",   "tokens", "token_by_hash",
     "tokens_by_owner", "last_used", "activity"};
 
+/* Write-batch durations, from 50 us (a batch without sync) to 1 s. */
+static const uint64_t store_write_le_ns[STORE_WRITE_BUCKETS] = {
+    50000,   100000,   250000,   500000,    1000000,   2500000,
+    5000000, 10000000, 25000000, 100000000, 250000000, 1000000000,
+};
+
 struct store {
+    _Atomic uint64_t write_counts[STORE_WRITE_BUCKETS + 1];
+    _Atomic uint64_t write_sum_ns;
     rocksdb_t *db;
     rocksdb_options_t *opts;
     rocksdb_options_t *cf_opts[CF__COUNT];
@@ -702,12 +710,38 @@ void store_batch_put_activity(store_batch_t *b, uint64_t id, uint64_t seq,
     free(buf);
 }
 
+static uint64_t store_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void store_write_observe(store_t *st, uint64_t ns)
+{
+    size_t i = 0;
+    while (i < STORE_WRITE_BUCKETS && ns > store_write_le_ns[i])
+        i++;
+    atomic_fetch_add_explicit(&st->write_counts[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->write_sum_ns, ns, memory_order_relaxed);
+}
+
+void store_write_stats(const store_t *st, store_write_stats_t *out)
+{
+    memcpy(out->le_ns, store_write_le_ns, sizeof(out->le_ns));
+    for (size_t i = 0; i <= STORE_WRITE_BUCKETS; i++)
+        out->counts[i] = atomic_load_explicit(&st->write_counts[i], memory_order_relaxed);
+    out->sum_ns = atomic_load_explicit(&st->write_sum_ns, memory_order_relaxed);
+}
+
 store_status_t store_batch_commit(store_batch_t *b, int sync)
 {
     store_t *st = b->st;
     if (store_injected_fault(st, "write batch")) return STORE_IO;
     char *err = NULL;
+    uint64_t t0 = store_now_ns();
     rocksdb_write(st->db, sync ? st->wsync : st->wnosync, b->wb, &err);
+    store_write_observe(st, store_now_ns() - t0);
     if (err) {
         store_write_failed(st, err, "write batch");
         rocksdb_free(err);

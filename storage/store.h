@@ -128,6 +128,17 @@ void store_batch_put_activity(store_batch_t *b, uint64_t id, uint64_t seq,
 /* Commits the batch atomically; sync = fsync the WAL before returning. */
 store_status_t store_batch_commit(store_batch_t *b, int sync);
 
+/* Durations of committed write batches (for /metrics), cumulative since
+ * open. Buckets: counts[i] for writes of at most le_ns[i] (not
+ * cumulative), counts[STORE_WRITE_BUCKETS] for the rest. */
+#define STORE_WRITE_BUCKETS 12
+typedef struct {
+    uint64_t le_ns[STORE_WRITE_BUCKETS];
+    uint64_t counts[STORE_WRITE_BUCKETS + 1];
+    uint64_t sum_ns;
+} store_write_stats_t;
+void store_write_stats(const store_t *st, store_write_stats_t *out);
+
 /* Fault injection for tests: while on, every write fails with STORE_IO as
  * if the disk were full. Only patd-testclock's TestingService can reach it. */
 void store_set_fail_writes(store_t *st, int on);

@@ -27,7 +27,7 @@ def check(cond, what):
 work = tempfile.mkdtemp(prefix="patd-pb-")
 port_file = os.path.join(work, "port")
 patd = subprocess.Popen([os.path.join(bindir, "patd"), "--data-dir", os.path.join(work, "d"),
-                         "--listen", "127.0.0.1:0", "--port-file", port_file, "--drain-grace-ms", "0"],
+                         "--listen", "127.0.0.1:0", "--port-file", port_file, "--drain-grace-ms", "0", "--http-listen", "127.0.0.1:0"],
                         stderr=subprocess.DEVNULL)
 try:
     for _ in range(500):

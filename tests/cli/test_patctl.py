@@ -32,7 +32,7 @@ def check(cond, what, detail=""):
 work = tempfile.mkdtemp(prefix="patd-cli-")
 port_file = os.path.join(work, "port")
 patd = subprocess.Popen([os.path.join(bindir, "patd"), "--data-dir", os.path.join(work, "data"),
-                         "--listen", "127.0.0.1:0", "--port-file", port_file, "--drain-grace-ms", "0"],
+                         "--listen", "127.0.0.1:0", "--port-file", port_file, "--drain-grace-ms", "0", "--http-listen", "127.0.0.1:0"],
                         stderr=open(os.path.join(work, "patd.log"), "w"))
 for _ in range(500):
     if os.path.exists(port_file):

@@ -25,7 +25,7 @@ os.symlink(os.path.abspath(build), os.path.join(work, "build"))
 port_file = os.path.join(work, "port")
 log = open(os.path.join(work, "patd.log"), "w")
 patd = subprocess.Popen([os.path.join(build, "patd"), "--data-dir", "data",
-                         "--listen", "127.0.0.1:0", "--port-file", port_file, "--drain-grace-ms", "0"],
+                         "--listen", "127.0.0.1:0", "--port-file", port_file, "--drain-grace-ms", "0", "--http-listen", "127.0.0.1:0"],
                         cwd=work, stderr=log)
 try:
     for _ in range(500):

@@ -43,6 +43,8 @@ static int h_spawn(patd_t *p)
     argv[n++] = port_file;
     argv[n++] = "--workers";
     argv[n++] = "4";
+    argv[n++] = "--http-listen"; /* tests run side by side: never the default port */
+    argv[n++] = "127.0.0.1:0";
     /* Tests stop patd often: no grace before the drain unless extra (which
      * comes later, and so wins) asks for one. */
     argv[n++] = "--drain-grace-ms";

@@ -97,7 +97,7 @@ def main():
         port_file = os.path.join(work, "port")
         log = open(os.path.join(work, "patd.log"), "w")
         proc = subprocess.Popen([patd, "--data-dir", data, "--listen", "127.0.0.1:0",
-                                 "--port-file", port_file, "--drain-grace-ms", "0"], stderr=log)
+                                 "--port-file", port_file, "--drain-grace-ms", "0", "--http-listen", "127.0.0.1:0"], stderr=log)
         for _ in range(500):
             if os.path.exists(port_file):
                 break

@@ -337,6 +337,7 @@ static void test_close_during_work_keeps_the_connection_until_the_work_is_done(v
         sleep_ms(5);
     assert_int_equal(atomic_load(&f->lcfg.dropped), 1);
     assert_int_equal(atomic_load(&f->stats.in_flight), 0);
+    assert_int_equal(atomic_load(&f->stats.requests), 0); /* the dropped one left the count */
     assert_int_equal(fx_end(f), 0);
 }
 

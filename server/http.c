@@ -1,0 +1,1075 @@
+/* http: HTTP/1.1 over a connection: llhttp parsing, limits, in-order
+ * answers, and the gateway, metrics and health routes (design in http.h). */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "clock.h"
+#include "conn.h"
+#include "llhttp.h"
+#include "log.h"
+#include "metrics.h"
+#include "pat/v1/pat.pb-c.h"
+#include "token.h"
+
+#define HTTP_HEADERS_HARD  256 /* the most max_headers may be */
+#define HTTP_ID_MAX        128 /* X-Request-Id taken from a request */
+#define HTTP_TRACE_MAX     55  /* traceparent: version-traceid-parentid-flags */
+#define HTTP_RETRY_AFTER_S 1
+
+/* ---------------------------------------------------------------- state */
+
+/* One answer waiting for its turn (answers leave in request order). */
+typedef struct http_slot {
+    struct http_slot *next;
+    int ready;
+    int close_after;
+    uint8_t *data;
+    size_t len;
+} http_slot_t;
+
+typedef struct {
+    uint32_t n_off, n_len, v_off, v_len;
+} http_hdr_t;
+
+/* What the log line and the answer need, copied so it can travel. */
+typedef struct {
+    char request_id[HTTP_ID_MAX + 1];
+    char traceparent[HTTP_TRACE_MAX + 1];
+    char orig_method[16];
+    const char *method;
+    const char *route;
+    uint64_t t0_ns;
+    int head;  /* HEAD: no body */
+    int close; /* Connection: close after this answer */
+} http_ctx_t;
+
+typedef struct {
+    conn_t *conn;
+    const http_cfg_t *cfg;
+    llhttp_t parser;
+    /* The request being parsed. */
+    char *hb; /* URL, header names and values, max_header_bytes */
+    size_t hlen;
+    uint32_t url_len;
+    http_hdr_t hdr[HTTP_HEADERS_HARD];
+    unsigned nh;
+    int last_was_value;
+    size_t body_len;
+    size_t raw_header_bytes; /* bytes fed while in the headers */
+    int in_request;
+    int headers_done;
+    const char *chunk; /* the bytes being fed, and the last byte of those before */
+    char prev_last;
+    uint64_t deadline_ms;
+    uint64_t t0_ns;
+    int limit_status; /* set by a callback that refused: 413, 414, 431 */
+    /* The connection. */
+    int paused; /* the parser was paused at the in-flight bound */
+    int done;   /* an answer that closes was queued: no more input */
+    http_slot_t *head, *tail;
+    char peer_ip[INET6_ADDRSTRLEN];
+    struct sockaddr_storage peer;
+    int peer_trusted;
+    char *sbuf; /* scratch for the inline Verify's strings */
+    uint8_t *ob;
+    size_t ob_len, ob_cap;
+} http_conn_t;
+
+/* A Verify on a worker: its input, context and answer travel whole. */
+typedef struct {
+    conn_work_t work;
+    http_slot_t *slot;
+    const http_cfg_t *cfg;
+    http_ctx_t ctx;
+    Pat__V1__VerifyRequest in;
+    uint8_t *out;
+    size_t out_len, out_cap;
+    char strings[]; /* token, path and client address */
+} http_vwork_t;
+
+/* ---------------------------------------------------------------- answers */
+
+typedef struct {
+    uint8_t **buf;
+    size_t *len, *cap;
+} http_out_t;
+
+__attribute__((format(printf, 2, 3))) static void http_put(http_out_t *o, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        size_t room = *o->cap - *o->len;
+        int n = vsnprintf((char *)*o->buf + *o->len, room, fmt, ap);
+        va_end(ap);
+        if (n < 0) abort();
+        if ((size_t)n < room) {
+            *o->len += (size_t)n;
+            return;
+        }
+        *o->cap = *o->cap * 2 + (size_t)n + 256;
+        *o->buf = realloc(*o->buf, *o->cap);
+        if (*o->buf == NULL) abort();
+    }
+}
+
+static void http_put_bytes(http_out_t *o, const void *p, size_t n)
+{
+    if (*o->cap - *o->len < n) {
+        *o->cap = *o->cap * 2 + n;
+        *o->buf = realloc(*o->buf, *o->cap);
+        if (*o->buf == NULL) abort();
+    }
+    memcpy(*o->buf + *o->len, p, n);
+    *o->len += n;
+}
+
+static const char *http_phrase(unsigned status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Error";
+    }
+}
+
+/* The status line and the headers every answer carries. */
+static void http_begin(http_out_t *o, const http_ctx_t *ctx, unsigned status, const char *reason)
+{
+    http_put(o,
+             "HTTP/1.1 %u %s\r\nCache-Control: no-store\r\nX-Patd-Reason: %s\r\n"
+             "X-Request-Id: %s\r\n",
+             status, http_phrase(status), reason, ctx->request_id);
+    if (ctx->close) http_put(o, "Connection: close\r\n");
+}
+
+/* Ends the headers and adds the body (left out for HEAD). */
+static void http_end(http_out_t *o, const http_ctx_t *ctx, const char *type, const void *body,
+                     size_t len)
+{
+    http_put(o, "Content-Type: %s\r\nContent-Length: %zu\r\n\r\n", type, len);
+    if (!ctx->head && len) http_put_bytes(o, body, len);
+}
+
+static void http_log(const http_cfg_t *cfg, const http_ctx_t *ctx, unsigned status,
+                     const char *reason)
+{
+    if (!cfg->access_log) return;
+    uint64_t us = (metrics_now_ns() - ctx->t0_ns) / 1000;
+    log_info("http method=%s route=%s status=%u reason=%s latency_us=%llu request_id=%s%s%s%s%s",
+             ctx->method, ctx->route, status, reason[0] ? reason : "ok", (unsigned long long)us,
+             ctx->request_id, ctx->orig_method[0] ? " original_method=" : "", ctx->orig_method,
+             ctx->traceparent[0] ? " traceparent=" : "", ctx->traceparent);
+}
+
+/* A whole answer with a short text body. */
+static void http_simple(http_out_t *o, const http_cfg_t *cfg, const http_ctx_t *ctx,
+                        unsigned status, const char *reason, const char *extra_headers,
+                        const char *text)
+{
+    http_begin(o, ctx, status, reason[0] ? reason : "ok");
+    if (extra_headers) http_put(o, "%s", extra_headers);
+    http_end(o, ctx, "text/plain; charset=utf-8", text, strlen(text));
+    http_log(cfg, ctx, status, reason);
+}
+
+/* An outcome of the error table as an answer. */
+static void http_error(http_out_t *o, const http_cfg_t *cfg, const http_ctx_t *ctx, pat_err_t e,
+                       const char *message)
+{
+    char extra[512] = "";
+    if (e == PAT_E_OVERLOADED || e == PAT_E_SHUTTING_DOWN || e == PAT_E_STORAGE)
+        snprintf(extra, sizeof(extra), "Retry-After: %d\r\n", HTTP_RETRY_AFTER_S);
+    char text[SVC_MESSAGE_MAX + 64];
+    snprintf(text, sizeof(text), "%u %s: %s\n", pat_err_http(e), pat_err_reason(e), message);
+    http_simple(o, cfg, ctx, pat_err_http(e), pat_err_reason(e), extra[0] ? extra : NULL, text);
+}
+
+/* ---------------------------------------------------------------- the queue */
+
+static http_slot_t *http_slot_new(http_conn_t *hc)
+{
+    http_slot_t *s = calloc(1, sizeof(*s));
+    if (s == NULL) abort();
+    if (hc->tail)
+        hc->tail->next = s;
+    else
+        hc->head = s;
+    hc->tail = s;
+    return s;
+}
+
+/* Sends the finished answers at the head of the queue, in order. */
+static void http_flush(http_conn_t *hc)
+{
+    while (hc->head && hc->head->ready) {
+        http_slot_t *s = hc->head;
+        hc->head = s->next;
+        if (hc->head == NULL) hc->tail = NULL;
+        conn_send(hc->conn, s->data, s->len, 1);
+        if (s->close_after) conn_fail(hc->conn); /* close once written */
+        free(s->data);
+        free(s);
+    }
+}
+
+/* An answer built in hc->ob: written at once when nothing is queued before
+ * it, else queued. */
+static void http_answer(http_conn_t *hc, const http_ctx_t *ctx)
+{
+    if (hc->head == NULL) {
+        conn_send(hc->conn, hc->ob, hc->ob_len, 1);
+        if (ctx->close) conn_fail(hc->conn);
+    } else {
+        http_slot_t *s = http_slot_new(hc);
+        s->data = malloc(hc->ob_len);
+        if (s->data == NULL) abort();
+        memcpy(s->data, hc->ob, hc->ob_len);
+        s->len = hc->ob_len;
+        s->close_after = ctx->close;
+        s->ready = 1;
+    }
+    hc->ob_len = 0;
+}
+
+/* ---------------------------------------------------------------- headers */
+
+static const char *http_hname(const http_conn_t *hc, unsigned i, size_t *len)
+{
+    *len = hc->hdr[i].n_len;
+    return hc->hb + hc->hdr[i].n_off;
+}
+
+static const char *http_hvalue(const http_conn_t *hc, unsigned i, size_t *len)
+{
+    *len = hc->hdr[i].v_len;
+    return hc->hb + hc->hdr[i].v_off;
+}
+
+/* The value of header name, its count in *count (may be NULL). */
+static const char *http_header(const http_conn_t *hc, const char *name, size_t *vlen,
+                               unsigned *count)
+{
+    size_t want = strlen(name), ignored;
+    const char *found = NULL;
+    unsigned n = 0;
+    for (unsigned i = 0; i < hc->nh; i++) {
+        size_t nl;
+        const char *hn = http_hname(hc, i, &nl);
+        if (nl != want || strncasecmp(hn, name, nl) != 0) continue;
+        if (n++ == 0) found = http_hvalue(hc, i, vlen ? vlen : &ignored);
+    }
+    if (count) *count = n;
+    return found;
+}
+
+/* Copies a header value into dst (NUL-terminated) if it is printable
+ * ASCII of at most cap-1 bytes; "" otherwise. */
+static void http_copy_token(char *dst, size_t cap, const char *v, size_t len)
+{
+    dst[0] = '\0';
+    if (v == NULL || len == 0 || len >= cap) return;
+    for (size_t i = 0; i < len; i++)
+        if (v[i] <= 0x20 || v[i] >= 0x7f) return;
+    memcpy(dst, v, len);
+    dst[len] = '\0';
+}
+
+static _Atomic uint64_t http_id_counter;
+static uint64_t http_id_base;
+
+static uint64_t http_mix(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static void http_context(http_conn_t *hc, http_ctx_t *ctx, const char *route)
+{
+    memset(ctx, 0, sizeof(*ctx));
+    ctx->route = route;
+    ctx->method = llhttp_method_name((llhttp_method_t)hc->parser.method);
+    ctx->head = hc->parser.method == HTTP_HEAD;
+    ctx->close = !llhttp_should_keep_alive(&hc->parser) || conn_draining(hc->conn);
+    ctx->t0_ns = hc->t0_ns;
+    size_t len;
+    const char *v = http_header(hc, "x-request-id", &len, NULL);
+    http_copy_token(ctx->request_id, sizeof(ctx->request_id), v, len);
+    if (ctx->request_id[0] == '\0')
+        snprintf(
+            ctx->request_id, sizeof(ctx->request_id), "%016llx",
+            (unsigned long long)http_mix(http_id_base + atomic_fetch_add(&http_id_counter, 1)));
+    v = http_header(hc, "traceparent", &len, NULL);
+    http_copy_token(ctx->traceparent, sizeof(ctx->traceparent), v, len);
+    v = http_header(hc, "x-original-method", &len, NULL);
+    if (v == NULL) v = http_header(hc, "x-forwarded-method", &len, NULL);
+    http_copy_token(ctx->orig_method, sizeof(ctx->orig_method), v, len);
+}
+
+/* ---------------------------------------------------------------- addresses */
+
+static int http_parse_addr(const char *s, size_t len, struct sockaddr_storage *out)
+{
+    char buf[INET6_ADDRSTRLEN + 1];
+    while (len && (*s == ' ' || *s == '\t'))
+        s++, len--;
+    while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+        len--;
+    if (len == 0 || len >= sizeof(buf)) return -1;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    memset(out, 0, sizeof(*out));
+    struct sockaddr_in *a4 = (struct sockaddr_in *)out;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)out;
+    if (inet_pton(AF_INET, buf, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, buf, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        return 0;
+    }
+    return -1;
+}
+
+static void http_addr_bytes(const struct sockaddr_storage *a, int *family, uint8_t out[16])
+{
+    if (a->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)a;
+        /* An IPv4 peer on a dual-stack socket: match IPv4 ranges. */
+        if (IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr)) {
+            *family = AF_INET;
+            memcpy(out, a6->sin6_addr.s6_addr + 12, 4);
+            return;
+        }
+        *family = AF_INET6;
+        memcpy(out, a6->sin6_addr.s6_addr, 16);
+        return;
+    }
+    *family = AF_INET;
+    memcpy(out, &((const struct sockaddr_in *)a)->sin_addr, 4);
+}
+
+int http_is_trusted(const http_cfg_t *cfg, const struct sockaddr_storage *a)
+{
+    int family;
+    uint8_t b[16];
+    http_addr_bytes(a, &family, b);
+    for (int i = 0; i < cfg->n_trusted; i++) {
+        const http_cidr_t *c = &cfg->trusted[i];
+        if (c->family != family) continue;
+        int bits = c->bits, k = 0;
+        while (bits >= 8 && b[k] == c->addr[k])
+            bits -= 8, k++;
+        if (bits >= 8) continue;
+        uint8_t mask = (uint8_t)(0xff00 >> bits);
+        if (bits == 0 || (b[k] & mask) == (c->addr[k] & mask)) return 1;
+    }
+    return 0;
+}
+
+int http_set_trusted(http_cfg_t *cfg, const char *list, char *err, size_t errlen)
+{
+    cfg->n_trusted = 0;
+    const char *p = list;
+    while (*p) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        char item[64];
+        if (len == 0 || len >= sizeof(item)) goto bad;
+        memcpy(item, p, len);
+        item[len] = '\0';
+        char *slash = strchr(item, '/');
+        long bits = -1;
+        if (slash) {
+            char *e;
+            *slash = '\0';
+            bits = strtol(slash + 1, &e, 10);
+            if (*e || e == slash + 1) goto bad;
+        }
+        struct sockaddr_storage a;
+        if (http_parse_addr(item, strlen(item), &a) != 0) goto bad;
+        if (cfg->n_trusted == HTTP_MAX_TRUSTED) {
+            snprintf(err, errlen, "at most %d trusted proxy ranges", HTTP_MAX_TRUSTED);
+            return -1;
+        }
+        http_cidr_t *c = &cfg->trusted[cfg->n_trusted];
+        http_addr_bytes(&a, &c->family, c->addr);
+        int max = c->family == AF_INET ? 32 : 128;
+        if (bits < 0) bits = max;
+        if (bits > max) goto bad;
+        c->bits = (int)bits;
+        cfg->n_trusted++;
+        p += len;
+        if (*p == ',') p++;
+        continue;
+    bad:
+        snprintf(err, errlen, "'%.*s' is not an address or CIDR range", (int)len, p);
+        return -1;
+    }
+    return 0;
+}
+
+static void http_addr_text(const struct sockaddr_storage *a, char *out, size_t cap)
+{
+    int family;
+    uint8_t b[16];
+    http_addr_bytes(a, &family, b);
+    if (inet_ntop(family, b, out, (socklen_t)cap) == NULL) snprintf(out, cap, "unknown");
+}
+
+/* The client's address: the peer, or what a trusted proxy says it is. */
+static void http_client_ip(const http_conn_t *hc, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s", hc->peer_ip);
+    if (!hc->peer_trusted) return;
+    size_t len;
+    const char *xff = http_header(hc, "x-forwarded-for", &len, NULL);
+    struct sockaddr_storage a;
+    if (xff) {
+        /* From the right: the first address that is not a trusted proxy. */
+        size_t end = len;
+        while (end > 0) {
+            size_t start = end;
+            while (start > 0 && xff[start - 1] != ',')
+                start--;
+            if (http_parse_addr(xff + start, end - start, &a) != 0) return;
+            if (!http_is_trusted(hc->cfg, &a) || start == 0) {
+                http_addr_text(&a, out, cap);
+                return;
+            }
+            end = start - 1;
+        }
+        return;
+    }
+    const char *xri = http_header(hc, "x-real-ip", &len, NULL);
+    if (xri && http_parse_addr(xri, len, &a) == 0) http_addr_text(&a, out, cap);
+}
+
+/* ---------------------------------------------------------------- verify */
+
+static const char *http_role_word(int role)
+{
+    switch (role) {
+    case PAT__V1__ROLE__ROLE_ADMIN:
+        return "admin";
+    case PAT__V1__ROLE__ROLE_MANAGER:
+        return "manager";
+    default:
+        return "member";
+    }
+}
+
+/* A header value: printable ASCII but '%' as is, the rest percent-encoded
+ * (RFC 3986), so any user id crosses a header intact. */
+static void http_put_pct(http_out_t *o, const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p >= 0x20 && *p < 0x7f && *p != '%')
+            http_put_bytes(o, p, 1);
+        else
+            http_put(o, "%%%02X", *p);
+    }
+}
+
+static void http_put_time(http_out_t *o, int64_t ms)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    http_put(o, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+             tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+typedef struct {
+    http_out_t o;
+    const http_cfg_t *cfg;
+    const http_ctx_t *ctx;
+    int emitted;
+} http_vemit_t;
+
+/* The 200 answer, with the identity in headers; every header, always. */
+static void http_verify_emit(void *arg, const ProtobufCMessage *answer)
+{
+    http_vemit_t *e = arg;
+    const Pat__V1__VerifyResponse *r = (const Pat__V1__VerifyResponse *)answer;
+    const Pat__V1__User *u = r->user;
+    const Pat__V1__TokenInfo *t = r->token;
+    http_out_t *o = &e->o;
+    http_begin(o, e->ctx, 200, "ok");
+    http_put(o, "X-Patd-User-Id: ");
+    http_put_pct(o, u->user_id);
+    http_put(o, "\r\nX-Patd-User-Role: %s\r\nX-Patd-User-Type: %s\r\n", http_role_word(u->role),
+             u->user_type == PAT__V1__USER_TYPE__USER_TYPE_SERVICE ? "service" : "human");
+    http_put(o, "X-Patd-Token-Id: %llu\r\nX-Patd-Token-Kind: %s\r\nX-Patd-Token-Scim: %s\r\n",
+             (unsigned long long)t->id,
+             t->kind == PAT__V1__TOKEN_KIND__TOKEN_KIND_SERVICE ? "service" : "personal",
+             t->scim_endpoints_only ? "true" : "false");
+    http_put(o, "X-Patd-Token-Expires: ");
+    if (t->expiration == 0)
+        http_put(o, "never");
+    else
+        http_put_time(o, t->expiration);
+    http_put(o, "\r\n");
+    http_end(o, e->ctx, "text/plain; charset=utf-8", "ok\n", 3);
+    http_log(e->cfg, e->ctx, 200, "");
+    e->emitted = 1;
+}
+
+/* A refusal, with the challenge RFC 6750 asks for. */
+static void http_verify_refuse(http_out_t *o, const http_cfg_t *cfg, const http_ctx_t *ctx,
+                               pat_err_t e, const char *message)
+{
+    unsigned status = pat_err_http(e);
+    if (status != 401 && status != 403) {
+        http_error(o, cfg, ctx, e, message);
+        return;
+    }
+    char desc[SVC_MESSAGE_MAX];
+    size_t n = 0;
+    for (const char *p = message; *p && n < sizeof(desc) - 1; p++)
+        desc[n++] = (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\') ? *p : ' ';
+    desc[n] = '\0';
+    char extra[SVC_MESSAGE_MAX + 128];
+    if (e == PAT_E_MISSING_CREDENTIAL)
+        snprintf(extra, sizeof(extra), "WWW-Authenticate: Bearer realm=\"patd\"\r\n");
+    else
+        snprintf(extra, sizeof(extra),
+                 "WWW-Authenticate: Bearer realm=\"patd\", error=\"%s\", "
+                 "error_description=\"%s\"\r\n",
+                 status == 401 ? "invalid_token" : "insufficient_scope", desc);
+    char text[SVC_MESSAGE_MAX + 64];
+    snprintf(text, sizeof(text), "%u %s: %s\n", status, pat_err_reason(e), message);
+    http_simple(o, cfg, ctx, status, pat_err_reason(e), extra, text);
+}
+
+/* Runs Verify on in; builds the answer into o. inline_only: 0 when the
+ * call declined and must go to a worker. */
+static int http_verify_call(const http_cfg_t *cfg, const http_ctx_t *ctx,
+                            const Pat__V1__VerifyRequest *in, http_out_t *o, int inline_only)
+{
+    http_vemit_t e = {.o = *o, .cfg = cfg, .ctx = ctx};
+    disp_meta_t meta = {0};
+    disp_outcome_t out;
+    if (inline_only) {
+        if (!disp_call_inline(cfg->svc, &cfg->verify, &meta, &in->base, http_verify_emit, &e, &out))
+            return 0;
+    } else {
+        disp_call(cfg->svc, &cfg->verify, &meta, &in->base, http_verify_emit, &e, &out);
+    }
+    if (out.err != PAT_E_OK || !e.emitted)
+        http_verify_refuse(o, cfg, ctx, out.err == PAT_E_OK ? PAT_E_INTERNAL : out.err,
+                           out.message);
+    return 1;
+}
+
+static void http_vwork_run(conn_work_t *w)
+{
+    http_vwork_t *v = (http_vwork_t *)w;
+    http_out_t o = {&v->out, &v->out_len, &v->out_cap};
+    http_verify_call(v->cfg, &v->ctx, &v->in, &o, 0);
+}
+
+static void http_vwork_done(conn_work_t *w, int alive)
+{
+    http_vwork_t *v = (http_vwork_t *)w;
+    http_conn_t *hc = conn_protocol_state(w->conn);
+    (void)alive; /* sent regardless: on a closed connection it only counts */
+    v->slot->data = v->out;
+    v->slot->len = v->out_len;
+    v->slot->close_after = v->ctx.close;
+    v->slot->ready = 1;
+    free(v);
+    http_flush(hc);
+}
+
+/* The strings a Verify needs, NUL-terminated, packed into dst. */
+typedef struct {
+    const char *token, *path;
+    size_t token_len, path_len;
+    char ip[INET6_ADDRSTRLEN];
+} http_vargs_t;
+
+static size_t http_vargs_size(const http_vargs_t *a)
+{
+    return a->token_len + 1 + a->path_len + 1 + strlen(a->ip) + 1;
+}
+
+static void http_vargs_pack(const http_vargs_t *a, char *dst, Pat__V1__VerifyRequest *in)
+{
+    in->bearer_token = dst;
+    memcpy(dst, a->token, a->token_len);
+    dst += a->token_len;
+    *dst++ = '\0';
+    in->path = dst;
+    memcpy(dst, a->path, a->path_len);
+    dst += a->path_len;
+    *dst++ = '\0';
+    in->client_ip = dst;
+    strcpy(dst, a->ip);
+}
+
+static int http_parse_role(const char *v, size_t len, Pat__V1__Role *out)
+{
+    static const struct {
+        const char *word;
+        Pat__V1__Role role;
+    } roles[] = {{"member", PAT__V1__ROLE__ROLE_MEMBER},
+                 {"manager", PAT__V1__ROLE__ROLE_MANAGER},
+                 {"admin", PAT__V1__ROLE__ROLE_ADMIN}};
+    for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++) {
+        if (strlen(roles[i].word) == len && strncasecmp(v, roles[i].word, len) == 0) {
+            *out = roles[i].role;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* GET (or any method) /v1/verify[/rest]: forward-auth. */
+static void http_route_verify(http_conn_t *hc, http_ctx_t *ctx, const char *rest, size_t rest_len)
+{
+    const http_cfg_t *cfg = hc->cfg;
+    http_out_t o = {&hc->ob, &hc->ob_len, &hc->ob_cap};
+    size_t alen;
+    unsigned n_auth, n_act;
+    const char *auth = http_header(hc, "authorization", &alen, &n_auth);
+    http_header(hc, "x-act-as-user", NULL, &n_act);
+    if (n_auth > 1 || n_act > 1) {
+        http_error(&o, cfg, ctx, PAT_E_BAD_REQUEST,
+                   n_auth > 1 ? "more than one Authorization header"
+                              : "more than one X-Act-As-User header");
+        http_answer(hc, ctx);
+        return;
+    }
+    if (auth == NULL || alen < 7 || strncasecmp(auth, "Bearer ", 7) != 0) {
+        http_verify_refuse(&o, cfg, ctx, PAT_E_MISSING_CREDENTIAL,
+                           "no Authorization: Bearer header");
+        http_answer(hc, ctx);
+        return;
+    }
+    http_vargs_t a = {.token = auth + 7, .token_len = alen - 7};
+    while (a.token_len && *a.token == ' ')
+        a.token++, a.token_len--;
+    while (a.token_len && a.token[a.token_len - 1] == ' ')
+        a.token_len--;
+    /* The original path: the rest of ours (Envoy's path_prefix), else what
+     * nginx (X-Original-URI) or Traefik and Caddy (X-Forwarded-Uri) say. */
+    a.path = rest;
+    a.path_len = rest_len;
+    if (a.path_len == 0) a.path = http_header(hc, "x-original-uri", &a.path_len, NULL);
+    if (a.path == NULL) a.path = http_header(hc, "x-forwarded-uri", &a.path_len, NULL);
+    if (a.path == NULL) a.path = "", a.path_len = 0;
+    http_client_ip(hc, a.ip, sizeof(a.ip));
+    Pat__V1__VerifyRequest in = PAT__V1__VERIFY_REQUEST__INIT;
+    size_t rlen;
+    const char *role = http_header(hc, "x-patd-required-role", &rlen, NULL);
+    if (role && http_parse_role(role, rlen, &in.required_role) != 0) {
+        http_error(&o, cfg, ctx, PAT_E_INVALID_FIELD,
+                   "X-Patd-Required-Role is member, manager or admin");
+        http_answer(hc, ctx);
+        return;
+    }
+    http_vargs_pack(&a, hc->sbuf, &in);
+    if (http_verify_call(cfg, ctx, &in, &o, 1)) {
+        http_answer(hc, ctx);
+        return;
+    }
+    /* Needs the disk: to a worker, with a copy of everything it reads. */
+    http_vwork_t *v = calloc(1, sizeof(*v) + http_vargs_size(&a));
+    if (v == NULL) abort();
+    v->cfg = cfg;
+    v->ctx = *ctx;
+    v->in = in;
+    http_vargs_pack(&a, v->strings, &v->in);
+    v->work.run = http_vwork_run;
+    v->work.done = http_vwork_done;
+    v->slot = http_slot_new(hc);
+    if (conn_submit(hc->conn, &v->work) != 0) {
+        http_slot_t *s = v->slot;
+        free(v);
+        http_error(&o, cfg, ctx, PAT_E_OVERLOADED, "server is overloaded; retry with backoff");
+        s->data = malloc(hc->ob_len);
+        if (s->data == NULL) abort();
+        memcpy(s->data, hc->ob, hc->ob_len);
+        s->len = hc->ob_len;
+        s->close_after = ctx->close;
+        s->ready = 1;
+        hc->ob_len = 0;
+        http_flush(hc);
+    }
+}
+
+/* ---------------------------------------------------------------- routes */
+
+static int http_path_is(const char *path, size_t len, const char *want)
+{
+    return strlen(want) == len && memcmp(path, want, len) == 0;
+}
+
+static void http_route(http_conn_t *hc)
+{
+    const http_cfg_t *cfg = hc->cfg;
+    const char *url = hc->hb;
+    size_t plen = 0;
+    while (plen < hc->url_len && url[plen] != '?')
+        plen++;
+    http_ctx_t ctx;
+    http_out_t o = {&hc->ob, &hc->ob_len, &hc->ob_cap};
+    int get = hc->parser.method == HTTP_GET || hc->parser.method == HTTP_HEAD;
+    static const char verify[] = "/v1/verify";
+    size_t vl = sizeof(verify) - 1;
+    if (plen >= vl && memcmp(url, verify, vl) == 0 && (plen == vl || url[vl] == '/')) {
+        http_context(hc, &ctx, verify);
+        if (conn_draining(hc->conn)) {
+            http_error(&o, cfg, &ctx, PAT_E_SHUTTING_DOWN,
+                       "server is shutting down; retry on another instance");
+            http_answer(hc, &ctx);
+            return;
+        }
+        /* The rest of the URL, query included, is the original request's. */
+        http_route_verify(hc, &ctx, url + vl, plen == vl ? 0 : hc->url_len - vl);
+        return;
+    }
+    const char *route = http_path_is(url, plen, "/metrics")   ? "/metrics"
+                        : http_path_is(url, plen, "/healthz") ? "/healthz"
+                        : http_path_is(url, plen, "/readyz")  ? "/readyz"
+                                                              : "unknown";
+    http_context(hc, &ctx, route);
+    if (strcmp(route, "unknown") == 0) {
+        http_simple(&o, cfg, &ctx, 404, "not_found", NULL, "404 not_found: no such route\n");
+    } else if (!get) {
+        http_simple(&o, cfg, &ctx, 405, "method_not_allowed", "Allow: GET, HEAD\r\n",
+                    "405 method_not_allowed: this route takes GET or HEAD\n");
+    } else if (route[1] == 'm') {
+        size_t len;
+        char *page = metrics_render(cfg->svc, cfg->stats, &len);
+        http_begin(&o, &ctx, 200, "ok");
+        http_end(&o, &ctx, "text/plain; version=0.0.4; charset=utf-8", page, len);
+        http_log(cfg, &ctx, 200, "");
+        free(page);
+    } else if (route[1] == 'h') {
+        http_simple(&o, cfg, &ctx, 200, "", NULL, "ok\n");
+    } else if (atomic_load(&cfg->stats->draining)) {
+        http_simple(&o, cfg, &ctx, 503, "shutting_down", "Retry-After: 1\r\n", "draining\n");
+    } else {
+        http_simple(&o, cfg, &ctx, 200, "", NULL, "ready\n");
+    }
+    http_answer(hc, &ctx);
+}
+
+/* ---------------------------------------------------------------- llhttp */
+
+static int http_limit(http_conn_t *hc, int status, const char *why)
+{
+    hc->limit_status = status;
+    llhttp_set_error_reason(&hc->parser, why);
+    return HPE_USER;
+}
+
+static int http_append(http_conn_t *hc, const char *at, size_t len, int status)
+{
+    if (len > hc->cfg->max_header_bytes - hc->hlen)
+        return http_limit(hc, status, status == 414 ? "URL too long" : "request headers too large");
+    memcpy(hc->hb + hc->hlen, at, len);
+    hc->hlen += len;
+    return 0;
+}
+
+static int http_on_message_begin(llhttp_t *p)
+{
+    http_conn_t *hc = p->data;
+    hc->hlen = 0;
+    hc->url_len = 0;
+    hc->nh = 0;
+    hc->last_was_value = 0;
+    hc->body_len = 0;
+    hc->raw_header_bytes = 0;
+    hc->in_request = 1;
+    hc->headers_done = 0;
+    hc->deadline_ms = clock_mono_ms() + hc->cfg->header_timeout_ms;
+    hc->t0_ns = metrics_now_ns();
+    return 0;
+}
+
+static int http_on_url(llhttp_t *p, const char *at, size_t len)
+{
+    http_conn_t *hc = p->data;
+    int rc = http_append(hc, at, len, 414);
+    if (rc == 0) hc->url_len += (uint32_t)len;
+    return rc;
+}
+
+static int http_on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    http_conn_t *hc = p->data;
+    if (hc->nh == 0 || hc->last_was_value) {
+        if (hc->nh == hc->cfg->max_headers) return http_limit(hc, 431, "too many headers");
+        http_hdr_t *h = &hc->hdr[hc->nh++];
+        h->n_off = (uint32_t)hc->hlen;
+        h->n_len = 0;
+        h->v_off = 0;
+        h->v_len = 0;
+        hc->last_was_value = 0;
+    }
+    int rc = http_append(hc, at, len, 431);
+    if (rc == 0) hc->hdr[hc->nh - 1].n_len += (uint32_t)len;
+    return rc;
+}
+
+static int http_on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    http_conn_t *hc = p->data;
+    http_hdr_t *h = &hc->hdr[hc->nh - 1];
+    /* A value goes on after a line end only as obs-fold (a value starts
+     * after ':' and blanks): llhttp 8 accepts it, RFC 9112 lets a server
+     * refuse it, and a gateway that unfolds differently is smuggled past. */
+    char before = at > hc->chunk ? at[-1] : hc->prev_last;
+    if (hc->last_was_value && before == '\n')
+        return http_limit(hc, 400, "obs-fold (a header line starting with a blank)");
+    if (!hc->last_was_value) {
+        h->v_off = (uint32_t)hc->hlen;
+        hc->last_was_value = 1;
+    }
+    int rc = http_append(hc, at, len, 431);
+    if (rc == 0) h->v_len += (uint32_t)len;
+    return rc;
+}
+
+static int http_on_headers_complete(llhttp_t *p)
+{
+    http_conn_t *hc = p->data;
+    hc->headers_done = 1;
+    if (p->content_length > hc->cfg->max_body_bytes && !(p->flags & F_CHUNKED)) {
+        http_limit(hc, 413, "request body too large");
+        return -1; /* an error, not "skip the body" */
+    }
+    return 0;
+}
+
+static int http_on_body(llhttp_t *p, const char *at, size_t len)
+{
+    http_conn_t *hc = p->data;
+    (void)at; /* no route here reads a body */
+    hc->body_len += len;
+    if (hc->body_len > hc->cfg->max_body_bytes)
+        return http_limit(hc, 413, "request body too large");
+    return 0;
+}
+
+static int http_on_message_complete(llhttp_t *p)
+{
+    http_conn_t *hc = p->data;
+    hc->in_request = 0;
+    int full = conn_begin_request(hc->conn);
+    int keep = llhttp_should_keep_alive(p) && !conn_draining(hc->conn);
+    http_route(hc);
+    if (!keep) {
+        hc->done = 1;
+        return HPE_PAUSED;
+    }
+    if (full) {
+        hc->paused = 1;
+        return HPE_PAUSED;
+    }
+    return 0;
+}
+
+static const llhttp_settings_t http_settings = {
+    .on_message_begin = http_on_message_begin,
+    .on_url = http_on_url,
+    .on_header_field = http_on_header_field,
+    .on_header_value = http_on_header_value,
+    .on_headers_complete = http_on_headers_complete,
+    .on_body = http_on_body,
+    .on_message_complete = http_on_message_complete,
+};
+
+/* ---------------------------------------------------------------- the table */
+
+/* A request that cannot be served: one answer, then close. */
+static void http_fail(http_conn_t *hc, unsigned status, const char *reason, const char *why)
+{
+    http_ctx_t ctx;
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.route = "invalid";
+    ctx.method = "-";
+    ctx.close = 1;
+    ctx.t0_ns = hc->in_request ? hc->t0_ns : metrics_now_ns();
+    snprintf(ctx.request_id, sizeof(ctx.request_id), "%016llx",
+             (unsigned long long)http_mix(http_id_base + atomic_fetch_add(&http_id_counter, 1)));
+    http_out_t o = {&hc->ob, &hc->ob_len, &hc->ob_cap};
+    char text[256];
+    snprintf(text, sizeof(text), "%u %s: %s\n", status, reason, why);
+    conn_begin_request(hc->conn);
+    http_simple(&o, hc->cfg, &ctx, status, reason, NULL, text);
+    hc->done = 1;
+    http_answer(hc, &ctx);
+}
+
+static size_t http_feed(void *state, const uint8_t *data, size_t len)
+{
+    http_conn_t *hc = state;
+    if (hc->done) return len;
+    if (hc->paused) {
+        llhttp_resume(&hc->parser);
+        hc->paused = 0;
+    }
+    hc->chunk = (const char *)data;
+    llhttp_errno_t err = llhttp_execute(&hc->parser, (const char *)data, len);
+    size_t used =
+        err == HPE_PAUSED ? (size_t)(llhttp_get_error_pos(&hc->parser) - (const char *)data) : len;
+    if (used) hc->prev_last = (char)data[used - 1];
+    if (err == HPE_OK) {
+        /* Still in the request line or headers after this chunk: count its
+         * raw bytes too, so whitespace that no callback sees cannot grow
+         * without bound. */
+        if (hc->in_request && !hc->headers_done) {
+            hc->raw_header_bytes += len;
+            if (hc->raw_header_bytes > 2 * hc->cfg->max_header_bytes)
+                http_fail(hc, 431, "headers_too_large", "request headers too large");
+        }
+        return len;
+    }
+    if (err == HPE_PAUSED) return hc->done ? len : used;
+    unsigned status = hc->limit_status ? (unsigned)hc->limit_status : 400;
+    const char *reason = status == 413   ? "body_too_large"
+                         : status == 414 ? "url_too_long"
+                         : status == 431 ? "headers_too_large"
+                                         : "bad_request";
+    const char *why = llhttp_get_error_reason(&hc->parser);
+    http_fail(hc, status, reason, why && why[0] ? why : llhttp_errno_name(err));
+    return len;
+}
+
+static void *http_open(conn_t *c, const void *cfg)
+{
+    http_conn_t *hc = calloc(1, sizeof(*hc));
+    if (hc == NULL) abort();
+    hc->conn = c;
+    hc->cfg = cfg;
+    hc->hb = malloc(hc->cfg->max_header_bytes);
+    hc->sbuf = malloc(hc->cfg->max_header_bytes + 4 + INET6_ADDRSTRLEN);
+    if (hc->hb == NULL || hc->sbuf == NULL) abort();
+    llhttp_init(&hc->parser, HTTP_REQUEST, &http_settings);
+    hc->parser.data = hc;
+    if (conn_peer(c, &hc->peer) == 0) {
+        http_addr_text(&hc->peer, hc->peer_ip, sizeof(hc->peer_ip));
+        hc->peer_trusted = http_is_trusted(hc->cfg, &hc->peer);
+    } else {
+        snprintf(hc->peer_ip, sizeof(hc->peer_ip), "unknown");
+    }
+    return hc;
+}
+
+static void http_refuse(void *state, pat_err_t why, const char *message)
+{
+    http_conn_t *hc = state;
+    http_ctx_t ctx;
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.route = "refused";
+    ctx.method = "-";
+    ctx.close = 1;
+    ctx.t0_ns = metrics_now_ns();
+    snprintf(ctx.request_id, sizeof(ctx.request_id), "-");
+    http_out_t o = {&hc->ob, &hc->ob_len, &hc->ob_cap};
+    conn_begin_request(hc->conn);
+    http_error(&o, hc->cfg, &ctx, why, message);
+    hc->done = 1;
+    http_answer(hc, &ctx);
+}
+
+static void http_close(void *state)
+{
+    http_conn_t *hc = state;
+    while (hc->head) {
+        http_slot_t *next = hc->head->next;
+        free(hc->head->data);
+        free(hc->head);
+        hc->head = next;
+    }
+    free(hc->hb);
+    free(hc->sbuf);
+    free(hc->ob);
+    free(hc);
+}
+
+static int http_expired(void *state, uint64_t now_ms)
+{
+    http_conn_t *hc = state;
+    return hc->in_request && !hc->done && now_ms > hc->deadline_ms;
+}
+
+static const char *http_idle_note(void *state)
+{
+    http_conn_t *hc = state;
+    return hc->in_request ? "half a request sent" : NULL;
+}
+
+const protocol_ops_t http_protocol = {
+    .name = "http",
+    .open = http_open,
+    .feed = http_feed,
+    .refuse = http_refuse,
+    .close = http_close,
+    .idle_note = http_idle_note,
+    .expired = http_expired,
+};
+
+int http_cfg_init(http_cfg_t *cfg, svc_t *svc, stats_t *stats)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->svc = svc;
+    cfg->stats = stats;
+    cfg->max_header_bytes = 16 * 1024;
+    cfg->max_headers = 100;
+    cfg->max_body_bytes = 64 * 1024;
+    cfg->header_timeout_ms = 10000;
+    cfg->access_log = 1;
+    char err[128];
+    if (http_set_trusted(cfg, "127.0.0.0/8,::1/128", err, sizeof(err)) != 0) return -1;
+    if (http_id_base == 0) {
+        uint64_t seed = 0;
+        if (token_random((uint8_t *)&seed, sizeof(seed)) != 0) seed = metrics_now_ns();
+        http_id_base = seed | 1;
+    }
+    return disp_find(svc, "pat.v1.TokenService/Verify", &cfg->verify);
+}

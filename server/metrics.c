@@ -1,0 +1,163 @@
+/* metrics: counters, histograms and the Prometheus text page. */
+#include "metrics.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cache.h"
+#include "pat/v1/pat.pb-c.h"
+#include "usage.h"
+
+#define METRICS_METHODS 32 /* TokenService has fewer; checked at render */
+
+/* Verify buckets from 10 us to 100 ms, in nanoseconds. */
+static const uint64_t metrics_verify_le[] = {
+    10000,   25000,   50000,    100000,   250000,   500000,    1000000,
+    2500000, 5000000, 10000000, 25000000, 50000000, 100000000,
+};
+#define METRICS_VERIFY_BUCKETS (sizeof(metrics_verify_le) / sizeof(metrics_verify_le[0]))
+
+static _Atomic uint64_t metrics_calls[METRICS_METHODS][PAT_E__COUNT];
+static _Atomic uint64_t metrics_verify_bucket[METRICS_VERIFY_BUCKETS + 1];
+static _Atomic uint64_t metrics_verify_sum_ns;
+
+void metrics_count_call(unsigned method_index, pat_err_t outcome)
+{
+    if (method_index < METRICS_METHODS && (unsigned)outcome < PAT_E__COUNT)
+        atomic_fetch_add_explicit(&metrics_calls[method_index][outcome], 1, memory_order_relaxed);
+}
+
+void metrics_observe_verify(uint64_t ns)
+{
+    size_t i = 0;
+    while (i < METRICS_VERIFY_BUCKETS && ns > metrics_verify_le[i])
+        i++;
+    atomic_fetch_add_explicit(&metrics_verify_bucket[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&metrics_verify_sum_ns, ns, memory_order_relaxed);
+}
+
+uint64_t metrics_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---------------------------------------------------------------- the page */
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+} metrics_buf_t;
+
+__attribute__((format(printf, 2, 3))) static void metrics_put(metrics_buf_t *b, const char *fmt,
+                                                              ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->buf + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) abort();
+        if ((size_t)n < b->cap - b->len) {
+            b->len += (size_t)n;
+            return;
+        }
+        b->cap = b->cap * 2 + (size_t)n;
+        b->buf = realloc(b->buf, b->cap);
+        if (b->buf == NULL) abort();
+    }
+}
+
+static void metrics_head(metrics_buf_t *b, const char *name, const char *type, const char *help)
+{
+    metrics_put(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void metrics_histogram(metrics_buf_t *b, const char *name, const uint64_t *le_ns, size_t n,
+                              const uint64_t *counts, uint64_t sum_ns)
+{
+    uint64_t cum = 0;
+    for (size_t i = 0; i < n; i++) {
+        cum += counts[i];
+        metrics_put(b, "%s_bucket{le=\"%g\"} %llu\n", name, (double)le_ns[i] / 1e9,
+                    (unsigned long long)cum);
+    }
+    cum += counts[n];
+    metrics_put(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+    metrics_put(b, "%s_sum %.9f\n", name, (double)sum_ns / 1e9);
+    metrics_put(b, "%s_count %llu\n", name, (unsigned long long)cum);
+}
+
+char *metrics_render(svc_t *svc, const stats_t *stats, size_t *len)
+{
+    metrics_buf_t b = {.cap = 16384};
+    b.buf = malloc(b.cap);
+    if (b.buf == NULL) abort();
+
+    const ProtobufCServiceDescriptor *sd = &pat__v1__token_service__descriptor;
+    metrics_head(&b, "patd_requests_total", "counter",
+                 "Calls of each method by outcome reason (\"ok\" for success).");
+    for (unsigned m = 0; m < sd->n_methods && m < METRICS_METHODS; m++) {
+        for (int e = 0; e < PAT_E__COUNT; e++) {
+            uint64_t v = atomic_load_explicit(&metrics_calls[m][e], memory_order_relaxed);
+            if (v == 0 && e != PAT_E_OK) continue;
+            const char *reason = e == PAT_E_OK ? "ok" : pat_err_reason((pat_err_t)e);
+            metrics_put(&b, "patd_requests_total{method=\"%s\",reason=\"%s\"} %llu\n",
+                        sd->methods[m].name, reason, (unsigned long long)v);
+        }
+    }
+
+    uint64_t vb[METRICS_VERIFY_BUCKETS + 1];
+    for (size_t i = 0; i <= METRICS_VERIFY_BUCKETS; i++)
+        vb[i] = atomic_load_explicit(&metrics_verify_bucket[i], memory_order_relaxed);
+    metrics_head(&b, "patd_verify_duration_seconds", "histogram",
+                 "Time a Verify spent in its handler, cache and storage included.");
+    metrics_histogram(&b, "patd_verify_duration_seconds", metrics_verify_le, METRICS_VERIFY_BUCKETS,
+                      vb, atomic_load(&metrics_verify_sum_ns));
+
+    cache_stats_t cs;
+    cache_stats(svc->cache, &cs);
+    metrics_head(&b, "patd_cache_hits_total", "counter", "Verification cache hits.");
+    metrics_put(&b, "patd_cache_hits_total %llu\n", (unsigned long long)cs.hits);
+    metrics_head(&b, "patd_cache_misses_total", "counter",
+                 "Verification cache misses answered by the store.");
+    metrics_put(&b, "patd_cache_misses_total %llu\n", (unsigned long long)cs.misses);
+    metrics_head(&b, "patd_cache_evictions_total", "counter",
+                 "Entries evicted from the verification cache.");
+    metrics_put(&b, "patd_cache_evictions_total %llu\n", (unsigned long long)cs.evictions);
+    metrics_head(&b, "patd_cache_entries", "gauge", "Tokens in the verification cache.");
+    metrics_put(&b, "patd_cache_entries %llu\n", (unsigned long long)cs.entries);
+
+    metrics_head(&b, "patd_connections", "gauge", "Open connections on every listener.");
+    metrics_put(&b, "patd_connections %llu\n",
+                (unsigned long long)atomic_load(&stats->connections));
+    metrics_head(&b, "patd_requests_in_flight", "gauge",
+                 "Requests read and not yet answered, every listener.");
+    metrics_put(&b, "patd_requests_in_flight %llu\n",
+                (unsigned long long)atomic_load(&stats->requests));
+    metrics_head(&b, "patd_pool_queue_depth", "gauge",
+                 "Requests handed to the worker pool and not yet finished.");
+    metrics_put(&b, "patd_pool_queue_depth %llu\n",
+                (unsigned long long)atomic_load(&stats->in_flight));
+
+    store_write_stats_t ws;
+    store_write_stats(svc->store, &ws);
+    metrics_head(&b, "patd_store_write_duration_seconds", "histogram",
+                 "Time of each write batch committed to the store (synced or not).");
+    metrics_histogram(&b, "patd_store_write_duration_seconds", ws.le_ns, STORE_WRITE_BUCKETS,
+                      ws.counts, ws.sum_ns);
+
+    metrics_head(&b, "patd_last_used_lag_seconds", "gauge",
+                 "The most that last-used times and activity can lag in storage after a crash.");
+    metrics_put(&b, "patd_last_used_lag_seconds %g\n",
+                (double)(USAGE_PERSIST_MS + USAGE_FLUSH_MS) / 1000.0);
+    metrics_head(&b, "patd_draining", "gauge", "1 from the shutdown signal on (not ready).");
+    metrics_put(&b, "patd_draining %d\n", atomic_load(&stats->draining));
+    *len = b.len;
+    return b.buf;
+}

@@ -1,0 +1,120 @@
+/* libFuzzer target: the HTTP request path. Each input is sent, as it is,
+ * over a real loopback connection to an in-process server whose HTTP
+ * listener runs on its own loop thread in front of a real RocksDB store;
+ * the write side is then shut and the answer read until the server closes
+ * or 200 ms pass. A crash or sanitizer report on the loop thread ends the
+ * run. The seed corpus holds gateway requests, smuggling attempts and
+ * pipelines (tests/fuzz/corpus/http). */
+#define _XOPEN_SOURCE 700 /* nftw */
+#include <arpa/inet.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "cache.h"
+#include "http.h"
+#include "service.h"
+#include "srv.h"
+#include "store.h"
+#include "tcp.h"
+#include "usage.h"
+
+static svc_t svc;
+static stats_t stats;
+static store_t *st;
+static usage_t *usage;
+static srv_config_t scfg;
+static http_cfg_t hcfg;
+static srv_t *srv;
+static pthread_t loop;
+static int port;
+static char dir[] = "/tmp/patd-fuzz-http-XXXXXX";
+
+static int fuzz_rm(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void *fuzz_loop(void *arg)
+{
+    (void)arg;
+    if (srv_run(srv) != 0) abort(); /* a leaked handle is a bug too */
+    return NULL;
+}
+
+static void fuzz_cleanup(void)
+{
+    srv_shutdown(srv, 0);
+    pthread_join(loop, NULL);
+    srv_free(srv);
+    usage_flush(usage);
+    svc_destroy(&svc);
+    cache_free(svc.cache);
+    usage_free(usage);
+    store_close(st);
+    nftw(dir, fuzz_rm, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    if (mkdtemp(dir) == NULL) abort();
+    st = store_open(dir, NULL, NULL);
+    if (st == NULL) abort();
+    usage = usage_new(st);
+    svc_init(&svc, st, usage, cache_new(1000), &stats,
+             strdup("fuzz-platform-key-0123456789abcdef"));
+    svc_add_scim_prefix(&svc, "/scim/v2");
+    if (http_cfg_init(&hcfg, &svc, &stats) != 0) abort();
+    hcfg.access_log = 0;
+    scfg.limits = (conn_limits_t){.max_connections = 64,
+                                  .max_inflight = 16,
+                                  .max_queue = 256,
+                                  .idle_timeout_ms = 2000,
+                                  .max_output = 1 << 20};
+    scfg.drain_timeout_ms = 1000;
+    srv = srv_new(&scfg, &stats);
+    srv_listener_t l = {.host = "127.0.0.1",
+                        .transport = &tcp_transport,
+                        .protocol = &http_protocol,
+                        .protocol_cfg = &hcfg};
+    if (srv_listen(srv, &l) != 0) abort();
+    port = srv_port(srv, 0);
+    if (pthread_create(&loop, NULL, fuzz_loop, NULL) != 0) abort();
+    atexit(fuzz_cleanup);
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) abort(); /* the server must serve */
+    size_t off = 0;
+    while (off < size) {
+        ssize_t n = write(fd, data + off, size - off);
+        if (n <= 0) break; /* closed on us: a refusal, which is fine */
+        off += (size_t)n;
+    }
+    shutdown(fd, SHUT_WR);
+    char buf[65536];
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 200) <= 0) break;
+        if (read(fd, buf, sizeof(buf)) <= 0) break;
+    }
+    close(fd);
+    return 0;
+}

@@ -1,0 +1,151 @@
+"""patdtest: what the Python tests share: a real patd process on free ports
+(framed and HTTP) in a temporary data directory, patctl against it, raw
+HTTP over a socket, and the closing 'N passed, N failed' line."""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+
+class Checks:
+    def __init__(self):
+        self.passed = self.failed = 0
+
+    def check(self, cond, what, detail=""):
+        if cond:
+            self.passed += 1
+        else:
+            self.failed += 1
+            print(f"FAIL: {what} {detail}", file=sys.stderr)
+        return cond
+
+    def finish(self):
+        print(f"{self.passed} passed, {self.failed} failed")
+        sys.exit(0 if self.failed == 0 and self.passed > 0 else 1)
+
+
+def _wait_file(path, proc, what, seconds=10):
+    for _ in range(int(seconds * 100)):
+        if os.path.exists(path) and open(path).read().strip():
+            return int(open(path).read().strip())
+        if proc.poll() is not None:
+            raise RuntimeError(f"patd exited at start ({what})")
+        time.sleep(0.01)
+    raise RuntimeError(f"patd did not write {what}")
+
+
+class Patd:
+    """patd (or patd-testclock) on 127.0.0.1 with ephemeral ports."""
+
+    def __init__(self, bindir, extra=(), testclock=False, work=None):
+        self.bindir = os.path.abspath(bindir)
+        self.work = work or tempfile.mkdtemp(prefix="patd-py-")
+        self.data = os.path.join(self.work, "data")
+        self.key = os.path.join(self.data, "platform.key")
+        self.log_path = os.path.join(self.work, "patd.log")
+        self.extra = list(extra)
+        self.bin = os.path.join(self.bindir, "patd-testclock" if testclock else "patd")
+        self.start()
+
+    def start(self):
+        pf, hpf = os.path.join(self.work, "port"), os.path.join(self.work, "http-port")
+        for f in (pf, hpf):
+            if os.path.exists(f):
+                os.unlink(f)
+        argv = [self.bin, "--data-dir", self.data, "--listen", "127.0.0.1:0", "--port-file", pf,
+                "--http-listen", "127.0.0.1:0", "--http-port-file", hpf,
+                "--drain-grace-ms", "0", "--workers", "4"] + self.extra
+        self.proc = subprocess.Popen(argv, stderr=open(self.log_path, "a"))
+        self.port = _wait_file(pf, self.proc, "its port file")
+        self.http_port = _wait_file(hpf, self.proc, "its HTTP port file")
+        self.server = f"127.0.0.1:{self.port}"
+
+    def stop(self, timeout=10):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        return self.proc.wait(timeout=timeout)
+
+    def cleanup(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def log(self):
+        return open(self.log_path, errors="replace").read()
+
+    def ctl(self, *args, token_file=None, platform=False, as_user=None, stdin=None):
+        argv = [os.path.join(self.bindir, "patctl"), "--server", self.server]
+        if platform or as_user:
+            argv += ["--platform-key-file", self.key]
+        if as_user:
+            argv += ["--as", as_user]
+        if token_file:
+            argv += ["--token-file", token_file]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PATD_")}
+        env["NO_COLOR"] = "1"
+        r = subprocess.run(argv + list(args), env=env, input=stdin, capture_output=True,
+                           text=True, cwd=self.work, timeout=30)
+        return r.returncode, r.stdout, r.stderr
+
+    def user(self, user_id, role="member"):
+        rc, out, err = self.ctl("users", "upsert", user_id, "--role", role, platform=True)
+        if rc != 0:
+            raise RuntimeError(f"users upsert {user_id}: {out}{err}")
+
+    def token(self, user_id, name, *flags):
+        """A new token of user_id (made through the platform key); its secret."""
+        path = os.path.join(self.work, f"{name}-token.txt")
+        if os.path.exists(path):
+            os.unlink(path)
+        rc, out, err = self.ctl("tokens", "create", name, *flags, "--out=" + path, as_user=user_id)
+        if rc != 0:
+            raise RuntimeError(f"tokens create {name}: {out}{err}")
+        return open(path).read().strip()
+
+
+def raw(port, data, timeout=5.0, until_close=True, read_after=None):
+    """Sends bytes to 127.0.0.1:port; returns what came back before the
+    server closed (or the timeout)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s.sendall(data)
+        got = b""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                return got, True
+            got += chunk
+            if not until_close and read_after and got.count(b"HTTP/1.") >= read_after and \
+                    got.endswith(b"\n"):
+                return got, False
+        return got, False
+    finally:
+        s.close()
+
+
+def responses(blob):
+    """Splits HTTP/1.1 answers: [(status, {header: value}, body)]."""
+    out = []
+    while blob:
+        head, sep, rest = blob.partition(b"\r\n\r\n")
+        if not sep:
+            break
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            headers.setdefault(k.strip().lower(), []).append(v.strip())
+        n = int(headers.get("content-length", ["0"])[0])
+        out.append((status, {k: v[0] if len(v) == 1 else v for k, v in headers.items()},
+                    rest[:n]))
+        blob = rest[n:]
+    return out
