@@ -44,6 +44,7 @@ start_patd() { # DATA_DIR [flags...]
   PATD_PORT=$(cat "$W/port")
 }
 stop_patd() { kill -TERM "$PATD_PID"; wait "$PATD_PID" 2>/dev/null || true; }
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 bench() { $B/patbench --server 127.0.0.1:$PATD_PORT --json -d "$DUR" --warmup "${WARMUP:-1}" "$@"; }
 
 say "== seeding 10k and 1M tokens (offline, patseed)"
@@ -73,6 +74,64 @@ hot_small() { # key: hot Verify at 10k tokens, 1 in flight
   start_patd "$W/small" --workers 32
   j=$(bench --scenario verify --tokens-file "$W/small.tokens" -c 50 -P 1)
   R[$1]+="$(echo "$j" | jget '["rps"]') "; R[$1_p99]+="$(echo "$j" | jget '["latency_us"]["p99"]') "
+  stop_patd
+}
+
+# HTTP: one nginx, worker_processes 1 and no access log (patd runs with
+# --log-level warn, so it writes none either): NR answers "return 200", the
+# reference for patd's /v1/verify; NP proxies to the static upstream NS;
+# NA does the same behind auth_request to patd. wrk drives all of them with
+# the same request bytes, the token in Authorization included.
+PH=$(free_port); NR=$(free_port); NS=$(free_port); NP=$(free_port); NA=$(free_port)
+mkdir -p "$W/nginx/tmp"
+cat > "$W/nginx/nginx.conf" <<NGINX
+daemon off;
+worker_processes 1;
+pid $W/nginx/nginx.pid;
+error_log $W/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $W/nginx/tmp/b; proxy_temp_path $W/nginx/tmp/p;
+  fastcgi_temp_path $W/nginx/tmp/f; uwsgi_temp_path $W/nginx/tmp/u; scgi_temp_path $W/nginx/tmp/s;
+  upstream patd { server 127.0.0.1:$PH; keepalive 64; }
+  upstream static { server 127.0.0.1:$NS; keepalive 64; }
+  server { listen 127.0.0.1:$NR; location / { return 200 "ok\n"; } }
+  server { listen 127.0.0.1:$NS; location / { return 200 "ok\n"; } }
+  server { listen 127.0.0.1:$NP;
+    location / { proxy_pass http://static; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+  server { listen 127.0.0.1:$NA;
+    auth_request /_patd;
+    location / { proxy_pass http://static; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    location = /_patd { internal; auth_request off; proxy_pass http://patd/v1/verify;
+      proxy_http_version 1.1; proxy_set_header Connection ""; proxy_pass_request_body off;
+      proxy_set_header Content-Length ""; proxy_set_header X-Original-URI \$request_uri; } }
+}
+NGINX
+nginx -c "$W/nginx/nginx.conf" -p "$W/nginx" &
+PIDS+=("$!")
+for _ in $(seq 1 200); do curl -s -o /dev/null "http://127.0.0.1:$NR/" && break; sleep 0.02; done
+TOK=$(head -1 "$W/small.tokens")
+wrk_rps() { # URL -> req/s (non-2xx answers would show in wrk's output: checked)
+  local out; out=$(wrk -t1 -c50 -d"${DUR}s" -H "Authorization: Bearer $TOK" "$1")
+  if echo "$out" | grep -q "Non-2xx"; then say "wrk: non-2xx answers from $1"; echo "$out" >&2; fi
+  echo "$out" | awk '/Requests\/sec/ {print $2}'
+}
+http_figures() {
+  start_patd "$W/small" --workers 32 --http-listen 127.0.0.1:$PH
+  wrk -t1 -c50 -d1s -H "Authorization: Bearer $TOK" "http://127.0.0.1:$NA/api/warm" >/dev/null
+  R[nginx_ret]+="$(wrk_rps "http://127.0.0.1:$NR/api/bench") "
+  R[http_verify]+="$(wrk_rps "http://127.0.0.1:$PH/v1/verify/api/bench") "
+  R[nginx_retb]+="$(wrk_rps "http://127.0.0.1:$NR/api/bench") "
+  R[nginx_plain]+="$(wrk_rps "http://127.0.0.1:$NP/api/bench") "
+  R[nginx_auth]+="$(wrk_rps "http://127.0.0.1:$NA/api/bench") "
+  R[nginx_plainb]+="$(wrk_rps "http://127.0.0.1:$NP/api/bench") "
+  j=$($B/patbench --server 127.0.0.1:$PH --scenario http --tokens-file "$W/small.tokens" -c 50 \
+        -d "$DUR" --warmup 1 --json)
+  R[http_pb]+="$(echo "$j" | jget '["rps"]') "
+  j=$($B/patbench --server 127.0.0.1:$NR --scenario http --path /api/bench \
+        --tokens-file "$W/small.tokens" -c 50 -d "$DUR" --warmup 1 --json)
+  R[nginx_pb]+="$(echo "$j" | jget '["rps"]') "
   stop_patd
 }
 
@@ -118,6 +177,8 @@ for rep in $(seq 1 "$REPS"); do
   j=$(bench --scenario create --platform-key-file "$W/small/platform.key" -c 32)
   R[create]+="$(echo "$j" | jget '["rps"]') "
   stop_patd
+
+  http_figures
 
   rm -rf "$W/dbb"
   fr=$(db_bench --benchmarks=fillrandom --sync=1 --threads=32 --num=150 --value_size=200 \
@@ -169,6 +230,8 @@ r1=$(pratio hot_p1 redis_p1 redis_p1b); r2=$(pratio hot_p16 redis_p16)
 r3=$(pratio hot_p1_p99 redis_p1_p99 redis_p1b_p99); r4=$(pratio cold hot_p1 hot_p1b)
 r5=$(pratio create dbfill); r6=$(pratio big_hot hot_p1b hot_p1c)
 s1=$(pratio hot_p1 redis_pb_p1); s2=$(pratio hot_p16 redis_pb_p16); s3=$(pratio hot_p1_p99 redis_pb_p1_p99)
+h1=$(pratio http_verify nginx_ret nginx_retb); h2=$(pratio nginx_auth nginx_plain nginx_plainb)
+h3=$(pratio http_pb nginx_pb)
 
 mkdir -p bench/results
 {
@@ -188,6 +251,8 @@ mkdir -p bench/results
   echo "| CreateToken synced, 32 conns (req/s) | $create | db_bench fillrandom --sync=1, 32 threads $dbfill | $r5 | >= 0.5 | $(pass "$r5" 0.5 '>=') |"
   echo "| Verify hot at 1M tokens vs at 10k (req/s) | $big_hot | at 10k $(med hot_p1b), $(med hot_p1c) | $r6 | >= 0.9 | $(pass "$r6" 0.9 '>=') |"
   echo "| Start-up with 1M tokens (ms to serving) | $startup | — | — | < 1000 | $(pass "$startup" 999 '<=') |"
+  echo "| HTTP /v1/verify hot, wrk 50 conns (req/s) | $(med http_verify) | nginx \`return 200\`, worker_processes 1: $(med nginx_ret), $(med nginx_retb) | $h1 | >= 0.8 | $(pass "$h1" 0.8 '>=') |"
+  echo "| nginx with auth_request to patd, wrk 50 conns (req/s) | $(med nginx_auth) | the same nginx without auth_request: $(med nginx_plain), $(med nginx_plainb) | $h2 | >= 0.5 | $(pass "$h2" 0.5 '>=') |"
   echo "| Memory: bytes per cached token at 1M tokens (RSS growth, cache on minus cache off) | $BYTES_PER | RSS $RSS0 -> $RSS1 KiB cache on; $RSSOFF0 -> $RSSOFF1 KiB off | — | <= 200 | $(pass "$BYTES_PER" 200 '<=') |"
   echo
   echo "The same figures against redis GET driven by patbench instead of redis-benchmark (same client, clock and histogram; no target names this, see bench/run.sh):"
@@ -197,10 +262,11 @@ mkdir -p bench/results
   echo "| hot, 50 conns, 1 in flight (req/s) | $hot_p1 | $(med redis_pb_p1) | $s1 |"
   echo "| hot, 50 conns, pipeline 16 (req/s) | $hot_p16 | $(med redis_pb_p16) | $s2 |"
   echo "| p99 at 50 conns (us) | $hot_p99 | $(med redis_pb_p1_p99) | $s3 |"
+  echo "| HTTP /v1/verify, 10k hot tokens, 50 conns (req/s), against nginx \`return 200\` | $(med http_pb) | $(med nginx_pb) (nginx) | $h3 |"
   echo
   echo "All repetitions (req/s unless noted):"
   echo
-  for k in hot_p1 hot_p1b hot_p1c redis_p1 redis_p1b redis_pb_p1 hot_p16 redis_p16 redis_pb_p16 hot_p1_p99 redis_p1_p99 redis_p1b_p99 redis_pb_p1_p99 cold big_hot create dbfill startup; do
+  for k in hot_p1 hot_p1b hot_p1c redis_p1 redis_p1b redis_pb_p1 hot_p16 redis_p16 redis_pb_p16 hot_p1_p99 redis_p1_p99 redis_p1b_p99 redis_pb_p1_p99 cold big_hot create dbfill startup http_verify nginx_ret nginx_retb nginx_plain nginx_auth nginx_plainb http_pb nginx_pb; do
     echo "- $k: ${R[$k]}"
   done
   echo

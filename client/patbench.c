@@ -20,6 +20,7 @@
  *                histogram (redis-benchmark times a request from when it
  *                is written, after its own loop has run, so its p99 can
  *                come out below the mean latency Little's law implies) */
+#define _GNU_SOURCE /* memmem */
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -28,6 +29,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -89,12 +91,13 @@ static uint64_t hist_pct(const hist_t *h, double pct)
 /* ---------------------------------------------------------------- options */
 
 static struct {
-    const char *server, *scenario, *tokens_file, *key_file, *json_out;
+    const char *server, *scenario, *tokens_file, *key_file, *json_out, *path;
     int conns, depth, users, json;
     double duration, warmup;
     long requests, hot, seed;
 } opt = {.server = PAT_DEFAULT_SERVER,
          .scenario = "verify",
+         .path = "/v1/verify/api/bench",
          .conns = 50,
          .depth = 1,
          .users = 32,
@@ -362,6 +365,14 @@ static void queue_one(conn_t *c)
         n = sizeof(get) - 1;
         c->fifo[c->ftail] = slot;
         c->ftail = (c->ftail + 1) % MAX_DEPTH;
+    } else if (strcmp(sc, "http") == 0) {
+        /* What a gateway sends: keep-alive, the token in Authorization. */
+        const char *tok = tokens[(c->hot_start + c->seq++) % (uint64_t)opt.hot];
+        n = (size_t)snprintf((char *)out, sizeof(c->wbuf) - c->wlen,
+                             "GET %s HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer %s\r\n\r\n",
+                             opt.path, tok);
+        c->fifo[c->ftail] = slot;
+        c->ftail = (c->ftail + 1) % MAX_DEPTH;
     } else if (strcmp(sc, "verify-cold") == 0) {
         n = encode_verify(out, id, tokens[rng() % (uint64_t)ntokens]);
     } else {
@@ -471,9 +482,44 @@ static size_t on_redis_reply(conn_t *c, const uint8_t *p, size_t len)
     return need;
 }
 
+/* http: one HTTP/1.1 answer (answers come in request order) for the
+ * oldest request; 200 counts as success, another status as an error.
+ * Returns its length, 0 if incomplete. */
+static size_t on_http_answer(conn_t *c, const uint8_t *p, size_t len)
+{
+    const char *s = (const char *)p;
+    const char *end = memmem(s, len, "\r\n\r\n", 4);
+    if (end == NULL) {
+        if (len >= RBUF) die("HTTP headers of more than %d bytes", RBUF);
+        return 0;
+    }
+    if (len < 12 || memcmp(s, "HTTP/1.", 7) != 0) die("not an HTTP answer");
+    int status = atoi(s + 9);
+    size_t body = 0;
+    for (const char *h = s; h < end; h++) {
+        if ((*h == 'C' || *h == 'c') && (size_t)(end - h) > 15 &&
+            strncasecmp(h, "Content-Length:", 15) == 0) {
+            body = strtoul(h + 15, NULL, 10);
+            break;
+        }
+    }
+    size_t need = (size_t)(end - s) + 4 + body;
+    if (need > RBUF) die("HTTP answer of %zu bytes is too large", need);
+    if (need > len) return 0;
+    int slot = c->fifo[c->fhead];
+    c->fhead = (c->fhead + 1) % MAX_DEPTH;
+    /* Error counts are kept by gRPC code: 401 as UNAUTHENTICATED, 403 as
+     * PERMISSION_DENIED, anything else as UNKNOWN. */
+    record_answer(c, slot, status == 200 ? 0 : status == 401 ? 16 : status == 403 ? 7 : 2);
+    c->slot_free[slot] = 1;
+    c->inflight--;
+    return need;
+}
+
 static void on_readable(conn_t *c)
 {
     int resp = strcmp(opt.scenario, "redis-get") == 0;
+    int http = strcmp(opt.scenario, "http") == 0;
     for (;;) {
         ssize_t r = recv(c->fd, c->rbuf + c->rlen, RBUF - c->rlen, 0);
         if (r < 0 && errno == EAGAIN) break;
@@ -482,7 +528,9 @@ static void on_readable(conn_t *c)
         size_t off = 0, used;
         while (resp && off < c->rlen && (used = on_redis_reply(c, c->rbuf + off, c->rlen - off)))
             off += used;
-        while (!resp && c->rlen - off >= 4) {
+        while (http && off < c->rlen && (used = on_http_answer(c, c->rbuf + off, c->rlen - off)))
+            off += used;
+        while (!resp && !http && c->rlen - off >= 4) {
             uint32_t n = (uint32_t)c->rbuf[off] << 24 | (uint32_t)c->rbuf[off + 1] << 16 |
                          (uint32_t)c->rbuf[off + 2] << 8 | c->rbuf[off + 3];
             if (n + 4 > RBUF) die("response of %u bytes is too large", n);
@@ -598,6 +646,9 @@ static void usage(void)
         "  --server HOST:PORT        (default 127.0.0.1:7700)\n"
         "  --scenario S              verify | verify-cold | create | mixed | connect\n"
         "                            | redis-get (the reference, against redis-server)\n"
+        "                            | http (GET --path with a hot token as Bearer, keep-alive:\n"
+        "                            patd's HTTP port, or a gateway or nginx in front)\n"
+        "  --path P                  http: the path (default /v1/verify/api/bench)\n"
         "  -c, --connections N       (default 50)\n"
         "  -P, --pipeline N          requests in flight per connection (default 1)\n"
         "  -d, --duration SECONDS    (default 5)\n"
@@ -639,6 +690,8 @@ int main(int argc, char **argv)
             opt.hot = atol(v);
         else if (ARG("--platform-key-file"))
             opt.key_file = v;
+        else if (ARG("--path"))
+            opt.path = v;
         else if (ARG("--users"))
             opt.users = atoi(v);
         else if (ARG("--seed"))
@@ -655,7 +708,8 @@ int main(int argc, char **argv)
     int needs_tokens = strcmp(sc, "create") != 0 && strcmp(sc, "redis-get") != 0;
     int needs_key = strcmp(sc, "create") == 0 || strcmp(sc, "mixed") == 0 || opt.seed > 0;
     if (!strcmp(sc, "verify") + !strcmp(sc, "verify-cold") + !strcmp(sc, "create") +
-            !strcmp(sc, "mixed") + !strcmp(sc, "connect") + !strcmp(sc, "redis-get") !=
+            !strcmp(sc, "mixed") + !strcmp(sc, "connect") + !strcmp(sc, "redis-get") +
+            !strcmp(sc, "http") !=
         1)
         die("unknown scenario '%s'", sc);
     if (needs_key) {

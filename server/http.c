@@ -289,6 +289,7 @@ static const char *http_header(const http_conn_t *hc, const char *name, size_t *
     size_t want = strlen(name), ignored;
     const char *found = NULL;
     unsigned n = 0;
+    if (vlen) *vlen = 0;
     for (unsigned i = 0; i < hc->nh; i++) {
         size_t nl;
         const char *hn = http_hname(hc, i, &nl);
@@ -330,7 +331,7 @@ static void http_context(http_conn_t *hc, http_ctx_t *ctx, const char *route)
     ctx->head = hc->parser.method == HTTP_HEAD;
     ctx->close = !llhttp_should_keep_alive(&hc->parser) || conn_draining(hc->conn);
     ctx->t0_ns = hc->t0_ns;
-    size_t len;
+    size_t len = 0;
     const char *v = http_header(hc, "x-request-id", &len, NULL);
     http_copy_token(ctx->request_id, sizeof(ctx->request_id), v, len);
     if (ctx->request_id[0] == '\0')
@@ -461,7 +462,7 @@ static void http_client_ip(const http_conn_t *hc, char *out, size_t cap)
 {
     snprintf(out, cap, "%s", hc->peer_ip);
     if (!hc->peer_trusted) return;
-    size_t len;
+    size_t len = 0;
     const char *xff = http_header(hc, "x-forwarded-for", &len, NULL);
     struct sockaddr_storage a;
     if (xff) {
@@ -669,8 +670,8 @@ static void http_route_verify(http_conn_t *hc, http_ctx_t *ctx, const char *rest
 {
     const http_cfg_t *cfg = hc->cfg;
     http_out_t o = {&hc->ob, &hc->ob_len, &hc->ob_cap};
-    size_t alen;
-    unsigned n_auth, n_act;
+    size_t alen = 0;
+    unsigned n_auth = 0, n_act = 0;
     const char *auth = http_header(hc, "authorization", &alen, &n_auth);
     http_header(hc, "x-act-as-user", NULL, &n_act);
     if (n_auth > 1 || n_act > 1) {
@@ -700,7 +701,7 @@ static void http_route_verify(http_conn_t *hc, http_ctx_t *ctx, const char *rest
     if (a.path == NULL) a.path = "", a.path_len = 0;
     http_client_ip(hc, a.ip, sizeof(a.ip));
     Pat__V1__VerifyRequest in = PAT__V1__VERIFY_REQUEST__INIT;
-    size_t rlen;
+    size_t rlen = 0;
     const char *role = http_header(hc, "x-patd-required-role", &rlen, NULL);
     if (role && http_parse_role(role, rlen, &in.required_role) != 0) {
         http_error(&o, cfg, ctx, PAT_E_INVALID_FIELD,
@@ -780,7 +781,7 @@ static void http_route(http_conn_t *hc)
         http_simple(&o, cfg, &ctx, 405, "method_not_allowed", "Allow: GET, HEAD\r\n",
                     "405 method_not_allowed: this route takes GET or HEAD\n");
     } else if (route[1] == 'm') {
-        size_t len;
+        size_t len = 0;
         char *page = metrics_render(cfg->svc, cfg->stats, &len);
         http_begin(&o, &ctx, 200, "ok");
         http_end(&o, &ctx, "text/plain; version=0.0.4; charset=utf-8", page, len);

@@ -270,8 +270,10 @@ try:
     rss1 = rss_kib(p.proc.pid)
     for fs in socks:
         fs.close()
+    print(f"flood: RSS {rss0} -> {rss1} KiB while 20 connections pipelined without reading")
     check(served, "flood: a good client is served while 20 connections never read")
-    check(rss1 - rss0 < 64 * 1024, "flood: RSS grew less than 64 MiB", (rss0, rss1))
+    # Measured: 7.5 MiB (29 MiB under ASan, with its quarantine at 16 MiB).
+    check(rss1 - rss0 < 48 * 1024, "flood: RSS grew less than 48 MiB", (rss0, rss1))
 
     # --- the access log: one line per request, never a credential
     time.sleep(0.2)
