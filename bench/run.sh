@@ -92,6 +92,7 @@ error_log $W/nginx/error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
+  keepalive_requests 100000000; keepalive_timeout 300s;
   client_body_temp_path $W/nginx/tmp/b; proxy_temp_path $W/nginx/tmp/p;
   fastcgi_temp_path $W/nginx/tmp/f; uwsgi_temp_path $W/nginx/tmp/u; scgi_temp_path $W/nginx/tmp/s;
   upstream patd { server 127.0.0.1:$PH; keepalive 64; }

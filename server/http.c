@@ -103,8 +103,22 @@ typedef struct {
     size_t *len, *cap;
 } http_out_t;
 
+/* A fresh connection has no buffer yet: make one before the first write
+ * (arithmetic on a NULL buffer is undefined, even with a zero offset). */
+static void http_out_ready(http_out_t *o, size_t need)
+{
+    if (*o->buf && *o->cap - *o->len >= need) return;
+    size_t cap = *o->cap ? *o->cap : 1024;
+    while (cap - *o->len < need)
+        cap *= 2;
+    *o->buf = realloc(*o->buf, cap);
+    if (*o->buf == NULL) abort();
+    *o->cap = cap;
+}
+
 __attribute__((format(printf, 2, 3))) static void http_put(http_out_t *o, const char *fmt, ...)
 {
+    http_out_ready(o, 1);
     for (;;) {
         va_list ap;
         va_start(ap, fmt);
@@ -124,11 +138,7 @@ __attribute__((format(printf, 2, 3))) static void http_put(http_out_t *o, const 
 
 static void http_put_bytes(http_out_t *o, const void *p, size_t n)
 {
-    if (*o->cap - *o->len < n) {
-        *o->cap = *o->cap * 2 + n;
-        *o->buf = realloc(*o->buf, *o->cap);
-        if (*o->buf == NULL) abort();
-    }
+    http_out_ready(o, n);
     memcpy(*o->buf + *o->len, p, n);
     *o->len += n;
 }

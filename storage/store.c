@@ -65,6 +65,7 @@ struct store {
     uint64_t id_hw;   /* ids below this are reserved on disk */
     _Atomic uint64_t activity_seq;
     _Atomic int fail_writes;    /* test fault injection */
+    _Atomic int cold_reads;     /* test fault injection: non-blocking reads decline */
     _Atomic int writes_failing; /* logged once per episode of failures */
 };
 
@@ -399,9 +400,15 @@ store_status_t store_token_get(store_t *st, uint64_t id, Patd__Store__TokenRecor
                             (void **)out);
 }
 
+void store_set_cold_reads(store_t *st, int on)
+{
+    atomic_store(&st->cold_reads, on);
+}
+
 store_status_t store_token_get_by_hash_cached(store_t *st, const uint8_t hash[STORE_HASH_BYTES],
                                               Patd__Store__TokenRecord **out)
 {
+    if (atomic_load_explicit(&st->cold_reads, memory_order_relaxed)) return STORE_WOULD_BLOCK;
     return store_get_record_opt(st, CF_TOKEN_BY_HASH, hash, STORE_HASH_BYTES,
                                 &patd__store__token_record__descriptor, (void **)out, 1);
 }
@@ -409,6 +416,7 @@ store_status_t store_token_get_by_hash_cached(store_t *st, const uint8_t hash[ST
 store_status_t store_user_get_cached(store_t *st, const char *user_id,
                                      Patd__Store__UserRecord **out)
 {
+    if (atomic_load_explicit(&st->cold_reads, memory_order_relaxed)) return STORE_WOULD_BLOCK;
     return store_get_record_opt(st, CF_USERS, user_id, strlen(user_id),
                                 &patd__store__user_record__descriptor, (void **)out, 1);
 }

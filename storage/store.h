@@ -142,6 +142,8 @@ void store_write_stats(const store_t *st, store_write_stats_t *out);
 /* Fault injection for tests: while on, every write fails with STORE_IO as
  * if the disk were full. Only patd-testclock's TestingService can reach it. */
 void store_set_fail_writes(store_t *st, int on);
+/* Test fault injection: the *_cached reads decline as if they needed I/O. */
+void store_set_cold_reads(store_t *st, int on);
 
 /* Frees a record returned by this module. NULL is a no-op. */
 void store_record_free(void *record);

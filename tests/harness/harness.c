@@ -29,9 +29,11 @@ static int h_spawn(patd_t *p)
         fprintf(stderr, "harness: PATD_BIN / PATD_TESTCLOCK_BIN not set\n");
         return -1;
     }
-    char port_file[300];
+    char port_file[300], http_port_file[300];
     snprintf(port_file, sizeof(port_file), "%s/port", p->dir);
+    snprintf(http_port_file, sizeof(http_port_file), "%s/http-port", p->dir);
     unlink(port_file);
+    unlink(http_port_file);
     const char *argv[40];
     int n = 0;
     argv[n++] = bin;
@@ -45,6 +47,8 @@ static int h_spawn(patd_t *p)
     argv[n++] = "4";
     argv[n++] = "--http-listen"; /* tests run side by side: never the default port */
     argv[n++] = "127.0.0.1:0";
+    argv[n++] = "--http-port-file";
+    argv[n++] = http_port_file;
     /* Tests stop patd often: no grace before the drain unless extra (which
      * comes later, and so wins) asks for one. */
     argv[n++] = "--drain-grace-ms";
@@ -69,8 +73,15 @@ static int h_spawn(patd_t *p)
             int port = 0;
             int ok = fscanf(f, "%d", &port) == 1;
             fclose(f);
-            if (ok && port > 0) {
+            FILE *hf = ok && port > 0 ? fopen(http_port_file, "r") : NULL;
+            int http_port = 0;
+            if (hf) {
+                if (fscanf(hf, "%d", &http_port) != 1) http_port = 0;
+                fclose(hf);
+            }
+            if (ok && port > 0 && http_port > 0) {
                 p->port = port;
+                p->http_port = http_port;
                 snprintf(p->server, sizeof(p->server), "127.0.0.1:%d", port);
                 return 0;
             }
@@ -380,9 +391,15 @@ int h_check(const patd_t *p)
 
 int h_set_fault(const patd_t *p, int fail_writes)
 {
+    return h_set_faults(p, fail_writes, 0);
+}
+
+int h_set_faults(const patd_t *p, int fail_writes, int cold_reads)
+{
     pat_client_t *c = h_platform(p, NULL);
     Pat__V1__SetFaultRequest req = PAT__V1__SET_FAULT_REQUEST__INIT;
     req.fail_writes = fail_writes;
+    req.cold_reads = cold_reads;
     pat_status_t st;
     int rc = h_call(c, "pat.v1.TestingService/SetFault", &req.base, NULL, NULL, &st);
     pat_close(c);

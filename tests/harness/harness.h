@@ -16,6 +16,7 @@
 typedef struct {
     pid_t pid;
     int port;
+    int http_port; /* the HTTP listener's */
     int testclock;
     char dir[256];
     char server[64];
@@ -75,6 +76,8 @@ int h_advance(const patd_t *p, int64_t ms);
 int h_check(const patd_t *p);
 /* Turns injected storage write failures on or off (patd-testclock only). */
 int h_set_fault(const patd_t *p, int fail_writes);
+/* Both faults; cold_reads sends every cache-missing Verify to a worker. */
+int h_set_faults(const patd_t *p, int fail_writes, int cold_reads);
 /* 1 if the whole log contains needle. */
 int h_log_contains(const patd_t *p, const char *needle);
 /* Resident memory of the patd process in KiB. */
