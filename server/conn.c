@@ -446,6 +446,7 @@ void conn_set_accept(conn_set_t *s, uv_stream_t *listener, const transport_ops_t
     s->conns = c;
     s->n++;
     atomic_fetch_add(&s->stats->connections, 1);
+    atomic_fetch_add_explicit(&s->stats->accepted, 1, memory_order_relaxed);
     c->last_active_ms = clock_mono_ms();
     c->proto = proto;
     c->ps = proto->open(c, cfg);

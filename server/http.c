@@ -48,8 +48,9 @@ typedef struct {
     const char *method;
     const char *route;
     uint64_t t0_ns;
-    int head;  /* HEAD: no body */
-    int close; /* Connection: close after this answer */
+    int head;    /* HEAD: no body */
+    int no_body; /* /v1/verify: every answer is headers only (see http_end) */
+    int close;   /* Connection: close after this answer */
 } http_ctx_t;
 
 typedef struct {
@@ -143,6 +144,33 @@ static void http_put_bytes(http_out_t *o, const void *p, size_t n)
     *o->len += n;
 }
 
+/* The hot answer is built with these rather than printf: vfprintf was a
+ * quarter of patd's user time on /v1/verify. */
+static void http_puts(http_out_t *o, const char *s)
+{
+    http_put_bytes(o, s, strlen(s));
+}
+
+static void http_putu(http_out_t *o, uint64_t v)
+{
+    char d[20];
+    int n = 0;
+    do {
+        d[sizeof(d) - 1 - n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    http_put_bytes(o, d + sizeof(d) - n, (size_t)n);
+}
+
+/* n decimal digits of v, zero-padded. */
+static void http_putd(http_out_t *o, unsigned v, int n)
+{
+    char d[8];
+    for (int i = n - 1; i >= 0; i--, v /= 10)
+        d[i] = (char)('0' + v % 10);
+    http_put_bytes(o, d, (size_t)n);
+}
+
 static const char *http_phrase(unsigned status)
 {
     switch (status) {
@@ -182,25 +210,37 @@ static const char *http_phrase(unsigned status)
 /* The status line and the headers every answer carries. */
 static void http_begin(http_out_t *o, const http_ctx_t *ctx, unsigned status, const char *reason)
 {
-    http_put(o,
-             "HTTP/1.1 %u %s\r\nCache-Control: no-store\r\nX-Patd-Reason: %s\r\n"
-             "X-Request-Id: %s\r\n",
-             status, http_phrase(status), reason, ctx->request_id);
-    if (ctx->close) http_put(o, "Connection: close\r\n");
+    http_puts(o, "HTTP/1.1 ");
+    http_putu(o, status);
+    http_puts(o, " ");
+    http_puts(o, http_phrase(status));
+    http_puts(o, "\r\nCache-Control: no-store\r\nX-Patd-Reason: ");
+    http_puts(o, reason);
+    http_puts(o, "\r\nX-Request-Id: ");
+    http_puts(o, ctx->request_id);
+    http_puts(o, ctx->close ? "\r\nConnection: close\r\n" : "\r\n");
 }
 
-/* Ends the headers and adds the body (left out for HEAD). */
+/* Ends the headers and adds the body (left out for HEAD). A /v1/verify
+ * answer has none: nginx's auth_request never reads a subrequest's body,
+ * so a body, however short, keeps it from reusing the connection (measured:
+ * a new TCP connection per request, 9.6k req/s against 30k+ without). */
 static void http_end(http_out_t *o, const http_ctx_t *ctx, const char *type, const void *body,
                      size_t len)
 {
-    http_put(o, "Content-Type: %s\r\nContent-Length: %zu\r\n\r\n", type, len);
+    if (ctx->no_body) len = 0;
+    http_puts(o, "Content-Type: ");
+    http_puts(o, type);
+    http_puts(o, "\r\nContent-Length: ");
+    http_putu(o, len);
+    http_puts(o, "\r\n\r\n");
     if (!ctx->head && len) http_put_bytes(o, body, len);
 }
 
 static void http_log(const http_cfg_t *cfg, const http_ctx_t *ctx, unsigned status,
                      const char *reason)
 {
-    if (!cfg->access_log) return;
+    if (!cfg->access_log || !log_enabled(LOG_INFO)) return;
     uint64_t us = (metrics_now_ns() - ctx->t0_ns) / 1000;
     log_info("http method=%s route=%s status=%u reason=%s latency_us=%llu request_id=%s%s%s%s%s",
              ctx->method, ctx->route, status, reason[0] ? reason : "ok", (unsigned long long)us,
@@ -333,6 +373,18 @@ static uint64_t http_mix(uint64_t x)
     return x ^ (x >> 31);
 }
 
+/* A fresh request id: 16 hex digits, unique in this process and unlike
+ * another process's (a random base). */
+static void http_new_id(char out[HTTP_ID_MAX + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t v = http_mix(http_id_base +
+                          atomic_fetch_add_explicit(&http_id_counter, 1, memory_order_relaxed));
+    for (int i = 15; i >= 0; i--, v >>= 4)
+        out[i] = hex[v & 15];
+    out[16] = '\0';
+}
+
 static void http_context(http_conn_t *hc, http_ctx_t *ctx, const char *route)
 {
     memset(ctx, 0, sizeof(*ctx));
@@ -344,10 +396,7 @@ static void http_context(http_conn_t *hc, http_ctx_t *ctx, const char *route)
     size_t len = 0;
     const char *v = http_header(hc, "x-request-id", &len, NULL);
     http_copy_token(ctx->request_id, sizeof(ctx->request_id), v, len);
-    if (ctx->request_id[0] == '\0')
-        snprintf(
-            ctx->request_id, sizeof(ctx->request_id), "%016llx",
-            (unsigned long long)http_mix(http_id_base + atomic_fetch_add(&http_id_counter, 1)));
+    if (ctx->request_id[0] == '\0') http_new_id(ctx->request_id);
     v = http_header(hc, "traceparent", &len, NULL);
     http_copy_token(ctx->traceparent, sizeof(ctx->traceparent), v, len);
     v = http_header(hc, "x-original-method", &len, NULL);
@@ -513,12 +562,16 @@ static const char *http_role_word(int role)
  * (RFC 3986), so any user id crosses a header intact. */
 static void http_put_pct(http_out_t *o, const char *s)
 {
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p >= 0x20 && *p < 0x7f && *p != '%')
-            http_put_bytes(o, p, 1);
-        else
-            http_put(o, "%%%02X", *p);
+    static const char hex[] = "0123456789ABCDEF";
+    const unsigned char *p = (const unsigned char *)s, *run = p;
+    for (; *p; p++) {
+        if (*p >= 0x20 && *p < 0x7f && *p != '%') continue;
+        http_put_bytes(o, run, (size_t)(p - run));
+        char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+        http_put_bytes(o, e, 3);
+        run = p + 1;
     }
+    http_put_bytes(o, run, (size_t)(p - run));
 }
 
 static void http_put_time(http_out_t *o, int64_t ms)
@@ -526,8 +579,20 @@ static void http_put_time(http_out_t *o, int64_t ms)
     time_t t = (time_t)(ms / 1000);
     struct tm tm;
     gmtime_r(&t, &tm);
-    http_put(o, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-             tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+    http_putd(o, (unsigned)(tm.tm_year + 1900), 4);
+    http_puts(o, "-");
+    http_putd(o, (unsigned)tm.tm_mon + 1, 2);
+    http_puts(o, "-");
+    http_putd(o, (unsigned)tm.tm_mday, 2);
+    http_puts(o, "T");
+    http_putd(o, (unsigned)tm.tm_hour, 2);
+    http_puts(o, ":");
+    http_putd(o, (unsigned)tm.tm_min, 2);
+    http_puts(o, ":");
+    http_putd(o, (unsigned)tm.tm_sec, 2);
+    http_puts(o, ".");
+    http_putd(o, (unsigned)(ms % 1000), 3);
+    http_puts(o, "Z");
 }
 
 typedef struct {
@@ -546,20 +611,24 @@ static void http_verify_emit(void *arg, const ProtobufCMessage *answer)
     const Pat__V1__TokenInfo *t = r->token;
     http_out_t *o = &e->o;
     http_begin(o, e->ctx, 200, "ok");
-    http_put(o, "X-Patd-User-Id: ");
+    http_puts(o, "X-Patd-User-Id: ");
     http_put_pct(o, u->user_id);
-    http_put(o, "\r\nX-Patd-User-Role: %s\r\nX-Patd-User-Type: %s\r\n", http_role_word(u->role),
-             u->user_type == PAT__V1__USER_TYPE__USER_TYPE_SERVICE ? "service" : "human");
-    http_put(o, "X-Patd-Token-Id: %llu\r\nX-Patd-Token-Kind: %s\r\nX-Patd-Token-Scim: %s\r\n",
-             (unsigned long long)t->id,
-             t->kind == PAT__V1__TOKEN_KIND__TOKEN_KIND_SERVICE ? "service" : "personal",
-             t->scim_endpoints_only ? "true" : "false");
-    http_put(o, "X-Patd-Token-Expires: ");
+    http_puts(o, "\r\nX-Patd-User-Role: ");
+    http_puts(o, http_role_word(u->role));
+    http_puts(o, u->user_type == PAT__V1__USER_TYPE__USER_TYPE_SERVICE
+                     ? "\r\nX-Patd-User-Type: service\r\nX-Patd-Token-Id: "
+                     : "\r\nX-Patd-User-Type: human\r\nX-Patd-Token-Id: ");
+    http_putu(o, t->id);
+    http_puts(o, t->kind == PAT__V1__TOKEN_KIND__TOKEN_KIND_SERVICE
+                     ? "\r\nX-Patd-Token-Kind: service\r\nX-Patd-Token-Scim: "
+                     : "\r\nX-Patd-Token-Kind: personal\r\nX-Patd-Token-Scim: ");
+    http_puts(o, t->scim_endpoints_only ? "true\r\nX-Patd-Token-Expires: "
+                                        : "false\r\nX-Patd-Token-Expires: ");
     if (t->expiration == 0)
-        http_put(o, "never");
+        http_puts(o, "never");
     else
         http_put_time(o, t->expiration);
-    http_put(o, "\r\n");
+    http_puts(o, "\r\n");
     http_end(o, e->ctx, "text/plain; charset=utf-8", "ok\n", 3);
     http_log(e->cfg, e->ctx, 200, "");
     e->emitted = 1;
@@ -770,6 +839,7 @@ static void http_route(http_conn_t *hc)
     size_t vl = sizeof(verify) - 1;
     if (plen >= vl && memcmp(url, verify, vl) == 0 && (plen == vl || url[vl] == '/')) {
         http_context(hc, &ctx, verify);
+        ctx.no_body = 1;
         if (conn_draining(hc->conn)) {
             http_error(&o, cfg, &ctx, PAT_E_SHUTTING_DOWN,
                        "server is shutting down; retry on another instance");
@@ -945,8 +1015,7 @@ static void http_fail(http_conn_t *hc, unsigned status, const char *reason, cons
     ctx.method = "-";
     ctx.close = 1;
     ctx.t0_ns = hc->in_request ? hc->t0_ns : metrics_now_ns();
-    snprintf(ctx.request_id, sizeof(ctx.request_id), "%016llx",
-             (unsigned long long)http_mix(http_id_base + atomic_fetch_add(&http_id_counter, 1)));
+    http_new_id(ctx.request_id);
     http_out_t o = {&hc->ob, &hc->ob_len, &hc->ob_cap};
     char text[256];
     snprintf(text, sizeof(text), "%u %s: %s\n", status, reason, why);

@@ -27,6 +27,11 @@ int log_parse_level(const char *s, log_level_t *out)
     return -1;
 }
 
+int log_enabled(log_level_t level)
+{
+    return level >= log_level;
+}
+
 void log_msg(log_level_t level, const char *fmt, ...)
 {
     if (level < log_level) return;

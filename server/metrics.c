@@ -136,6 +136,10 @@ char *metrics_render(svc_t *svc, const stats_t *stats, size_t *len)
     metrics_head(&b, "patd_connections", "gauge", "Open connections on every listener.");
     metrics_put(&b, "patd_connections %llu\n",
                 (unsigned long long)atomic_load(&stats->connections));
+    metrics_head(&b, "patd_connections_accepted_total", "counter",
+                 "Connections accepted since start (a gateway that churns them shows here).");
+    metrics_put(&b, "patd_connections_accepted_total %llu\n",
+                (unsigned long long)atomic_load(&stats->accepted));
     metrics_head(&b, "patd_requests_in_flight", "gauge",
                  "Requests read and not yet answered, every listener.");
     metrics_put(&b, "patd_requests_in_flight %llu\n",

@@ -12,6 +12,7 @@
 
 typedef struct {
     _Atomic uint64_t connections; /* open connections, every listener */
+    _Atomic uint64_t accepted;    /* connections accepted since start */
     _Atomic uint64_t requests;    /* read and not yet answered, every listener */
     _Atomic uint64_t in_flight;   /* requests on the worker pool */
     _Atomic int draining;         /* 1 from the shutdown signal on: not ready */

@@ -72,6 +72,8 @@ try:
     check(h.get("x-patd-token-expires", "").endswith("Z") and
           h["x-patd-token-expires"][:2] == "20", "verify: RFC 3339 expiry", h)
     check(len(h.get("x-request-id", "")) == 16, "verify: a fresh X-Request-Id", h)
+    check(h.get("content-length") == "0", "verify: headers only (nginx's auth_request reads no "
+          "body, and closes the connection after an answer that has one)", h)
     s, h, _ = call(H, "/v1/verify", {"Authorization": "Bearer " + ci})
     check(h.get("x-patd-token-expires") == "never", "verify: never expires", h)
     s, h, _ = call(H, "/v1/verify", dict(bearer, **{"X-Request-Id": "req-42"}))
