@@ -9,7 +9,9 @@
 #include "dispatch.h"
 #include "frame.h"
 #include "log.h"
+#include "metrics.h"
 #include "pat/v1/pat.pb-c.h"
+#include "wire.h"
 
 #define FRAMED_SPARE_ARENAS 2 /* kept per connection: one for the hot path, one spare */
 
@@ -33,6 +35,8 @@ typedef struct {
     const ProtobufCMessage *in;
     uint8_t *out; /* the packed Response, malloc'd */
     size_t out_len;
+    uint64_t conn_id; /* for the debug log line */
+    uint64_t t0_ns;   /* when the frame was read, if debug logging is on */
 } framed_req_t;
 
 /* ---------------------------------------------------------------- encoding */
@@ -79,12 +83,16 @@ static void framed_emit(void *arg, const ProtobufCMessage *answer)
     explicit_bzero(payload, n);
 }
 
-/* After a call: the error Response if it did not answer. */
+/* After a call: the error Response if it did not answer; at debug level,
+ * one line per request (method, outcome, latency, connection). */
 static void framed_finish(framed_req_t *r, const disp_outcome_t *o)
 {
+    if (log_enabled(LOG_DEBUG))
+        log_debug("request conn=%llu id=%llu method=%s outcome=%s latency_us=%llu",
+                  (unsigned long long)r->conn_id, (unsigned long long)r->id, r->method,
+                  o->err == PAT_E_OK ? "ok" : pat_err_reason(o->err),
+                  (unsigned long long)((metrics_now_ns() - r->t0_ns) / 1000));
     if (o->err == PAT_E_OK && r->out) return;
-    log_debug("request id=%llu method=%s failed: %s", (unsigned long long)r->id, r->method,
-              pat_err_name(o->err));
     free(r->out);
     r->out =
         framed_error(r->id, o->err == PAT_E_OK ? PAT_E_INTERNAL : o->err, o->message, &r->out_len);
@@ -133,12 +141,17 @@ uint64_t framed_peek_id(const uint8_t *p, size_t len)
     return 0;
 }
 
-static const char *framed_metadata(const Pat__V1__Request *req, const char *key)
+/* The value of metadata key (matched without regard to case), and how many
+ * entries match it in *count. */
+static const char *framed_metadata(const Pat__V1__Request *req, const char *key, int *count)
 {
+    const char *found = NULL;
+    *count = 0;
     for (size_t i = 0; i < req->n_metadata; i++) {
-        if (strcasecmp(req->metadata[i]->key, key) == 0) return req->metadata[i]->value;
+        if (strcasecmp(req->metadata[i]->key, key) != 0) continue;
+        if ((*count)++ == 0) found = req->metadata[i]->value;
     }
-    return NULL;
+    return found;
 }
 
 /* Decodes a frame into r (in r->arena): envelope, method, input. Returns
@@ -146,6 +159,9 @@ static const char *framed_metadata(const Pat__V1__Request *req, const char *key)
 static uint8_t *framed_decode(framed_req_t *r, const uint8_t *frame, size_t len, size_t *out_len)
 {
     ProtobufCAllocator *al = disp_arena_allocator(r->arena);
+    char why[SVC_MESSAGE_MAX];
+    if (wire_check(&pat__v1__request__descriptor, frame, len, why, sizeof(why)) != 0)
+        return framed_error(framed_peek_id(frame, len), PAT_E_INVALID_FIELD, why, out_len);
     Pat__V1__Request *req = pat__v1__request__unpack(al, len, frame);
     if (req == NULL)
         return framed_error(framed_peek_id(frame, len), PAT_E_BAD_REQUEST,
@@ -154,17 +170,28 @@ static uint8_t *framed_decode(framed_req_t *r, const uint8_t *frame, size_t len,
     r->method = req->method;
     if (disp_find(r->svc, req->method, &r->m) != 0) {
         char msg[SVC_MESSAGE_MAX];
-        snprintf(msg, sizeof(msg), "unknown method '%.128s'", req->method);
+        snprintf(msg, sizeof(msg), "unknown method '%.*s'", (int)wire_utf8_cut(req->method, 128),
+                 req->method);
         return framed_error(req->id, PAT_E_UNKNOWN_METHOD, msg, out_len);
     }
+    if (wire_check(r->m.desc->input, req->payload.data, req->payload.len, why, sizeof(why)) != 0)
+        return framed_error(req->id, PAT_E_INVALID_FIELD, why, out_len);
     r->in = protobuf_c_message_unpack(r->m.desc->input, al, req->payload.len, req->payload.data);
     if (r->in == NULL) {
         char msg[SVC_MESSAGE_MAX];
         snprintf(msg, sizeof(msg), "payload is not a %s", r->m.desc->input->name);
         return framed_error(req->id, PAT_E_BAD_REQUEST, msg, out_len);
     }
-    r->meta.authorization = framed_metadata(req, "authorization");
-    r->meta.act_as = framed_metadata(req, "x-act-as-user");
+    /* Two entries for one credential are refused: which one a gateway meant
+     * would depend on the order it serialized them in. */
+    int n_auth, n_act;
+    r->meta.authorization = framed_metadata(req, "authorization", &n_auth);
+    r->meta.act_as = framed_metadata(req, "x-act-as-user", &n_act);
+    if (n_auth > 1 || n_act > 1)
+        return framed_error(req->id, PAT_E_INVALID_FIELD,
+                            n_auth > 1 ? "metadata has more than one authorization entry"
+                                       : "metadata has more than one x-act-as-user entry",
+                            out_len);
     return NULL;
 }
 
@@ -279,7 +306,8 @@ static int framed_on_frame(void *arg, const uint8_t *data, size_t len)
     }
     /* On the stack while it may be answered here; it holds no pointer to
      * itself, so a copy on the heap travels to a worker. */
-    framed_req_t r = {.svc = fc->cfg->svc, .arena = framed_arena_get(fc)};
+    framed_req_t r = {.svc = fc->cfg->svc, .arena = framed_arena_get(fc), .conn_id = conn_id(c)};
+    if (log_enabled(LOG_DEBUG)) r.t0_ns = metrics_now_ns();
     size_t elen;
     uint8_t *err = framed_decode(&r, data, len, &elen);
     if (err != NULL) {

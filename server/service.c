@@ -17,6 +17,7 @@
 #include "clock.h"
 #include "log.h"
 #include "token.h"
+#include "wire.h"
 
 #ifndef PATD_VERSION
 #define PATD_VERSION "0.0.0"
@@ -49,6 +50,8 @@ void svc_fail(svc_call_t *call, pat_err_t err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(call->message, sizeof(call->message), fmt, ap);
     va_end(ap);
+    /* A message cut at its byte limit must not end in half a character. */
+    call->message[wire_utf8_cut(call->message, sizeof(call->message) - 1)] = '\0';
 }
 
 static char *svc_strdup_or_die(const char *s)
@@ -80,42 +83,25 @@ static pthread_mutex_t *svc_owner_lock(svc_t *svc, const char *owner)
     return &svc->owner_locks[h % SVC_OWNER_LOCKS];
 }
 
+/* Code points refused in names and text fields besides C0 controls and
+ * DEL: they let one name pass for another in a list (CVE-2021-42574's
+ * bidirectional overrides, zero-width characters) or break its line. */
+static int svc_refused_cp(uint32_t cp)
+{
+    return cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f) /* C0, DEL, C1 */
+           || (cp >= 0x200b && cp <= 0x200d)                     /* zero-width */
+           || cp == 0xfeff                                       /* BOM / ZWNBSP */
+           || cp == 0x2028 || cp == 0x2029                       /* line, paragraph sep. */
+           || (cp >= 0x202a && cp <= 0x202e)                     /* bidi embeddings */
+           || (cp >= 0x2066 && cp <= 0x2069);                    /* bidi isolates */
+}
+
 int svc_valid_text(const char *s, size_t len)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < len) {
-        unsigned c = p[i];
-        if (c < 0x80) {
-            if (c < 0x20 || c == 0x7f) return 0;
-            i++;
-            continue;
-        }
-        size_t n;
-        unsigned cp;
-        if (c >= 0xc2 && c <= 0xdf) {
-            n = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            n = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
-            return 0;
-        }
-        if (len - i <= n) return 0;
-        for (size_t k = 1; k <= n; k++) {
-            if ((p[i + k] & 0xc0) != 0x80) return 0;
-            cp = cp << 6 | (p[i + k] & 0x3f);
-        }
-        /* Overlong forms, surrogates and code points past U+10FFFF. */
-        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-        i += n + 1;
-    }
+    const uint8_t *p = (const uint8_t *)s;
+    uint32_t cp;
+    for (size_t i = 0, n; i < len; i += n)
+        if ((n = wire_utf8_next(p + i, len - i, &cp)) == 0 || svc_refused_cp(cp)) return 0;
     return 1;
 }
 
@@ -134,7 +120,9 @@ static int svc_check_text(svc_call_t *call, const char *field, const char *v, si
         return -1;
     }
     if (!svc_valid_text(v, len)) {
-        svc_fail(call, PAT_E_INVALID_FIELD, "%s must be valid UTF-8 without control characters",
+        svc_fail(call, PAT_E_INVALID_FIELD,
+                 "%s must be valid UTF-8 without control, bidirectional or zero-width "
+                 "characters",
                  field);
         return -1;
     }
@@ -247,6 +235,14 @@ static unsigned svc_page_size(uint32_t requested)
 
 /* ---------------------------------------------------------------- paths */
 
+static int svc_hex_digit(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
 int svc_normalize_path(const char *in, char *out, size_t out_cap)
 {
     if (in[0] != '/' || out_cap < 2) return -1;
@@ -258,26 +254,42 @@ int svc_normalize_path(const char *in, char *out, size_t out_cap)
         while (*p == '/')
             p++;
         if (!*p || *p == '?' || *p == '#') break;
-        /* Decode one segment: %2e is '.', an encoded separator is refused. */
+        /* One segment. %2e is '.'; an encoded separator, NUL or '%', a %u
+         * escape, a malformed escape and a control byte are refused; what
+         * the escapes decode to must be valid UTF-8 (no overlong "%c0%ae"
+         * that another decoder reads as "."). Other escapes stay as text. */
         char seg[SVC_PATH_MAX + 1];
-        size_t sl = 0;
+        uint8_t dec[SVC_PATH_MAX + 1];
+        size_t sl = 0, dl = 0;
         while (*p && *p != '/' && *p != '?' && *p != '#') {
             char c = *p;
-            if (c == '\\') return -1;
-            if (c == '%' && p[1] && p[2]) {
-                char h[3] = {p[1], p[2], 0};
-                if (strcasecmp(h, "2e") == 0) {
-                    c = '.';
-                    p += 2;
-                } else if (strcasecmp(h, "2f") == 0 || strcasecmp(h, "5c") == 0 ||
-                           strcasecmp(h, "00") == 0 || strcasecmp(h, "25") == 0) {
-                    return -1;
-                }
-            }
+            unsigned char uc = (unsigned char)c;
+            if (c == '\\' || uc < 0x20 || uc == 0x7f) return -1;
             if (sl >= SVC_PATH_MAX) return -1;
+            if (c == '%') {
+                int hi = svc_hex_digit(p[1]), lo = hi < 0 ? -1 : svc_hex_digit(p[2]);
+                if (hi < 0 || lo < 0) return -1; /* "%u002e", "%zz", a lone '%' */
+                unsigned b = (unsigned)(hi << 4 | lo);
+                if (b == '/' || b == '\\' || b == 0 || b == '%') return -1;
+                dec[dl++] = (uint8_t)b;
+                if (b == '.') {
+                    seg[sl++] = '.';
+                    p += 3;
+                    continue;
+                }
+            } else {
+                dec[dl++] = uc;
+            }
             seg[sl++] = c;
             p++;
         }
+        if (!wire_utf8_valid(dec, dl)) return -1;
+        /* "..;x" is ".." to Tomcat and Jetty: a dot segment with parameters
+         * is refused, so no backend can read it as a step up. */
+        const char *semi = memchr(seg, ';', sl);
+        size_t base = semi ? (size_t)(semi - seg) : sl;
+        if (semi && ((base == 1 && seg[0] == '.') || (base == 2 && seg[0] == '.' && seg[1] == '.')))
+            return -1;
         if (sl == 1 && seg[0] == '.') continue;
         if (sl == 2 && seg[0] == '.' && seg[1] == '.') {
             if (depth == 0) return -1; /* would escape the root */
@@ -663,9 +675,22 @@ static void svc_upsert_user(Pat__V1__TokenService_Service *service,
         svc_store_fail(call, s, "writing the user");
         goto fail;
     }
-    if (old && old->role != rec.role)
-        log_info("event=role_changed user_id=%s from=%s to=%s", rec.user_id,
-                 svc_role_name(old->role), svc_role_name(rec.role));
+    /* Every change is logged: which fields changed, not their values (names
+     * and addresses are personal data, and the log is not the place). */
+    if (old == NULL) {
+        log_info("event=user_created user_id=%s role=%s by=platform", rec.user_id,
+                 svc_role_name(rec.role));
+    } else {
+        if (old->role != rec.role)
+            log_info("event=role_changed user_id=%s from=%s to=%s", rec.user_id,
+                     svc_role_name(old->role), svc_role_name(rec.role));
+        int un = strcmp(old->user_name, rec.user_name) != 0;
+        int nm = strcmp(old->name, rec.name) != 0;
+        int em = strcmp(old->email, rec.email) != 0;
+        if (un || nm || em)
+            log_info("event=user_updated user_id=%s fields=%s%s%s", rec.user_id,
+                     un ? "user_name," : "", nm ? "name," : "", em ? "email," : "");
+    }
     svc_answer_user(call, &rec, done);
     store_record_free(old);
     return;
@@ -1150,8 +1175,9 @@ static void svc_create_token(Pat__V1__TokenService_Service *service,
     uint64_t id;
     s = store_token_id_by_name(svc->store, kind, owner_id, in->name, &id);
     if (s == STORE_OK) {
-        svc_fail(call, PAT_E_DUPLICATE_NAME, "a token named '%.64s' already exists for %s",
-                 in->name, kind == KIND_SERVICE ? "this service user" : "this user");
+        svc_fail(call, PAT_E_DUPLICATE_NAME, "a token named '%.*s' already exists for %s",
+                 (int)wire_utf8_cut(in->name, 64), in->name,
+                 kind == KIND_SERVICE ? "this service user" : "this user");
         goto fail_locked;
     }
     if (s != STORE_NOT_FOUND || (s = store_next_token_id(svc->store, &id)) != STORE_OK) {
@@ -1588,8 +1614,15 @@ static int svc_verify_run(svc_t *svc, const Pat__V1__VerifyRequest *in, svc_call
     char path[SVC_PATH_MAX + 1] = "";
     pat_err_t e = PAT_E_OK;
     const char *why = "";
-    if (strlen(in->path) > SVC_PATH_MAX) {
+    size_t path_len = strlen(in->path);
+    if (path_len > SVC_PATH_MAX) {
         svc_fail(call, PAT_E_INVALID_FIELD, "path is longer than %d bytes", SVC_PATH_MAX);
+        goto fail;
+    }
+    /* The framed port checked every string already; HTTP's come from headers. */
+    if (!wire_utf8_valid((const uint8_t *)in->path, path_len) ||
+        !wire_utf8_valid((const uint8_t *)in->client_ip, strlen(in->client_ip))) {
+        svc_fail(call, PAT_E_INVALID_FIELD, "path and client_ip must be valid UTF-8");
         goto fail;
     }
     if (in->path[0] && svc_normalize_path(in->path, path, sizeof(path)) != 0) {

@@ -13,6 +13,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "wire.h"
 
 #define USAGE_BUCKETS_MIN 1024 /* per stripe; doubles to keep chains short */
 
@@ -318,8 +319,12 @@ static usage_buf_t *usage_buf_get(usage_t *u)
 
 void usage_record(usage_t *u, uint64_t id, int64_t now, const char *path, const char *client_ip)
 {
-    size_t pl = path ? strnlen(path, USAGE_PATH_MAX) : 0;
-    size_t il = client_ip ? strnlen(client_ip, USAGE_CLIENT_IP_MAX) : 0;
+    /* Cut only between whole characters: a stored "...aaa\xc3" made every
+     * ListTokenActivity answer undecodable by Google's protobuf. */
+    size_t pl = path ? strnlen(path, USAGE_PATH_MAX + 1) : 0;
+    if (pl > USAGE_PATH_MAX) pl = wire_utf8_cut(path, USAGE_PATH_MAX);
+    size_t il = client_ip ? strnlen(client_ip, USAGE_CLIENT_IP_MAX + 1) : 0;
+    if (il > USAGE_CLIENT_IP_MAX) il = wire_utf8_cut(client_ip, USAGE_CLIENT_IP_MAX);
     uint64_t seq = store_activity_seq(u->store);
     size_t need = usage_rec_size(pl, il);
     usage_buf_t *b = usage_buf_get(u);
