@@ -94,7 +94,8 @@ static const char *const usage_main =
     "  --token-file FILE        your token, read from a file (or set PATD_TOKEN)\n"
     "  --platform-key-file FILE the platform key (the platform's backend)\n"
     "  --as USER_ID             with the platform key: act as this user\n"
-    "  --json                   machine-readable output (field names as in the proto)\n"
+    "  --json                   machine-readable output: the proto's field names, enums\n"
+    "                           as short lowercase words (\"active\", \"admin\")\n"
     "  --version, --help        (also: patctl COMMAND --help)\n"
     "\n"
     "Secrets are never taken from the command line, where ps and your shell\n"
@@ -105,9 +106,18 @@ static const char *const usage_main =
     "examples:\n"
     "  export PATD_TOKEN=\"$(cat ~/.patd-token)\"\n"
     "  patctl tokens create ci --expires 90d --out\n"
-    "  patctl tokens list --json | jq '.tokens[] | select(.status == \"EXPIRED\") | .id'\n"
+    "  patctl tokens list --json | jq '.tokens[] | select(.status == \"expired\") | .id'\n"
     "  patctl tokens revoke ci && patctl tokens delete ci --yes\n"
     "  patctl verify --path /api/v1/projects < ci-token.txt\n";
+
+static const char *const usage_health =
+    "usage: patctl health [--json]\n"
+    "\n"
+    "Asks patd whether it serves: its version, uptime, connections and cache.\n"
+    "Needs no credential. Exit 0 when patd answered, 3 when it cannot be reached.\n"
+    "\n"
+    "example:\n"
+    "  patctl --server 10.0.0.5:7700 health --json\n";
 
 static const char *const usage_tokens =
     "usage: patctl tokens create NAME [--expires 30d|60d|90d|1y|never|<N>d] [--scim]\n"
@@ -164,6 +174,78 @@ static void usage_exit(const char *text, int code)
 {
     fputs(text, code ? stderr : stdout);
     exit(code);
+}
+
+static const char *const commands[] = {"health",        "tokens", "verify", "users",
+                                       "service-users", "help",   NULL};
+static const char *const tokens_subs[] = {"create", "list",     "revoke", "restore",
+                                          "delete", "activity", NULL};
+static const char *const users_subs[] = {"upsert", "get", "list", "deactivate", "activate", NULL};
+static const char *const service_users_subs[] = {"create", "list", "delete", NULL};
+
+/* Where a usage error points: the help of the command being run. */
+static const char *help_cmd = "patctl --help";
+
+/* A usage error: one line, then exit 2. The full help is one --help away;
+ * printing 20-30 lines of it under every typo buried the error. */
+static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "error: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see %s)\n", help_cmd);
+    exit(EXIT_USAGE);
+}
+
+/* Edit distance of two short words, for "did you mean". */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 31 || lb > 31) return 99;
+    size_t d[32][32];
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            size_t sub = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            size_t del = d[i - 1][j] + 1, ins = d[i][j - 1] + 1;
+            d[i][j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+        }
+    return d[la][lb];
+}
+
+/* The closest of words (NULL-terminated) to w, if it is close: a prefix,
+ * or at most two edits away. */
+static const char *near_match(const char *w, const char *const *words)
+{
+    const char *best = NULL;
+    size_t bd = 3;
+    for (int i = 0; words[i]; i++) {
+        size_t d = strncmp(words[i], w, strlen(w)) == 0 && w[0] ? 1 : edit_distance(w, words[i]);
+        if (d < bd) {
+            bd = d;
+            best = words[i];
+        }
+    }
+    return best;
+}
+
+/* The command takes exactly n positional arguments, described by what. */
+static void want_args(int n, const char *what);
+
+/* An unknown word among words: one line, with a near match if there is one. */
+static void unknown_word(const char *what, const char *w, const char *const *words)
+    __attribute__((noreturn));
+static void unknown_word(const char *what, const char *w, const char *const *words)
+{
+    const char *m = near_match(w, words);
+    if (m) usage_error("unknown %s '%s'; did you mean '%s'?", what, w, m);
+    usage_error("unknown %s '%s'", what, w);
 }
 
 /* Refuses anything on argv that looks like a token: it would be visible in
@@ -239,16 +321,34 @@ static int parse_args(int argc, char **argv, int start, const char *usage_text)
             die(EXIT_USAGE, "--token would put the secret in ps and shell history; set "
                             "PATD_TOKEN or use --token-file FILE");
         } else if (a[0] == '-' && a[1] != '\0') {
-            fprintf(stderr, "error: unknown option %s\n\n", a);
-            usage_exit(usage_text, EXIT_USAGE);
+            usage_error("unknown option %s", a);
         } else {
             refuse_secret_arg(a);
-            if (o.npos == MAX_ARGS) die(EXIT_USAGE, "too many arguments");
+            if (o.npos == MAX_ARGS) usage_error("too many arguments");
             o.pos[o.npos++] = a;
         }
 #undef TAKE
     }
     return 0;
+}
+
+static void want_args(int n, const char *what)
+{
+    if (o.npos < n) usage_error("missing %s", what);
+    if (o.npos > n) usage_error("unexpected argument '%s'", o.pos[n]);
+}
+
+/* --server must be HOST:PORT before anything connects: a bad one is a
+ * usage error (2), not "is patd running?" (3). */
+static void check_server(void)
+{
+    const char *colon = strrchr(o.server, ':');
+    if (colon == NULL || colon == o.server)
+        usage_error("--server is HOST:PORT, e.g. 127.0.0.1:7700, not '%s'", o.server);
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || end == colon + 1 || port < 1 || port > 65535)
+        usage_error("--server port must be a number from 1 to 65535, not '%s'", colon + 1);
 }
 
 /* ---------------------------------------------------------------- output */
@@ -273,9 +373,12 @@ static const char *status_name(int s)
     return s == 1 ? "Active" : s == 2 ? "Revoked" : s == 3 ? "Expired" : "Unknown";
 }
 
+/* JSON spells enum values as their name without the enum's prefix, in
+ * lower case (TOKEN_STATUS_ACTIVE -> "active"), the form of the REST API;
+ * an unspecified value is left out (see CHANGELOG.md). */
 static const char *status_enum(int s)
 {
-    return s == 1 ? "ACTIVE" : s == 2 ? "REVOKED" : s == 3 ? "EXPIRED" : "UNSPECIFIED";
+    return s == 1 ? "active" : s == 2 ? "revoked" : s == 3 ? "expired" : NULL;
 }
 
 static int64_t now_ms(void)
@@ -366,12 +469,10 @@ static void json_user(const Pat__V1__User *u)
     json_str(u->email);
     printf(",\"name\":");
     json_str(u->name);
-    printf(",\"role\":\"%s\",\"user_type\":\"%s\",\"active\":%s,\"created\":",
-           u->role == 3   ? "ROLE_ADMIN"
-           : u->role == 2 ? "ROLE_MANAGER"
-                          : "ROLE_MEMBER",
-           u->user_type == 2 ? "USER_TYPE_SERVICE" : "USER_TYPE_HUMAN",
-           u->active ? "true" : "false");
+    if (u->role >= 1 && u->role <= 3) printf(",\"role\":\"%s\"", role_name(u->role));
+    if (u->user_type == 1 || u->user_type == 2)
+        printf(",\"user_type\":\"%s\"", u->user_type == 2 ? "service" : "human");
+    printf(",\"active\":%s,\"created\":", u->active ? "true" : "false");
     json_time(u->created);
     printf(",\"created_by\":");
     json_str(u->created_by);
@@ -388,10 +489,12 @@ static void json_token(const Pat__V1__TokenInfo *t)
     json_time(t->expiration);
     printf(",\"last_used\":");
     json_time(t->last_used);
-    printf(",\"active\":%s,\"status\":\"%s\",\"kind\":\"%s\",\"scim_endpoints_only\":%s,"
-           "\"created_by\":",
-           t->active ? "true" : "false", status_enum(t->status),
-           t->kind == 2 ? "SERVICE" : "PERSONAL", t->scim_endpoints_only ? "true" : "false");
+    printf(",\"active\":%s", t->active ? "true" : "false");
+    if (status_enum(t->status)) printf(",\"status\":\"%s\"", status_enum(t->status));
+    if (t->kind == 1 || t->kind == 2)
+        printf(",\"kind\":\"%s\"", t->kind == 2 ? "service" : "personal");
+    printf(",\"scim_endpoints_only\":%s,\"created_by\":",
+           t->scim_endpoints_only ? "true" : "false");
     json_str(t->created_by);
     printf(",\"user\":");
     json_user(t->user);
@@ -437,23 +540,22 @@ static const char *hint(const char *reason)
     static const struct {
         const char *reason, *hint;
     } hints[] = {
-        {"duplicate_name", "pick another name or delete the old one"},
-        {"token_active", "revoke it first: patctl tokens revoke ID"},
-        {"expired", "create a new token: expiry cannot be extended"},
-        {"revoked", "restore it (patctl tokens restore ID) or create a new one"},
-        {"user_deactivated", "ask an administrator to reactivate the user"},
-        {"missing_credential", "set PATD_TOKEN, or use --token-file FILE"},
-        {"bad_platform_key", "check --platform-key-file"},
-        {"malformed_token", "check that the whole token was copied"},
-        {"unknown_token", "the token was deleted or never existed; create a new one"},
-        {"token_not_found", "check the id with: patctl tokens list"},
-        {"user_not_found", "check the user id"},
-        {"admin_only", "this needs the admin role"},
-        {"platform_only", "this needs --platform-key-file"},
-        {"scim_only", "SCIM tokens only work on SCIM endpoints"},
-        {"insufficient_role", "the token's user lacks the role this needs"},
-        {"has_active_tokens", "revoke its tokens first"},
-        {"invalid_field", "see patctl --help"},
+        {"duplicate_name", "pick another name, or delete the old token once it is revoked"},
+        {"token_active", "patctl tokens revoke ID, then delete it"},
+        {"expired", "make a new one with patctl tokens create (an expiry is never extended)"},
+        {"revoked", "patctl tokens restore ID, or make a new one"},
+        {"user_deactivated", "ask an administrator to run: patctl users activate USER_ID"},
+        {"missing_credential", "set PATD_TOKEN, or pass --token-file FILE"},
+        {"bad_platform_key", "check the file given to --platform-key-file"},
+        {"malformed_token", "copy the whole token again, prefix included"},
+        {"unknown_token", "make a new one with patctl tokens create"},
+        {"token_not_found", "list the ids with: patctl tokens list"},
+        {"user_not_found", "list the users with: patctl users list"},
+        {"admin_only", "run it with an admin's token"},
+        {"platform_only", "run it with --platform-key-file"},
+        {"scim_only", "use a personal token off the SCIM endpoints"},
+        {"insufficient_role", "ask an administrator for the role"},
+        {"has_active_tokens", "revoke its tokens first: patctl tokens list --service-user ID"},
         {"overloaded", "retry in a moment"},
         {"too_many_connections", "retry in a moment"},
         {"shutting_down", "retry in a moment"},
@@ -474,7 +576,8 @@ static void *call(const char *method, const ProtobufCMessage *req,
         die(EXIT_CONNECT, "%s; is patd running at %s?", st.message, o.server);
     if (st.code != 0) {
         const char *h = hint(st.reason);
-        die(EXIT_NO, "%s (%u %s)%s%s", st.message, st.http, st.reason, h ? "; " : "", h ? h : "");
+        if (h) die(EXIT_NO, "%s (%u %s)\nhint: %s", st.message, st.http, st.reason, h);
+        die(EXIT_NO, "%s (%u %s)", st.message, st.http, st.reason);
     }
     if (out == NULL && desc) die(EXIT_NO, "empty answer from the server");
     return out;
@@ -610,7 +713,9 @@ static int cmd_health(void)
     Pat__V1__HealthResponse *r = call("Health", &req.base, &pat__v1__health_response__descriptor);
     const char *status = r->status == 1 ? "SERVING" : r->status == 2 ? "DRAINING" : "UNKNOWN";
     if (o.json) {
-        printf("{\"status\":\"%s\",\"version\":", status);
+        printf("{\"status\":\"%s\",\"version\":", r->status == 1   ? "serving"
+                                                  : r->status == 2 ? "draining"
+                                                                   : "unknown");
         json_str(r->version);
         printf(",\"uptime_ms\":%lld,\"now\":", (long long)r->uptime_ms);
         json_time(r->now);
@@ -626,8 +731,9 @@ static int cmd_health(void)
                    (unsigned long long)r->cache->user_entries);
         printf("}\n");
     } else {
-        printf("%s  patd %s at %s, up %llds, %llu connections\n", status, r->version, o.server,
-               (long long)(r->uptime_ms / 1000), (unsigned long long)r->connections);
+        printf("%s  patd %s at %s, up %llds, %llu connection%s\n", status, r->version, o.server,
+               (long long)(r->uptime_ms / 1000), (unsigned long long)r->connections,
+               r->connections == 1 ? "" : "s");
         if (r->cache) {
             uint64_t looked = r->cache->hits + r->cache->misses;
             printf("cache: %llu of %llu tokens, %.1f%% hits, %llu evictions\n",
@@ -651,7 +757,7 @@ static int write_secret_file(const char *path, const char *secret)
 
 static int cmd_tokens_create(void)
 {
-    if (o.npos != 1) usage_exit(usage_tokens, EXIT_USAGE);
+    want_args(1, "NAME: patctl tokens create NAME");
     int days = parse_expires(o.expires);
     char out_path[1024] = "";
     if (o.out_set) {
@@ -717,7 +823,7 @@ static int cmd_tokens_create(void)
 
 static int cmd_tokens_list(void)
 {
-    if (o.npos != 0) usage_exit(usage_tokens, EXIT_USAGE);
+    want_args(0, "");
     credentials(1);
     token_list_t l;
     list_tokens(parse_kind(), &l);
@@ -737,7 +843,7 @@ static int cmd_tokens_list(void)
 
 static int cmd_tokens_update(int revoke)
 {
-    if (o.npos != 1) usage_exit(usage_tokens, EXIT_USAGE);
+    want_args(1, "the token's ID or NAME");
     credentials(1);
     Pat__V1__UpdateTokenRequest req = PAT__V1__UPDATE_TOKEN_REQUEST__INIT;
     req.id = resolve_token(o.pos[0]);
@@ -770,7 +876,7 @@ static int confirm(const char *what)
 
 static int cmd_tokens_delete(void)
 {
-    if (o.npos != 1) usage_exit(usage_tokens, EXIT_USAGE);
+    want_args(1, "the token's ID or NAME");
     credentials(1);
     uint64_t id = resolve_token(o.pos[0]);
     char what[128];
@@ -793,7 +899,7 @@ static int cmd_tokens_delete(void)
 
 static int cmd_tokens_activity(void)
 {
-    if (o.npos != 1) usage_exit(usage_tokens, EXIT_USAGE);
+    want_args(1, "the token's ID or NAME");
     credentials(1);
     Pat__V1__ListTokenActivityRequest req = PAT__V1__LIST_TOKEN_ACTIVITY_REQUEST__INIT;
     req.id = resolve_token(o.pos[0]);
@@ -805,20 +911,24 @@ static int cmd_tokens_activity(void)
     }
     Pat__V1__ListTokenActivityResponse *r =
         call("ListTokenActivity", &req.base, &pat__v1__list_token_activity_response__descriptor);
-    static const char *const kinds[] = {"UNSPECIFIED", "USED",     "CREATED",
-                                        "REVOKED",     "RESTORED", "DELETED"};
+    static const char *const kinds[] = {"unspecified", "used",     "created",
+                                        "revoked",     "restored", "deleted"};
     int64_t now = now_ms();
     if (o.json)
         printf("{\"events\":[");
     else
-        printf("%-24s  %-16s  %-9s  %-40s  %s\n", "TIME", "WHEN", "EVENT", "PATH", "FROM / BY");
+        printf("%-24s  %-16s  %-9s  %6s  %-24s  %-40s  %s\n", "TIME", "WHEN", "EVENT", "COUNT",
+               "FIRST", "PATH", "FROM / BY");
     for (size_t i = 0; i < r->n_events; i++) {
         Pat__V1__ActivityEvent *e = r->events[i];
-        const char *kind = e->kind >= 0 && e->kind <= 5 ? kinds[e->kind] : "UNSPECIFIED";
+        const char *kind = e->kind >= 1 && e->kind <= 5 ? kinds[e->kind] : NULL;
         if (o.json) {
             printf("%s{\"time\":", i ? "," : "");
             json_time(e->time);
-            printf(",\"kind\":\"ACTIVITY_KIND_%s\",\"path\":", kind);
+            if (kind) printf(",\"kind\":\"%s\"", kind);
+            printf(",\"count\":%u,\"first_time\":", e->count);
+            json_time(e->first_time);
+            printf(",\"path\":");
             json_str(e->path);
             printf(",\"client_ip\":");
             json_str(e->client_ip);
@@ -826,10 +936,15 @@ static int cmd_tokens_activity(void)
             json_str(e->actor);
             putchar('}');
         } else {
-            char t[40], rel[40];
+            char t[40], rel[40], first[40] = "-", count[16] = "-";
             rfc3339(e->time, t, sizeof(t));
-            printf("%-24s  %-16s  %-9s  %-40.40s  %s\n", t,
-                   relative(e->time, rel, sizeof(rel), now), kind, e->path[0] ? e->path : "-",
+            if (e->kind == 1) {
+                snprintf(count, sizeof(count), "%u", e->count);
+                if (e->first_time) rfc3339(e->first_time, first, sizeof(first));
+            }
+            printf("%-24s  %-16s  %-9s  %6s  %-24s  %-40.40s  %s\n", t,
+                   relative(e->time, rel, sizeof(rel), now), kind ? kind : "-", count, first,
+                   e->path[0] ? e->path : "-",
                    (e->kind == 1 ? e->client_ip : e->actor)[0]
                        ? (e->kind == 1 ? e->client_ip : e->actor)
                        : "-");
@@ -845,17 +960,17 @@ static int cmd_tokens_activity(void)
 
 static int cmd_verify(void)
 {
-    if (o.npos != 0) usage_exit(usage_verify, EXIT_USAGE);
+    want_args(0, "");
     char tok[512];
     const char *env = getenv("PATD_VERIFY_TOKEN");
     if (env && *env) {
         snprintf(tok, sizeof(tok), "%s", env);
     } else {
         if (isatty(STDIN_FILENO)) fprintf(stderr, "Paste the token, then Enter: ");
-        if (fgets(tok, sizeof(tok), stdin) == NULL)
-            die(EXIT_USAGE, "no token on stdin (or in PATD_VERIFY_TOKEN)");
+        if (fgets(tok, sizeof(tok), stdin) == NULL) tok[0] = '\0';
         tok[strcspn(tok, "\r\n")] = '\0';
     }
+    if (tok[0] == '\0') usage_error("no token on stdin (or in PATD_VERIFY_TOKEN)");
     Pat__V1__VerifyRequest req = PAT__V1__VERIFY_REQUEST__INIT;
     req.bearer_token = tok;
     req.path = (char *)(o.path ? o.path : "");
@@ -876,8 +991,8 @@ static int cmd_verify(void)
             json_str(st.message);
             printf("}\n");
         } else {
-            printf("invalid: %s (%u %s)%s%s\n", st.message, st.http, st.reason, h ? "; " : "",
-                   h ? h : "");
+            printf("invalid: %s (%u %s)\n", st.message, st.http, st.reason);
+            if (h) printf("hint: %s\n", h);
         }
         return EXIT_NO;
     }
@@ -899,10 +1014,16 @@ static int cmd_verify(void)
     return 0;
 }
 
+static const char *or_dash(const char *s)
+{
+    return s && s[0] ? s : "-";
+}
+
 static void print_user(const Pat__V1__User *u)
 {
-    printf("%-32s  %-16s  %-8s  %-7s  %-8s  %s\n", u->user_id, u->user_name, role_name(u->role),
-           u->user_type == 2 ? "service" : "human", u->active ? "active" : "INACTIVE", u->email);
+    printf("%-32s  %-16s  %-20s  %-8s  %-7s  %-8s  %s\n", u->user_id, or_dash(u->user_name),
+           or_dash(u->name), role_name(u->role), u->user_type == 2 ? "service" : "human",
+           u->active ? "active" : "INACTIVE", or_dash(u->email));
 }
 
 static void print_users(Pat__V1__User **users, size_t n, int json, int header)
@@ -915,8 +1036,8 @@ static void print_users(Pat__V1__User **users, size_t n, int json, int header)
         return;
     }
     if (header)
-        printf("%-32s  %-16s  %-8s  %-7s  %-8s  %s\n", "USER_ID", "USER_NAME", "ROLE", "TYPE",
-               "STATE", "EMAIL");
+        printf("%-32s  %-16s  %-20s  %-8s  %-7s  %-8s  %s\n", "USER_ID", "USER_NAME", "NAME",
+               "ROLE", "TYPE", "STATE", "EMAIL");
     for (size_t i = 0; i < n; i++)
         print_user(users[i]);
 }
@@ -967,7 +1088,10 @@ static int cmd_users(const char *sub)
         credentials(2);
         return list_users_cmd(0);
     }
-    if (o.npos != 1) usage_exit(usage_users, EXIT_USAGE);
+    if (strcmp(sub, "upsert") != 0 && strcmp(sub, "get") != 0 && strcmp(sub, "deactivate") != 0 &&
+        strcmp(sub, "activate") != 0)
+        unknown_word("users command", sub, users_subs);
+    want_args(1, "USER_ID");
     if (strcmp(sub, "upsert") == 0) {
         credentials(2);
         Pat__V1__User u = PAT__V1__USER__INIT;
@@ -999,15 +1123,16 @@ static int cmd_users(const char *sub)
                              : "Activated: tokens that are active and unexpired work again.");
         return 0;
     }
-    usage_exit(usage_users, EXIT_USAGE);
-    return EXIT_USAGE;
+    unknown_word("users command", sub, users_subs);
 }
 
 static int cmd_service_users(const char *sub)
 {
+    if (strcmp(sub, "list") != 0 && strcmp(sub, "create") != 0 && strcmp(sub, "delete") != 0)
+        unknown_word("service-users command", sub, service_users_subs);
     credentials(1);
     if (strcmp(sub, "list") == 0) return list_users_cmd(1);
-    if (o.npos != 1) usage_exit(usage_service_users, EXIT_USAGE);
+    want_args(1, strcmp(sub, "create") == 0 ? "USER_NAME" : "USER_ID");
     if (strcmp(sub, "create") == 0) {
         Pat__V1__CreateServiceUserRequest req = PAT__V1__CREATE_SERVICE_USER_REQUEST__INIT;
         req.user_name = (char *)o.pos[0];
@@ -1038,8 +1163,7 @@ static int cmd_service_users(const char *sub)
         }
         return 0;
     }
-    usage_exit(usage_service_users, EXIT_USAGE);
-    return EXIT_USAGE;
+    unknown_word("service-users command", sub, service_users_subs);
 }
 
 int main(int argc, char **argv)
@@ -1067,15 +1191,12 @@ int main(int argc, char **argv)
                             : strcmp(argv[i], "--platform-key-file") == 0 ? &o.key_file
                             : strcmp(argv[i], "--as") == 0                ? &o.as
                                                                           : NULL;
-        if (slot == NULL) {
-            fprintf(stderr, "error: unknown option %s\n\n", argv[i]);
-            usage_exit(usage_main, EXIT_USAGE);
-        }
-        if (i + 1 >= argc) die(EXIT_USAGE, "%s needs a value", argv[i]);
+        if (slot == NULL) usage_error("unknown option %s", argv[i]);
+        if (i + 1 >= argc) usage_error("%s needs a value", argv[i]);
         *slot = argv[i + 1];
         i += 2;
     }
-    if (i >= argc) usage_exit(usage_main, EXIT_USAGE);
+    if (i >= argc) usage_error("no command given");
     const char *cmd = argv[i++];
     const char *sub = NULL;
     const char *text = usage_main;
@@ -1089,20 +1210,46 @@ int main(int argc, char **argv)
         text = usage_service_users;
     else if (strcmp(cmd, "verify") == 0)
         text = usage_verify;
+    else if (strcmp(cmd, "health") == 0)
+        text = usage_health;
     else if (strcmp(cmd, "help") == 0)
         usage_exit(usage_main, 0);
-    else if (strcmp(cmd, "health") != 0) {
-        fprintf(stderr, "error: unknown command '%s'\n\n", cmd);
-        usage_exit(usage_main, EXIT_USAGE);
-    }
+    else
+        unknown_word("command", cmd, commands);
+    static char help_buf[64];
+    snprintf(help_buf, sizeof(help_buf), "patctl %s --help", cmd);
+    help_cmd = help_buf;
     if (group) {
-        if (i >= argc || strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
-            usage_exit(text, i >= argc ? EXIT_USAGE : 0);
+        if (i < argc && (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0))
+            usage_exit(text, 0);
+        const char *const *subs = strcmp(cmd, "tokens") == 0  ? tokens_subs
+                                  : strcmp(cmd, "users") == 0 ? users_subs
+                                                              : service_users_subs;
+        if (i >= argc)
+            usage_error("%s needs a command: %s", cmd,
+                        strcmp(cmd, "tokens") == 0  ? "create, list, revoke, "
+                                                      "restore, delete, activity"
+                        : strcmp(cmd, "users") == 0 ? "upsert, get, list, "
+                                                      "deactivate, activate"
+                                                    : "create, list, delete");
         sub = argv[i++];
+        int known = 0;
+        for (int k = 0; subs[k]; k++)
+            known |= strcmp(subs[k], sub) == 0;
+        if (!known) {
+            char what[64];
+            snprintf(what, sizeof(what), "%s command", cmd);
+            unknown_word(what, sub, subs);
+        }
     }
     parse_args(argc, argv, i, text);
-    o.color = !o.json && isatty(STDOUT_FILENO) && getenv("NO_COLOR") == NULL;
+    /* Colour only for a terminal that has it: NO_COLOR set to anything but
+     * the empty string turns it off (no-color.org), and so does TERM=dumb. */
+    const char *nc = getenv("NO_COLOR"), *term = getenv("TERM");
+    o.color =
+        !o.json && isatty(STDOUT_FILENO) && !(nc && nc[0]) && !(term && strcmp(term, "dumb") == 0);
 
+    check_server();
     connect_server();
     int rc = EXIT_USAGE;
     if (strcmp(cmd, "health") == 0) {
@@ -1120,10 +1267,8 @@ int main(int argc, char **argv)
             rc = cmd_tokens_update(0);
         else if (strcmp(sub, "delete") == 0)
             rc = cmd_tokens_delete();
-        else if (strcmp(sub, "activity") == 0)
-            rc = cmd_tokens_activity();
         else
-            usage_exit(usage_tokens, EXIT_USAGE);
+            rc = cmd_tokens_activity();
     } else if (strcmp(cmd, "users") == 0) {
         rc = cmd_users(sub);
     } else {

@@ -1,21 +1,26 @@
-/* patexample: a small walkthrough program built on libpatclient, used by
- * the README until patctl exists. The platform key is read from a file,
- * tokens from stdin: no secret ever travels through argv. */
+/* patexample: the smallest complete program on libpatclient, to read
+ * before writing one's own (the README shows how to build and run it).
+ * The platform key is read from a file, tokens from stdin: no secret ever
+ * travels through argv. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "patclient.h"
 
+static void usage_to(FILE *out)
+{
+    fprintf(out, "usage: patexample [--server HOST:PORT] --platform-key-file F COMMAND\n"
+                 "  adduser USER_ID [member|manager|admin]   create or update a user\n"
+                 "  create USER_ID NAME [DAYS]               new token for USER_ID (printed once)\n"
+                 "  list USER_ID                             USER_ID's tokens\n"
+                 "  revoke USER_ID TOKEN_ID | restore USER_ID TOKEN_ID | delete USER_ID TOKEN_ID\n"
+                 "  verify [PATH]                            check the token read from stdin\n");
+}
+
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: patexample [--server HOST:PORT] --platform-key-file F COMMAND\n"
-            "  adduser USER_ID [member|manager|admin]   create or update a user\n"
-            "  create USER_ID NAME [DAYS]               new token for USER_ID (printed once)\n"
-            "  list USER_ID                             USER_ID's tokens\n"
-            "  revoke USER_ID TOKEN_ID | restore USER_ID TOKEN_ID | delete USER_ID TOKEN_ID\n"
-            "  verify [PATH]                            check the token read from stdin\n");
+    usage_to(stderr);
     exit(2);
 }
 
@@ -36,6 +41,11 @@ int main(int argc, char **argv)
     const char *server = getenv("PATD_SERVER") ? getenv("PATD_SERVER") : PAT_DEFAULT_SERVER;
     const char *key_file = NULL;
     int i = 1;
+    for (int k = 1; k < argc; k++) /* help first: it needs no server */
+        if (strcmp(argv[k], "--help") == 0 || strcmp(argv[k], "-h") == 0) {
+            usage_to(stdout);
+            return 0;
+        }
     for (; i + 1 < argc && strncmp(argv[i], "--", 2) == 0; i += 2) {
         if (strcmp(argv[i], "--server") == 0)
             server = argv[i + 1];

@@ -299,22 +299,28 @@ static void http_flush(http_conn_t *hc)
     }
 }
 
+/* Moves the answer built in hc->ob into slot s, ready to leave in turn. */
+static void http_slot_fill(http_conn_t *hc, http_slot_t *s, const http_ctx_t *ctx)
+{
+    s->data = malloc(hc->ob_len);
+    if (s->data == NULL) abort();
+    memcpy(s->data, hc->ob, hc->ob_len);
+    s->len = hc->ob_len;
+    s->close_after = ctx->close;
+    s->ready = 1;
+    hc->ob_len = 0;
+}
+
 /* An answer built in hc->ob: written at once when nothing is queued before
  * it, else queued. */
 static void http_answer(http_conn_t *hc, const http_ctx_t *ctx)
 {
-    if (hc->head == NULL) {
-        conn_send(hc->conn, hc->ob, hc->ob_len, 1);
-        if (ctx->close) conn_fail(hc->conn);
-    } else {
-        http_slot_t *s = http_slot_new(hc);
-        s->data = malloc(hc->ob_len);
-        if (s->data == NULL) abort();
-        memcpy(s->data, hc->ob, hc->ob_len);
-        s->len = hc->ob_len;
-        s->close_after = ctx->close;
-        s->ready = 1;
+    if (hc->head != NULL) {
+        http_slot_fill(hc, http_slot_new(hc), ctx);
+        return;
     }
+    conn_send(hc->conn, hc->ob, hc->ob_len, 1);
+    if (ctx->close) conn_fail(hc->conn);
     hc->ob_len = 0;
 }
 
@@ -807,13 +813,7 @@ static void http_route_verify(http_conn_t *hc, http_ctx_t *ctx, const char *rest
         http_slot_t *s = v->slot;
         free(v);
         http_error(&o, cfg, ctx, PAT_E_OVERLOADED, "server is overloaded; retry with backoff");
-        s->data = malloc(hc->ob_len);
-        if (s->data == NULL) abort();
-        memcpy(s->data, hc->ob, hc->ob_len);
-        s->len = hc->ob_len;
-        s->close_after = ctx->close;
-        s->ready = 1;
-        hc->ob_len = 0;
+        http_slot_fill(hc, s, ctx); /* in the place it reserved */
         http_flush(hc);
     }
 }

@@ -62,7 +62,7 @@ try:
     check(rc == 0 and "SERVING" in out, "health")
     rc, out, _ = ctl("--json", "health")
     h = json.loads(out)
-    check(rc == 0 and h["status"] == "SERVING" and h["cache"]["capacity"] == 100000,
+    check(rc == 0 and h["status"] == "serving" and h["cache"]["capacity"] == 100000,
           "health --json with cache counters")
     rc, out, _ = ctl("--version")
     check(rc == 0 and out.startswith("patctl "), "--version")
@@ -89,13 +89,37 @@ try:
     check(rc == 3 and "cannot connect" in err, "no server is 3", err)
     check(ctl(env={"PATD_SERVER": dead}, *["health"])[0] == 3, "PATD_SERVER is used")
 
+    # usage errors: one line, a near match, a pointer to the command's help
+    for args, want in [(["token", "list"], "did you mean 'tokens'?"),
+                       (["tokens", "lst"], "did you mean 'list'?"),
+                       (["users", "upsrt", "x"], "did you mean 'upsert'?"),
+                       (["tokens", "create"], "missing NAME"),
+                       (["tokens"], "tokens needs a command")]:
+        rc, out, err = ctl(*args)
+        check(rc == 2 and want in err and len(err.splitlines()) == 1 and "--help" in err and
+              out == "", f"usage error for {' '.join(args)}: one line", err)
+    rc, out, _ = ctl("health", "--help")
+    check(rc == 0 and out.startswith("usage: patctl health"), "health --help is health's", out)
+    for server, want in [("127.0.0.1", "HOST:PORT"), ("127.0.0.1:notaport", "1 to 65535"),
+                         ("127.0.0.1:99999", "1 to 65535")]:
+        rc, _, err = ctl("--server", server, "health")
+        check(rc == 2 and want in err and "getaddrinfo" not in err and "Servname" not in err,
+              f"--server {server} is a usage error (2)", (rc, err))
+    for stdin in ["\n", "", "\r\n"]:
+        rc, _, err = ctl("verify", stdin=stdin)
+        check(rc == 2 and "no token on stdin" in err, f"verify with {stdin!r} on stdin: usage", err)
+    rc, out, _ = ctl("health")
+    check(rc == 0 and "1 connection\n" in out, "health: 1 connection, singular", out)
+
     # users (platform)
-    rc, out, _ = platform("users", "upsert", "auth0|ann", "--name", "Ann", "--email",
+    rc, out, _ = platform("users", "upsert", "auth0|ann", "--name", "Ann Liddell", "--email",
                           "ann@example.com", "--role", "admin")
-    check(rc == 0 and "auth0|ann" in out and "admin" in out, "users upsert")
+    check(rc == 0 and "auth0|ann" in out and "admin" in out and "NAME" in out and
+          "Ann Liddell" in out, "users upsert shows what was stored, the name too", out)
     rc, out, _ = platform("--json", "users", "get", "auth0|ann")
     u = json.loads(out)
-    check(rc == 0 and u["email"] == "ann@example.com" and u["role"] == "ROLE_ADMIN", "users get")
+    check(rc == 0 and u["email"] == "ann@example.com" and u["role"] == "admin" and
+          u["user_type"] == "human", "users get: enums as short lowercase words")
     platform("users", "upsert", "auth0|bo", "--role", "member")
     rc, out, _ = platform("--json", "users", "list")
     check(rc == 0 and {x["user_id"] for x in json.loads(out)["users"]} == {"auth0|ann", "auth0|bo"},
@@ -131,8 +155,10 @@ try:
     rc, out, _ = ctl("--json", "tokens", "create", "year", "--expires", "1y", env=tok_env)
     check(rc == 0 and json.loads(out)["token"]["expiration"].endswith("Z"), "RFC 3339 UTC times")
     rc, _, err = ctl("tokens", "create", "ci", env=tok_env)
-    check(rc == 1 and "409 duplicate_name" in err and "pick another name" in err and
-          err.count("\n") == 1, "duplicate: one line with what to do", err)
+    lines = err.splitlines()
+    check(rc == 1 and len(lines) == 2 and "409 duplicate_name" in lines[0] and
+          lines[1].startswith("hint: pick another name"),
+          "duplicate: what happened, then what to do, each once", err)
 
     # list: table and json
     rc, out, _ = ctl("tokens", "list", env=tok_env)
@@ -166,7 +192,7 @@ try:
     rc, out, _ = ctl("--json", "verify", stdin=ci_secret)
     check(rc == 1 and json.loads(out)["reason"] == "revoked", "verify --json reason")
     rc, out, _ = ctl("--json", "tokens", "restore", ci_id, env=tok_env)
-    check(rc == 0 and json.loads(out)["status"] == "ACTIVE", "restore by id --json")
+    check(rc == 0 and json.loads(out)["status"] == "active", "restore by id --json")
     rc, _, err = ctl("tokens", "delete", ci_id, "--yes", env=tok_env)
     check(rc == 1 and "token_active" in err and "revoke it first" in err, "delete active: 1")
 
@@ -174,22 +200,28 @@ try:
     rc, out, _ = ctl("--json", "tokens", "activity", "ci", "--limit", "10", env=tok_env)
     ev = json.loads(out)["events"]
     kinds = [e["kind"] for e in ev]
-    check(rc == 0 and kinds[0] == "ACTIVITY_KIND_RESTORED" and "ACTIVITY_KIND_USED" in kinds and
-          kinds[-1] == "ACTIVITY_KIND_CREATED", "activity --json", kinds)
+    check(rc == 0 and kinds[0] == "restored" and "used" in kinds and kinds[-1] == "created",
+          "activity --json", kinds)
+    used = [e for e in ev if e["kind"] == "used"]
+    check(used and all(e["count"] >= 1 and e["first_time"] for e in used),
+          "activity --json shows count and first_time", used)
     check(any(e["path"] == "/api/v1/x" for e in ev), "activity shows the path")
     rc, out, _ = ctl("tokens", "activity", "ci", env=tok_env)
-    check(rc == 0 and "USED" in out and "CREATED" in out, "activity table")
+    check(rc == 0 and "used" in out and "created" in out and "COUNT" in out and "FIRST" in out,
+          "activity table with COUNT and FIRST", out)
 
     # delete: refuses without a terminal, prompts on one, --yes skips
     ctl("tokens", "revoke", "ci", env=tok_env)
     rc, _, err = ctl("tokens", "delete", "ci", env=tok_env, stdin="")
     check(rc == 2 and "--yes" in err, "no prompt without a terminal: refuse", err)
 
-    def on_pty(args, answer):
+    def on_pty(args, answer, extra_env=None):
         pid, fd = pty.fork()
         if pid == 0:
             env = dict(BASE_ENV, **tok_env)
             env.pop("NO_COLOR", None)
+            env.setdefault("TERM", "xterm")
+            env.update(extra_env or {})
             os.chdir(work)
             os.execve(PATCTL, [PATCTL] + args, env)
         out = b""
@@ -220,6 +252,13 @@ try:
     check(rc == 0 and "\x1b[32mActive" in out, "green Active on a terminal", repr(out[:300]))
     rc, out, _ = ctl("tokens", "list", env=dict(tok_env, NO_COLOR=""))
     check("\x1b[" not in out, "no colour through a pipe")
+    rc, out = on_pty(["tokens", "list"], b"", {"NO_COLOR": ""})
+    check(rc == 0 and "\x1b[32m" in out, "an empty NO_COLOR keeps colour (no-color.org)",
+          repr(out[:200]))
+    rc, out = on_pty(["tokens", "list"], b"", {"NO_COLOR": "1"})
+    check(rc == 0 and "\x1b[" not in out, "NO_COLOR=1 on a terminal: no colour")
+    rc, out = on_pty(["tokens", "list"], b"", {"TERM": "dumb"})
+    check(rc == 0 and "\x1b[" not in out, "TERM=dumb: no colour")
     rc, out, _ = ctl("tokens", "revoke", "year", env=tok_env)
     rc, out, _ = ctl("tokens", "delete", "year", "--yes", env=tok_env)
     check(rc == 0, "--yes skips the prompt")
@@ -228,14 +267,14 @@ try:
     rc, out, _ = ctl("--json", "service-users", "create", "deploy-bot", "--role", "manager",
                      env=tok_env)
     bot = json.loads(out)
-    check(rc == 0 and bot["user_type"] == "USER_TYPE_SERVICE", "service-users create")
+    check(rc == 0 and bot["user_type"] == "service", "service-users create")
     rc, out, _ = ctl("--json", "service-users", "list", env=tok_env)
     check(rc == 0 and [x["user_id"] for x in json.loads(out)["users"]] == [bot["user_id"]],
           "service-users list")
     rc, out, _ = ctl("--json", "tokens", "create", "deploy", "--service-user", bot["user_id"],
                      env=tok_env)
     st = json.loads(out)
-    check(rc == 0 and st["bearer_token"].startswith("pats_") and st["token"]["kind"] == "SERVICE",
+    check(rc == 0 and st["bearer_token"].startswith("pats_") and st["token"]["kind"] == "service",
           "service token")
     rc, out, _ = ctl("--json", "tokens", "list", "--kind", "service", env=tok_env)
     check(rc == 0 and len(json.loads(out)["tokens"]) == 1, "list --kind service")

@@ -194,6 +194,16 @@ static int closed_within(int fd, int timeout_ms)
     return 0;
 }
 
+/* A connection to the line listener with one SLOW request a worker holds. */
+static int dial_slow(fx_t *f)
+{
+    int fd = dial(f->line_port);
+    say(fd, "SLOW\n");
+    while (atomic_load(&slow_runs) < 1)
+        sleep_ms(5);
+    return fd;
+}
+
 /* ---------------------------------------------------------------- tests */
 
 /* A second protocol on a second listener, through the public tables
@@ -299,10 +309,7 @@ static void test_drain_finishes_work_in_flight_then_closes(void **state)
     (void)state;
     fx_t *f = fx_new(16, 60000);
     fx_go(f);
-    int fd = dial(f->line_port);
-    say(fd, "SLOW\n");
-    while (atomic_load(&slow_runs) < 1)
-        sleep_ms(5);
+    int fd = dial_slow(f);
     srv_shutdown(f->srv, 0);
     sleep_ms(100);
     assert_true(dial(f->line_port) < 0); /* the listener is closed */
@@ -323,10 +330,7 @@ static void test_close_during_work_keeps_the_connection_until_the_work_is_done(v
     (void)state;
     fx_t *f = fx_new(16, 60000);
     fx_go(f);
-    int fd = dial(f->line_port);
-    say(fd, "SLOW\n");
-    while (atomic_load(&slow_runs) < 1)
-        sleep_ms(5);
+    int fd = dial_slow(f);
     close(fd);
     for (int i = 0; i < 200 && atomic_load(&f->stats.connections) > 0; i++)
         sleep_ms(5);
