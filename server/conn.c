@@ -47,7 +47,8 @@ struct conn_set {
     conn_t *conns;
     conn_t *dirty;
     unsigned n;
-    unsigned queued; /* requests on the pool */
+    unsigned queued;   /* requests on the pool */
+    uint64_t requests; /* read and not yet answered (published in stats) */
     uint64_t next_id;
     int draining;
 };
@@ -107,7 +108,9 @@ static void conn_mark_dirty(conn_t *c)
 static void conn_completed(conn_t *c, unsigned n)
 {
     c->inflight -= n;
-    atomic_fetch_sub_explicit(&c->set->stats->requests, n, memory_order_relaxed);
+    conn_set_t *s = c->set;
+    s->requests -= n;
+    atomic_store_explicit(&s->stats->requests, s->requests, memory_order_relaxed);
 }
 
 /* Empties the queued output. Answers may hold a new token's secret: wiped
@@ -334,7 +337,9 @@ void conn_io(conn_t *c, conn_io_t ev, const uint8_t *data, ssize_t n)
 int conn_begin_request(conn_t *c)
 {
     c->inflight++;
-    atomic_fetch_add_explicit(&c->set->stats->requests, 1, memory_order_relaxed);
+    conn_set_t *s = c->set;
+    /* Only the loop thread writes it: a plain store, no locked add. */
+    atomic_store_explicit(&s->stats->requests, ++s->requests, memory_order_relaxed);
     if (c->inflight < c->set->lim->max_inflight) return 0;
     if (c->state == CONN_OPEN) c->state = CONN_PAUSED;
     return 1;

@@ -19,6 +19,7 @@
 #include "metrics.h"
 #include "pat/v1/pat.pb-c.h"
 #include "token.h"
+#include "wire.h"
 
 #define HTTP_HEADERS_HARD  256 /* the most max_headers may be */
 #define HTTP_ID_MAX        128 /* X-Request-Id taken from a request */
@@ -785,6 +786,15 @@ static void http_route_verify(http_conn_t *hc, http_ctx_t *ctx, const char *rest
     if (a.path == NULL) a.path = http_header(hc, "x-forwarded-uri", &a.path_len, NULL);
     if (a.path == NULL) a.path = "", a.path_len = 0;
     http_client_ip(hc, a.ip, sizeof(a.ip));
+    /* Header values may be any bytes but NUL (llhttp refuses that); what
+     * reaches the service as a string must be UTF-8, as on the framed port. */
+    if (!wire_utf8_valid((const uint8_t *)a.token, a.token_len) ||
+        !wire_utf8_valid((const uint8_t *)a.path, a.path_len)) {
+        http_error(&o, cfg, ctx, PAT_E_INVALID_FIELD,
+                   "the token and the original path must be valid UTF-8");
+        http_answer(hc, ctx);
+        return;
+    }
     Pat__V1__VerifyRequest in = PAT__V1__VERIFY_REQUEST__INIT;
     size_t rlen = 0;
     const char *role = http_header(hc, "x-patd-required-role", &rlen, NULL);

@@ -1,9 +1,9 @@
 /* metrics: process-wide counters and histograms, and their Prometheus text
  * form (exposition format 0.0.4) for GET /metrics.
  *
- * Counters are relaxed atomics bumped by whichever thread did the work
- * (the loop thread for inline Verifies, workers for the rest): one add on
- * a line that is rarely shared, no lock. Gauges (connections, cache
+ * Counters are kept per thread and bumped with plain adds by whichever
+ * thread did the work (the loop thread for inline Verifies, workers for
+ * the rest); the page sums them. Gauges (connections, cache
  * entries) are read from their owners when the page is rendered. Like
  * Redis's server.stat_* fields they are global: one process, one set.
  *

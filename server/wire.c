@@ -41,12 +41,41 @@ size_t wire_utf8_next(const uint8_t *p, size_t len, uint32_t *cp)
     return n;
 }
 
+#define WIRE_HIGH 0x8080808080808080ull
+#define WIRE_ONES 0x0101010101010101ull
+
+/* 0 when len bytes at p are valid UTF-8 (with nul_ok, NUL included); 1 for
+ * a NUL byte, 2 for invalid UTF-8. Eight bytes at a time while they are
+ * ASCII and not NUL, which is nearly every byte patd sees: the check was
+ * 1,200 instructions of a pipelined Verify byte by byte. */
+static int wire_text(const uint8_t *p, size_t len, int nul_ok)
+{
+    size_t i = 0;
+    uint32_t cp;
+    while (i < len) {
+        if (len - i >= 8) {
+            uint64_t x;
+            memcpy(&x, p + i, 8);
+            if (!(x & WIRE_HIGH) && (nul_ok || !((x - WIRE_ONES) & ~x & WIRE_HIGH))) {
+                i += 8;
+                continue;
+            }
+        }
+        if (p[i] < 0x80) {
+            if (p[i] == 0 && !nul_ok) return 1;
+            i++;
+            continue;
+        }
+        size_t n = wire_utf8_next(p + i, len - i, &cp);
+        if (n == 0) return 2;
+        i += n;
+    }
+    return 0;
+}
+
 int wire_utf8_valid(const uint8_t *p, size_t len)
 {
-    uint32_t cp;
-    for (size_t i = 0, n; i < len; i += n)
-        if ((n = wire_utf8_next(p + i, len - i, &cp)) == 0) return 0;
-    return 1;
+    return wire_text(p, len, 1) == 0;
 }
 
 size_t wire_utf8_cut(const char *s, size_t max)
@@ -59,8 +88,12 @@ size_t wire_utf8_cut(const char *s, size_t max)
     return i;
 }
 
-static int wire_varint(const uint8_t *p, size_t len, size_t *i, uint64_t *v)
+static inline int wire_varint(const uint8_t *p, size_t len, size_t *i, uint64_t *v)
 {
+    if (*i < len && p[*i] < 0x80) { /* tags and short lengths: one byte */
+        *v = p[(*i)++];
+        return 0;
+    }
     *v = 0;
     for (int shift = 0; shift < 64 && *i < len; shift += 7) {
         uint8_t b = p[(*i)++];
@@ -70,8 +103,27 @@ static int wire_varint(const uint8_t *p, size_t len, size_t *i, uint64_t *v)
     return -1;
 }
 
-static int wire_walk(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t len, char *path,
-                     size_t cap, size_t plen, char *why, size_t wcap, int depth)
+/* The fields from the top message down to the one being read: the dotted
+ * name is composed from them only when a string is refused (building it
+ * for every field was 4% of a pipelined Verify's CPU, in snprintf). */
+typedef struct {
+    const ProtobufCFieldDescriptor *f[WIRE_MAX_DEPTH + 1];
+    int n;
+} wire_stack_t;
+
+static void wire_refuse(const wire_stack_t *st, const char *bad, char *why, size_t cap)
+{
+    size_t o = 0;
+    for (int k = 0; k < st->n && o < cap; k++) {
+        int m = snprintf(why + o, cap - o, "%s%s", k ? "." : "", st->f[k]->name);
+        if (m < 0) break;
+        o += (size_t)m;
+    }
+    if (o < cap) snprintf(why + o, cap - o, " %s", bad);
+}
+
+static int wire_walk(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t len,
+                     wire_stack_t *st, char *why, size_t cap)
 {
     size_t i = 0;
     while (i < len) {
@@ -98,21 +150,19 @@ static int wire_walk(const ProtobufCMessageDescriptor *d, const uint8_t *p, size
         const ProtobufCFieldDescriptor *f =
             protobuf_c_message_descriptor_get_field(d, (unsigned)(key >> 3));
         if (f == NULL) continue; /* unknown fields are kept as bytes, never as strings */
-        int m = snprintf(path + plen, cap - plen, "%s%s", plen ? "." : "", f->name);
-        size_t sub = plen + (m > 0 && (size_t)m < cap - plen ? (size_t)m : 0);
         if (f->type == PROTOBUF_C_TYPE_STRING) {
-            const char *bad = memchr(v, 0, (size_t)n)          ? "contains a NUL byte"
-                              : !wire_utf8_valid(v, (size_t)n) ? "is not valid UTF-8"
-                                                               : NULL;
-            if (bad) {
-                snprintf(why, wcap, "%s %s", path, bad);
+            int t = wire_text(v, (size_t)n, 0);
+            if (t != 0) {
+                const char *bad = t == 1 ? "contains a NUL byte" : "is not valid UTF-8";
+                st->f[st->n++] = f;
+                wire_refuse(st, bad, why, cap);
                 return -1;
             }
-        } else if (f->type == PROTOBUF_C_TYPE_MESSAGE && depth < WIRE_MAX_DEPTH) {
-            if (wire_walk(f->descriptor, v, (size_t)n, path, cap, sub, why, wcap, depth + 1))
-                return -1;
+        } else if (f->type == PROTOBUF_C_TYPE_MESSAGE && st->n < WIRE_MAX_DEPTH) {
+            st->f[st->n++] = f;
+            if (wire_walk(f->descriptor, v, (size_t)n, st, why, cap)) return -1;
+            st->n--;
         }
-        path[plen] = '\0';
     }
     return 0;
 }
@@ -120,6 +170,6 @@ static int wire_walk(const ProtobufCMessageDescriptor *d, const uint8_t *p, size
 int wire_check(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t len, char *why,
                size_t cap)
 {
-    char path[256] = "";
-    return wire_walk(d, p, len, path, sizeof(path), 0, why, cap, 0);
+    wire_stack_t st = {.n = 0};
+    return wire_walk(d, p, len, &st, why, cap);
 }

@@ -127,6 +127,14 @@ try:
     r = responses(got)
     check(r and r[0][0] == 400, "two X-Act-As-User headers: 400", got[:80])
 
+    # --- what reaches the service as a string is UTF-8 (hardening: invalid
+    # UTF-8 once made activity answers undecodable by Google's protobuf)
+    got, _ = raw(H, b"GET /v1/verify HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                 tok.encode() + b"\r\nX-Original-URI: /api/aaa\xc3\r\n\r\n", timeout=2)
+    r = responses(got)
+    check(r and r[0][0] == 400 and r[0][1].get("x-patd-reason") == "invalid_field",
+          "an original path that is not UTF-8 is 400 invalid_field", got[:120])
+
     # --- the client's address: the rightmost untrusted X-Forwarded-For
     s, h, _ = call(H, "/v1/verify", dict(bearer, **{"X-Original-URI": "/api/ip",
                                                     "X-Forwarded-For": "203.0.113.9, 198.51.100.7, 127.0.0.1"}))
