@@ -497,6 +497,14 @@ static int svc_caller(svc_call_t *call, svc_principal_t *p, int need_user)
             svc_fail(call, PAT_E_USER_DEACTIVATED, "the acting user is deactivated");
             return -1;
         }
+        if (p->user->user_type == TYPE_SERVICE) {
+            /* Service users are API-only accounts: they act through their
+             * own tokens, never through the platform acting for them. */
+            svc_principal_free(p);
+            svc_fail(call, PAT_E_NOT_A_HUMAN,
+                     "x-act-as-user names a service user; the platform acts for humans only");
+            return -1;
+        }
         return 0;
     }
     svc_fail(call, PAT_E_MISSING_CREDENTIAL,
@@ -867,22 +875,25 @@ static void svc_set_active(Pat__V1__TokenService_Service *service, const char *u
     svc_t *svc = svc_of(service);
     svc_principal_t p;
     if (svc_caller(call, &p, 0) != 0) goto fail;
+    /* The platform manages every user; an Admin manages service users. A
+     * caller who may manage nobody gets one answer before any lookup, and
+     * an Admin gets the same answer for a human as for no user: neither
+     * learns which user ids exist. */
+    if (!p.platform && p.user->role < ROLE_ADMIN) {
+        svc_principal_free(&p);
+        svc_fail(call, PAT_E_ADMIN_ONLY,
+                 "managing users needs the platform principal (service users: the admin role)");
+        goto fail;
+    }
     pthread_mutex_t *lock = svc_owner_lock(svc, user_id);
     pthread_mutex_lock(lock);
     user_rec_t *u = NULL;
     store_status_t s = store_user_get(svc->store, user_id, &u);
-    /* The platform manages every user; an Admin manages service users. */
-    int allowed = s == STORE_OK &&
-                  (p.platform || (p.user->role >= ROLE_ADMIN && u->user_type == TYPE_SERVICE));
-    if (s == STORE_OK && !allowed && !p.platform) {
+    if (!p.platform && (s == STORE_NOT_FOUND || (s == STORE_OK && u->user_type != TYPE_SERVICE))) {
         pthread_mutex_unlock(lock);
-        int svc_user = u->user_type == TYPE_SERVICE;
         store_record_free(u);
         svc_principal_free(&p);
-        if (svc_user)
-            svc_fail(call, PAT_E_ADMIN_ONLY, "managing service users needs the admin role");
-        else
-            svc_fail(call, PAT_E_PLATFORM_ONLY, "only the platform principal manages users");
+        svc_fail(call, PAT_E_USER_NOT_FOUND, "no service user %s", user_id);
         goto fail;
     }
     svc_principal_free(&p);
@@ -1398,6 +1409,24 @@ static void svc_update_token(Pat__V1__TokenService_Service *service,
     int64_t now = clock_now_ms();
     int active = !in->revoke;
     store_status_t s = STORE_OK;
+    if (active && !t->active) {
+        /* A restore while the owner is deactivated would bring an old token
+         * back to use the moment the owner is activated, without anyone
+         * issuing one (CreateToken refuses the same owner: user_inactive). */
+        user_rec_t *o = NULL;
+        s = store_user_get(svc->store, t->owner_id, &o);
+        int inactive = s == STORE_OK && !o->active;
+        store_record_free(o);
+        if (s != STORE_OK || inactive) {
+            pthread_mutex_unlock(lock);
+            if (s != STORE_OK)
+                svc_store_fail(call, s, "reading the token's user");
+            else
+                svc_fail(call, PAT_E_USER_INACTIVE,
+                         "the token's user is deactivated: activate the user before restoring");
+            goto fail_p;
+        }
+    }
     if (t->active != active) {
         /* R17/R18: restore of an expired token is accepted and flips
          * `active`; expiration is untouched, so it stays expired. */
@@ -1643,6 +1672,12 @@ static int svc_verify_run(svc_t *svc, const Pat__V1__VerifyRequest *in, svc_call
     if (e == PAT_E_OK && t.scim && !svc_path_is_scim(svc, path)) {
         e = PAT_E_SCIM_ONLY;
         why = "a SCIM token may only be used on SCIM endpoints";
+    }
+    /* Only Admins may make a SCIM token, and a token carries its user's
+     * current role (R1, R13): once its user is no Admin, it stops. */
+    if (e == PAT_E_OK && t.scim && u.role < ROLE_ADMIN) {
+        e = PAT_E_INSUFFICIENT_ROLE;
+        why = "a SCIM token works only while its user is an Admin";
     }
     if (e == PAT_E_OK && u.role < (int)in->required_role) {
         e = PAT_E_INSUFFICIENT_ROLE;

@@ -11,7 +11,11 @@
  *    controls and line separators passed for other names (CVE-2021-42574);
  *  - a SCIM-only token passed for ..;/ parameters, overlong UTF-8 escapes
  *    and %u escapes, which another decoder reads as "..";
- *  - a duplicate_name reply cut a name in the middle of a character (R6). */
+ *  - a duplicate_name reply cut a name in the middle of a character (R6);
+ *  - a member learnt which user ids exist from ActivateUser's answers;
+ *  - a revoked token of a deactivated service user could be restored;
+ *  - a SCIM token kept working after its owner was downgraded (R1, R13);
+ *  - the platform could act as a service user. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -316,6 +320,110 @@ static void test_R6_duplicate_name_reply_is_cut_between_characters(void **state)
     pat_close(c);
 }
 
+/* ---------------------------------------------------------------- authorization */
+
+static char *service_user(const char *name)
+{
+    pat_client_t *c = h_platform(&p, "root");
+    Pat__V1__CreateServiceUserRequest r = PAT__V1__CREATE_SERVICE_USER_REQUEST__INIT;
+    r.user_name = (char *)name;
+    Pat__V1__User *u = NULL;
+    pat_status_t st;
+    assert_int_equal(h_call(c, "CreateServiceUser", &r.base, &pat__v1__user__descriptor, &u, &st),
+                     0);
+    char *id = strdup(u->user_id);
+    protobuf_c_message_free_unpacked(&u->base, NULL);
+    pat_close(c);
+    return id;
+}
+
+static void set_active(pat_client_t *c, const char *user_id, int active, pat_status_t *st)
+{
+    Pat__V1__DeactivateUserRequest r = PAT__V1__DEACTIVATE_USER_REQUEST__INIT;
+    r.user_id = (char *)user_id;
+    h_call(c, active ? "ActivateUser" : "DeactivateUser", &r.base, &pat__v1__user__descriptor, NULL,
+           st);
+}
+
+static void test_activate_answers_the_same_whether_or_not_the_user_exists(void **state)
+{
+    (void)state;
+    char *tok = h_create(&p, "alice", "oracle", 30, NULL, NULL);
+    pat_client_t *member = h_bearer(&p, tok);
+    pat_status_t a, b;
+    for (int active = 0; active < 2; active++) {
+        set_active(member, "root", active, &a);
+        set_active(member, "no-such-user", active, &b);
+        assert_int_equal(a.code, b.code);
+        assert_string_equal(a.reason, b.reason);
+        assert_string_equal(a.message, b.message);
+        assert_string_equal(a.reason, "admin_only");
+    }
+    pat_close(member);
+    char *rtok = h_create(&p, "root", "oracle-admin", 30, NULL, NULL);
+    pat_client_t *admin = h_bearer(&p, rtok);
+    set_active(admin, "alice", 0, &a); /* a human: not an Admin's to manage */
+    set_active(admin, "no-such-user", 0, &b);
+    assert_string_equal(a.reason, "user_not_found");
+    assert_string_equal(b.reason, "user_not_found");
+    pat_close(admin);
+    free(tok);
+    free(rtok);
+}
+
+static void test_a_revoked_token_is_not_restored_while_its_user_is_deactivated(void **state)
+{
+    (void)state;
+    char *bot = service_user("restore-bot");
+    pat_client_t *admin = h_platform(&p, "root");
+    pat_status_t st;
+    uint64_t id;
+    char *t = h_create_with(admin, "deploy", 30, 0, PAT__V1__TOKEN_KIND__TOKEN_KIND_SERVICE, bot,
+                            &id, &st);
+    assert_non_null(t);
+    assert_int_equal(h_update(admin, id, 1, NULL, &st), 0);
+    set_active(admin, bot, 0, &st);
+    assert_int_equal(st.code, 0);
+    assert_int_not_equal(h_update(admin, id, 0, NULL, &st), 0);
+    assert_string_equal(st.reason, "user_inactive");
+    set_active(admin, bot, 1, &st);
+    assert_int_equal(h_update(admin, id, 0, NULL, &st), 0); /* once active again, it may */
+    assert_int_equal(h_verify(&p, t, "/api", 0, NULL, &st), 0);
+    pat_close(admin);
+    free(t);
+    free(bot);
+}
+
+static void test_R13_a_scim_token_stops_when_its_user_is_no_longer_an_admin(void **state)
+{
+    (void)state;
+    pat_client_t *admin = h_platform(&p, "root");
+    pat_status_t st;
+    char *scim = h_create_with(admin, "scim-downgrade", 30, 1, 0, NULL, NULL, &st);
+    assert_non_null(scim);
+    pat_close(admin);
+    assert_int_equal(h_verify(&p, scim, "/scim/v2/Users", 0, NULL, &st), 0);
+    assert_int_equal(h_user(&p, "root", 1), 0); /* downgraded to member */
+    assert_int_not_equal(h_verify(&p, scim, "/scim/v2/Users", 0, NULL, &st), 0);
+    assert_string_equal(st.reason, "insufficient_role");
+    assert_int_equal(h_user(&p, "root", 3), 0);
+    assert_int_equal(h_verify(&p, scim, "/scim/v2/Users", 0, NULL, &st), 0);
+    free(scim);
+}
+
+static void test_the_platform_acts_for_humans_only(void **state)
+{
+    (void)state;
+    char *bot = service_user("act-bot");
+    pat_client_t *c = h_platform(&p, bot);
+    pat_status_t st;
+    char *t = h_create_with(c, "made-as-bot", 30, 0, 0, NULL, NULL, &st);
+    assert_null(t);
+    assert_string_equal(st.reason, "service_user_caller");
+    pat_close(c);
+    free(bot);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -328,6 +436,10 @@ int main(void)
         cmocka_unit_test(test_names_that_pass_for_other_names_are_refused),
         cmocka_unit_test(test_R5_scim_path_forms_that_decode_to_dot_dot_are_refused),
         cmocka_unit_test(test_R6_duplicate_name_reply_is_cut_between_characters),
+        cmocka_unit_test(test_activate_answers_the_same_whether_or_not_the_user_exists),
+        cmocka_unit_test(test_a_revoked_token_is_not_restored_while_its_user_is_deactivated),
+        cmocka_unit_test(test_R13_a_scim_token_stops_when_its_user_is_no_longer_an_admin),
+        cmocka_unit_test(test_the_platform_acts_for_humans_only),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
