@@ -218,14 +218,19 @@ static uint8_t *framed_handle_mode(svc_t *svc, const uint8_t *frame, size_t len,
 {
     framed_req_t r = {.svc = svc, .arena = disp_arena_new()};
     uint8_t *out = framed_decode(&r, frame, len, out_len);
-    if (out != NULL) {
-        if (inline_only) {
-            free(out);
-            out = NULL;
+    if (out != NULL && inline_only) {
+        free(out); /* the inline part alone answers only Verifies from memory */
+        out = NULL;
+    } else if (out == NULL) {
+        int answered = framed_try_inline(&r);
+        if (!answered && !inline_only) {
+            framed_run(&r);
+            answered = 1;
         }
-    } else if (framed_try_inline(&r) || (!inline_only && (framed_run(&r), 1))) {
-        out = r.out;
-        *out_len = r.out_len;
+        if (answered) {
+            out = r.out;
+            *out_len = r.out_len;
+        }
     }
     disp_arena_free(r.arena);
     return out;

@@ -10,17 +10,12 @@ import re
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from patdtest import Checks  # noqa: E402
+
 root, patd = sys.argv[1], sys.argv[2]
-passed = failed = 0
-
-
-def check(cond, what, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL: {what} {detail}", file=sys.stderr)
+C = Checks()
+check = C.check
 
 
 docs = [os.path.join(root, "README.md"), os.path.join(root, "CHANGELOG.md")] + \
@@ -90,5 +85,4 @@ for name in ("docs/gateways.md", "docs/protocol.md", "docs/reliability.md"):
         check(m.group(1) == defaults.get("--drain-grace-ms", "").split()[0],
               f"{name}: --drain-grace-ms default", m.group(1))
 
-print(f"{passed} passed, {failed} failed")
-sys.exit(0 if failed == 0 and passed > 0 else 1)
+C.finish()
