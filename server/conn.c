@@ -48,6 +48,7 @@ struct conn_set {
     conn_t *dirty;
     unsigned n;
     unsigned queued;   /* requests on the pool */
+    size_t out_bytes;  /* answers not yet written, every connection */
     uint64_t requests; /* read and not yet answered (published in stats) */
     uint64_t next_id;
     int draining;
@@ -104,6 +105,18 @@ static void conn_mark_dirty(conn_t *c)
     s->dirty = c;
 }
 
+/* Bytes of answers leaving (written or dropped): out of the budget. */
+static void conn_out_gone(conn_t *c, size_t n)
+{
+    c->set->out_bytes -= n;
+}
+
+/* A connection's unwritten answers. */
+static size_t conn_pending(const conn_t *c)
+{
+    return c->out_len + (c->writing ? c->wlen : 0);
+}
+
 /* Answers written (or dropped): they no longer count as in flight. */
 static void conn_completed(conn_t *c, unsigned n)
 {
@@ -134,6 +147,7 @@ static void conn_flush(conn_t *c)
     if (c->out_len == 0 || c->writing) return;
     if (c->state == CONN_CLOSING) {
         conn_completed(c, c->out_count);
+        conn_out_gone(c, c->out_len);
         conn_out_reset(c);
         return;
     }
@@ -141,11 +155,13 @@ static void conn_flush(conn_t *c)
     if (n < 0 && n != UV_EAGAIN) {
         log_debug("conn %llu: write failed: %s", (unsigned long long)c->id, uv_strerror(n));
         conn_completed(c, c->out_count);
+        conn_out_gone(c, c->out_len);
         conn_out_reset(c);
         conn_close(c);
         return;
     }
     size_t done = n > 0 ? (size_t)n : 0;
+    conn_out_gone(c, done);
     if (done == c->out_len) {
         conn_completed(c, c->out_count);
         conn_out_reset(c);
@@ -170,6 +186,7 @@ static void conn_flush(conn_t *c)
     if (rc < 0) {
         c->writing = 0;
         conn_completed(c, c->wcount);
+        conn_out_gone(c, c->wlen);
         conn_close(c);
     }
 }
@@ -178,6 +195,7 @@ static void conn_on_written(conn_t *c, int status)
 {
     c->writing = 0;
     conn_completed(c, c->wcount);
+    conn_out_gone(c, c->wlen);
     explicit_bzero(c->wbuf + c->woff, c->wlen);
     c->wlen = c->woff = 0;
     c->wcount = 0;
@@ -226,7 +244,7 @@ void conn_send2(conn_t *c, const uint8_t *head, size_t head_len, const uint8_t *
         return;
     }
     size_t len = head_len + body_len;
-    size_t pending = c->out_len + (c->writing ? c->wlen : 0);
+    size_t pending = conn_pending(c);
     if (pending + len > c->set->lim->max_output) {
         /* Backpressure keeps this from happening to a client that reads;
          * one that does not is cut off rather than buffered for. */
@@ -255,6 +273,7 @@ void conn_send2(conn_t *c, const uint8_t *head, size_t head_len, const uint8_t *
     if (body_len) memcpy(c->out + c->out_len + head_len, body, body_len);
     c->out_len = need;
     c->out_count += completes;
+    c->set->out_bytes += len;
     conn_mark_dirty(c);
 }
 
@@ -298,7 +317,12 @@ static void conn_settle(conn_t *c)
         free(stash);
         if (c->state == CONN_CLOSING) return;
     }
-    int want = c->state == CONN_OPEN;
+    /* A connection holding more than its fair share of the server's budget
+     * for unwritten answers is not read until it drains: clients that
+     * never read cannot take the memory from those that do. */
+    conn_set_t *s = c->set;
+    size_t share = s->lim->max_output_total / (s->n ? s->n : 1);
+    int want = c->state == CONN_OPEN && conn_pending(c) <= share;
     if (want && !c->reading) {
         if (c->tr->read_start(c->t) == 0) c->reading = 1;
     } else if (!want && c->reading) {
@@ -391,6 +415,18 @@ int conn_submit(conn_t *c, conn_work_t *w)
 }
 
 /* ---------------------------------------------------------------- queries */
+
+int conn_budget_spent(const conn_t *c)
+{
+    /* Only a connection that is itself behind on reading is refused: a
+     * client that reads its answers is served while others flood. */
+    return c->set->out_bytes >= c->set->lim->max_output_total && conn_pending(c) > 0;
+}
+
+int conn_budget_ok(const conn_t *c, size_t len)
+{
+    return c->set->out_bytes + len <= c->set->lim->max_output_total;
+}
 
 int conn_draining(const conn_t *c)
 {

@@ -27,7 +27,14 @@
  * beyond). Beyond max_connections a new connection is refused by its
  * protocol and closed. A connection that makes no progress (nothing read,
  * nothing written) for idle_timeout_ms while no worker holds a request of
- * it is closed. A connection's unwritten output is capped at max_output
+ * it is closed. The whole server's unwritten answers are bounded by
+ * max_output_total: a connection holding more than its fair share of it
+ * (the budget over the open connections) is not read until it drains, and
+ * while the budget is spent a protocol answers new requests "overloaded"
+ * at once (conn_budget_spent) and replaces a large finished answer by that
+ * refusal (conn_budget_ok), so memory stays within the budget plus what
+ * the workers are computing, however many clients stop reading. A
+ * connection's unwritten output is also capped at max_output
  * bytes: beyond it the client is not reading and is cut off.
  *
  * Output: conn_send() copies bytes into the connection's buffer; the
@@ -74,7 +81,8 @@ typedef struct {
     unsigned max_inflight; /* per connection */
     unsigned max_queue;    /* requests on the worker pool, whole server */
     uint64_t idle_timeout_ms;
-    size_t max_output; /* bytes of answers waiting to be written, per connection */
+    size_t max_output;       /* bytes of answers waiting to be written, per connection */
+    size_t max_output_total; /* the same, whole server */
 } conn_limits_t;
 
 typedef struct conn_set conn_set_t;
@@ -134,6 +142,13 @@ void conn_send2(conn_t *c, const uint8_t *head, size_t head_len, const uint8_t *
 /* Runs w on the worker pool; -1 without running it when the server's
  * queue is full (the protocol answers "overloaded"). */
 int conn_submit(conn_t *c, conn_work_t *w);
+/* 1 while the server's budget for unwritten answers is spent and c itself
+ * holds unread answers: the protocol answers a new request "overloaded"
+ * without computing it. */
+int conn_budget_spent(const conn_t *c);
+/* 1 if an answer of len bytes fits the budget; a protocol sends a
+ * refusal instead of a large answer that does not. */
+int conn_budget_ok(const conn_t *c, size_t len);
 /* The protocol answered an error it cannot recover from: stop reading and
  * close once every answer is written. */
 void conn_fail(conn_t *c);

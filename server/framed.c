@@ -13,7 +13,8 @@
 #include "pat/v1/pat.pb-c.h"
 #include "wire.h"
 
-#define FRAMED_SPARE_ARENAS 2 /* kept per connection: one for the hot path, one spare */
+#define FRAMED_SPARE_ARENAS 2    /* kept per connection: one for the hot path, one spare */
+#define FRAMED_SMALL_ANSWER 4096 /* always sent, budget or not: refusals, most answers */
 
 typedef struct {
     conn_t *conn;
@@ -288,6 +289,16 @@ static void framed_work_done(conn_work_t *w, int alive)
 {
     framed_req_t *r = (framed_req_t *)w;
     framed_conn_t *fc = conn_protocol_state(w->conn);
+    if (alive && r->out_len > FRAMED_SMALL_ANSWER && !conn_budget_ok(w->conn, r->out_len)) {
+        /* A large answer (a page of tokens) that the budget cannot hold is
+         * dropped for a refusal, as it would have been had it come later. */
+        explicit_bzero(r->out, r->out_len);
+        free(r->out);
+        r->out = framed_error(r->id, PAT_E_OVERLOADED,
+                              "server is overloaded (answers are not being read); retry with "
+                              "backoff",
+                              &r->out_len);
+    }
     if (alive) {
         framed_send(fc, r->out, r->out_len);
     } else {
@@ -307,6 +318,13 @@ static int framed_on_frame(void *arg, const uint8_t *data, size_t len)
     if (conn_draining(c)) {
         framed_send_error(fc, framed_peek_id(data, len), PAT_E_SHUTTING_DOWN,
                           "server is shutting down; retry on another instance");
+        return full;
+    }
+    if (conn_budget_spent(c)) {
+        /* Clients are not reading what they asked for: refuse at once
+         * rather than compute another answer to hold. */
+        framed_send_error(fc, framed_peek_id(data, len), PAT_E_OVERLOADED,
+                          "server is overloaded (answers are not being read); retry with backoff");
         return full;
     }
     /* On the stack while it may be answered here; it holds no pointer to

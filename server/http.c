@@ -845,6 +845,13 @@ static void http_route(http_conn_t *hc)
     http_ctx_t ctx;
     http_out_t o = {&hc->ob, &hc->ob_len, &hc->ob_cap};
     int get = hc->parser.method == HTTP_GET || hc->parser.method == HTTP_HEAD;
+    if (conn_budget_spent(hc->conn)) {
+        http_context(hc, &ctx, "overloaded");
+        http_error(&o, cfg, &ctx, PAT_E_OVERLOADED,
+                   "server is overloaded (answers are not being read); retry with backoff");
+        http_answer(hc, &ctx);
+        return;
+    }
     static const char verify[] = "/v1/verify";
     size_t vl = sizeof(verify) - 1;
     if (plen >= vl && memcmp(url, verify, vl) == 0 && (plen == vl || url[vl] == '/')) {

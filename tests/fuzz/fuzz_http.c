@@ -82,7 +82,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
                                   .max_inflight = 16,
                                   .max_queue = 256,
                                   .idle_timeout_ms = 2000,
-                                  .max_output = 1 << 20};
+                                  .max_output = 1 << 20,
+                                  .max_output_total = 16 << 20};
     scfg.drain_timeout_ms = 1000;
     srv = srv_new(&scfg, &stats);
     srv_listener_t l = {.host = "127.0.0.1",

@@ -84,6 +84,7 @@ static fx_t *fx_new(unsigned max_inflight, uint64_t idle_ms)
     f->cfg.limits.max_queue = 1024;
     f->cfg.limits.idle_timeout_ms = idle_ms;
     f->cfg.limits.max_output = 1 << 20;
+    f->cfg.limits.max_output_total = 16 << 20;
     f->cfg.drain_timeout_ms = 5000;
     f->fcfg.svc = &f->svc;
     f->fcfg.max_frame = 65536;
