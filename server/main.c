@@ -263,14 +263,43 @@ static char *main_platform_key(const char *path)
     buf[n] = '\0';
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
         buf[--n] = 0;
-    if (n < MAIN_KEY_MIN_CHARS) {
-        log_error("platform key in %s is shorter than %d characters", path, MAIN_KEY_MIN_CHARS);
-        explicit_bzero(buf, sizeof(buf));
-        return NULL;
+    /* One key a line: the current one, and during a rotation the next. */
+    int lines = 0;
+    for (char *line = buf, *end; line && *line; line = end ? end + 1 : NULL) {
+        end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        if (len && line[len - 1] == '\r') len--;
+        if (len < MAIN_KEY_MIN_CHARS || ++lines > SVC_PLATFORM_KEYS) {
+            log_error(len < MAIN_KEY_MIN_CHARS
+                          ? "a platform key in %s is shorter than %d characters"
+                          : "%s holds more than %d platform keys (one a line: current, next)",
+                      path, len < MAIN_KEY_MIN_CHARS ? MAIN_KEY_MIN_CHARS : SVC_PLATFORM_KEYS);
+            explicit_bzero(buf, sizeof(buf));
+            return NULL;
+        }
     }
     char *key = strdup(buf);
     explicit_bzero(buf, sizeof(buf));
     return key;
+}
+
+/* SIGHUP: reads the key file again. A file that cannot be used keeps the
+ * keys in force (main_platform_key logged why). */
+typedef struct {
+    const char *key_file;
+    svc_t *svc;
+} main_reload_t;
+
+static void main_reload(void *arg)
+{
+    main_reload_t *r = arg;
+    char *keys = main_platform_key(r->key_file);
+    if (keys == NULL) {
+        log_warn("event=platform_keys_reload_failed path=%s: the keys in force stay", r->key_file);
+        return;
+    }
+    int n = svc_set_platform_keys(r->svc, keys);
+    log_info("event=platform_keys_reloaded path=%s keys=%d", r->key_file, n);
 }
 
 int main(int argc, char **argv)
@@ -592,6 +621,9 @@ int main(int argc, char **argv)
     log_info("event=starting version=%s data_dir=%s workers=%lu", PATD_VERSION, data_dir, workers);
 
     fcfg.svc = &svc;
+    main_reload_t reload = {.key_file = key_file, .svc = &svc};
+    scfg.on_reload = main_reload;
+    scfg.reload_arg = &reload;
     http_cfg_t hcfg;
     if (http_cfg_init(&hcfg, &svc, &stats) != 0) abort(); /* Verify is in the descriptor */
     hcfg.max_header_bytes = http_max_header_bytes;

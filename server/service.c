@@ -430,13 +430,63 @@ static int svc_starts_with_ci(const char *s, const char *prefix)
     return strncasecmp(s, prefix, strlen(prefix)) == 0;
 }
 
+typedef struct svc_keys {
+    struct svc_keys *next_retired;
+    char *buf; /* the keys, NUL-separated */
+    const char *key[SVC_PLATFORM_KEYS];
+    size_t len[SVC_PLATFORM_KEYS];
+    int n;
+} svc_keys_t;
+
 int svc_is_platform(svc_call_t *call)
 {
     const char *a = call->authorization;
     svc_t *svc = call->svc;
     if (a == NULL || !svc_starts_with_ci(a, "Platform ")) return 0;
     const char *key = a + 9;
-    return token_secret_equal(key, strlen(key), svc->platform_key, svc->platform_key_len);
+    size_t kl = strlen(key);
+    const svc_keys_t *k = atomic_load_explicit(&svc->keys, memory_order_acquire);
+    int ok = 0;
+    for (int i = 0; k && i < k->n; i++) /* every key, whichever matches */
+        ok |= token_secret_equal(key, kl, k->key[i], k->len[i]);
+    return ok;
+}
+
+int svc_set_platform_keys(svc_t *svc, char *keys)
+{
+    svc_keys_t *k = calloc(1, sizeof(*k));
+    if (k == NULL) abort();
+    k->buf = keys;
+    for (char *line = keys, *end; line && *line && k->n < SVC_PLATFORM_KEYS; line = end) {
+        end = strchr(line, '\n');
+        if (end) *end++ = '\0';
+        size_t len = strlen(line);
+        if (len && line[len - 1] == '\r') line[--len] = '\0';
+        if (len == 0) continue;
+        k->key[k->n] = line;
+        k->len[k->n++] = len;
+    }
+    svc_keys_t *old = atomic_exchange_explicit(&svc->keys, k, memory_order_acq_rel);
+    if (old) {
+        old->next_retired = svc->retired; /* only reloads write this: one at a time */
+        svc->retired = old;
+    }
+    return k->n;
+}
+
+static void svc_keys_free(svc_keys_t *k)
+{
+    while (k) {
+        svc_keys_t *next = k->next_retired;
+        if (k->buf) {
+            explicit_bzero(k->buf, strlen(k->buf));
+            for (int i = 0; i < k->n; i++)
+                explicit_bzero((char *)k->key[i], k->len[i]);
+            free(k->buf);
+        }
+        free(k);
+        k = next;
+    }
 }
 
 /* Authenticates the caller. need_user: the method acts as a user, so the
@@ -1736,8 +1786,7 @@ void svc_init(svc_t *svc, store_t *st, usage_t *usage, cache_t *cache, stats_t *
     svc->usage = usage;
     svc->cache = cache;
     svc->stats = stats;
-    svc->platform_key = platform_key;
-    svc->platform_key_len = platform_key ? strlen(platform_key) : 0;
+    if (platform_key) svc_set_platform_keys(svc, platform_key);
     svc->start_mono_ms = clock_mono_ms();
     for (int i = 0; i < SVC_OWNER_LOCKS; i++)
         pthread_mutex_init(&svc->owner_locks[i], NULL);
@@ -1747,9 +1796,8 @@ void svc_destroy(svc_t *svc)
 {
     for (int i = 0; i < SVC_OWNER_LOCKS; i++)
         pthread_mutex_destroy(&svc->owner_locks[i]);
-    if (svc->platform_key) {
-        explicit_bzero(svc->platform_key, svc->platform_key_len);
-        free(svc->platform_key);
-    }
-    svc->platform_key = NULL;
+    svc_keys_t *k = atomic_exchange(&svc->keys, NULL);
+    if (k) k->next_retired = svc->retired;
+    svc_keys_free(k ? k : svc->retired);
+    svc->retired = NULL;
 }

@@ -37,15 +37,20 @@
 #define SVC_ACTIVITY_DEF  20
 #define SVC_SCIM_PREFIXES 8
 #define SVC_MESSAGE_MAX   256
+#define SVC_PLATFORM_KEYS 2 /* current and next, during a rotation */
 
 typedef struct {
     Pat__V1__TokenService_Service base; /* first: handlers find svc_t from it */
     store_t *store;
     usage_t *usage;
-    cache_t *cache;     /* verification cache; owned by the caller of svc_init */
-    stats_t *stats;     /* the server's counters, for Health */
-    char *platform_key; /* owned; compared in constant time, never logged */
-    size_t platform_key_len;
+    cache_t *cache; /* verification cache; owned by the caller of svc_init */
+    stats_t *stats; /* the server's counters, for Health */
+    /* The platform keys in force: one, or two during a rotation. Replaced
+     * whole by svc_set_platform_keys; a set once in force is kept (not
+     * freed, not wiped) until svc_destroy, since a worker may be comparing
+     * against it. Compared in constant time, never logged. */
+    _Atomic(struct svc_keys *) keys;
+    struct svc_keys *retired;
     const char *scim_prefixes[SVC_SCIM_PREFIXES]; /* e.g. "/scim/v2", "/api/scim/v2" */
     int n_scim_prefixes;
     uint64_t start_mono_ms;
@@ -66,13 +71,17 @@ typedef struct {
     int answered;
 } svc_call_t;
 
-/* Initializes svc (takes ownership of platform_key, a malloc'd string). */
+/* Initializes svc (takes ownership of platform_key, a malloc'd string of
+ * one or two keys, one a line). */
 void svc_init(svc_t *svc, store_t *st, usage_t *usage, cache_t *cache, stats_t *stats,
               char *platform_key);
 void svc_destroy(svc_t *svc);
 /* Adds a SCIM path prefix such as "/scim/v2" (no trailing slash); the
  * string must outlive svc. Returns -1 when the table is full. */
 int svc_add_scim_prefix(svc_t *svc, const char *prefix);
+/* Puts new platform keys in force (takes ownership of keys, as svc_init);
+ * from any thread. Returns how many keys are in force. */
+int svc_set_platform_keys(svc_t *svc, char *keys);
 
 /* Sets the call's error with a printf-style message. */
 void svc_fail(svc_call_t *call, pat_err_t err, const char *fmt, ...)

@@ -36,7 +36,7 @@ struct srv {
     conn_set_t *conns;
     srv_lsn_t lsn[SRV_MAX_LISTENERS];
     int n_lsn;
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sighup;
     uv_async_t wake;           /* srv_shutdown from another thread */
     pthread_mutex_t wake_lock; /* wake is not sent once it is closed */
     int wake_closed;
@@ -142,11 +142,13 @@ static void srv_close_all(srv_t *srv)
     if (srv->cfg->handle_signals) {
         uv_close((uv_handle_t *)&srv->sigint, NULL);
         uv_close((uv_handle_t *)&srv->sigterm, NULL);
+        uv_close((uv_handle_t *)&srv->sighup, NULL);
         /* Closing the handles gave the signals their default action back:
          * a second SIGTERM would now kill the process while it writes its
          * last data. The drain is over and it exits in moments: ignore. */
         signal(SIGINT, SIG_IGN);
         signal(SIGTERM, SIG_IGN);
+        signal(SIGHUP, SIG_IGN);
     }
 }
 
@@ -197,6 +199,14 @@ static void srv_begin_shutdown(srv_t *srv, int signum, int with_grace)
         srv_drain(srv);
 }
 
+static void srv_on_hup(uv_signal_t *s, int signum)
+{
+    srv_t *srv = s->data;
+    (void)signum;
+    log_info("event=reload signal=SIGHUP");
+    if (srv->cfg->on_reload) srv->cfg->on_reload(srv->cfg->reload_arg);
+}
+
 static void srv_on_signal(uv_signal_t *s, int signum)
 {
     srv_begin_shutdown(s->data, signum, signum == SIGTERM);
@@ -239,6 +249,9 @@ srv_t *srv_new(const srv_config_t *cfg, stats_t *stats)
         srv->sigint.data = srv->sigterm.data = srv;
         uv_signal_start(&srv->sigint, srv_on_signal, SIGINT);
         uv_signal_start(&srv->sigterm, srv_on_signal, SIGTERM);
+        uv_signal_init(&srv->loop, &srv->sighup);
+        srv->sighup.data = srv;
+        uv_signal_start(&srv->sighup, srv_on_hup, SIGHUP);
     }
     return srv;
 }

@@ -37,7 +37,11 @@ typedef struct {
     conn_limits_t limits;
     uint64_t drain_grace_ms;   /* phase 1 on SIGTERM */
     uint64_t drain_timeout_ms; /* phase 2 at most */
-    int handle_signals;        /* install SIGINT/SIGTERM handlers (patd: yes; tests: no) */
+    int handle_signals;        /* install SIGINT/SIGTERM/SIGHUP handlers (patd: yes; tests: no) */
+    /* SIGHUP: called on the loop thread; reloads what can be reloaded
+     * without dropping a connection (the platform keys). May be NULL. */
+    void (*on_reload)(void *arg);
+    void *reload_arg;
 } srv_config_t;
 
 typedef struct {

@@ -4,9 +4,16 @@ mistyped data directory creates nothing and exits 2 (it once made a fresh
 empty store there and reported 0 problems); a second patd on a data
 directory that one already serves says which pid holds it and exits 1
 (it once printed RocksDB's raw lock error); every change to a user is
-logged, never its values; --log-level debug adds one line per request."""
+logged, never its values; --log-level debug adds one line per request;
+the platform key rotates without a restart: the key file holds the
+current and the next key, SIGHUP reloads it, calls with either key work
+during the overlap, the old one fails after it, a file that cannot be used
+keeps the keys in force, and connections stay open throughout."""
+import http.client
 import os
 import re
+import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -55,6 +62,56 @@ try:
     check(re.search(r"request conn=\d+ id=\d+ method=pat\.v1\.TokenService/UpsertUser "
                     r"outcome=ok latency_us=\d+", log) is not None,
           "debug: one line per request with method, outcome, latency, connection")
+    # --- platform key rotation on SIGHUP
+    key_a = open(p.key).read().strip()
+    key_b = secrets.token_hex(32)
+    files = {}
+    for name, content in (("a", key_a), ("b", key_b)):
+        files[name] = os.path.join(p.work, f"key-{name}")
+        with open(files[name], "w") as f:
+            f.write(content + "\n")
+        os.chmod(files[name], 0o600)
+
+    def with_key(name):
+        argv = [os.path.join(bindir, "patctl"), "--server", p.server,
+                "--platform-key-file", files[name], "users", "get", "carol"]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30).returncode
+
+    def reload(content, mode=0o600):
+        with open(p.key, "w") as f:
+            f.write(content)
+        os.chmod(p.key, mode)
+        before = p.log().count("event=platform_keys_reload")
+        p.proc.send_signal(signal.SIGHUP)
+        for _ in range(200):
+            if p.log().count("event=platform_keys_reload") > before:
+                return
+            time.sleep(0.01)
+
+    tok = p.token("carol", "rot", "--expires", "30d")
+    kept = http.client.HTTPConnection("127.0.0.1", p.http_port, timeout=10)
+
+    def kept_ok():
+        kept.request("GET", "/v1/verify", headers={"Authorization": "Bearer " + tok})
+        r = kept.getresponse()
+        r.read()
+        return r.status == 200
+
+    check(kept_ok(), "a keep-alive connection before the rotation")
+    reload(key_a + "\n" + key_b + "\n")
+    check("event=platform_keys_reloaded" in p.log() and "keys=2" in p.log(),
+          "SIGHUP reloads two keys")
+    check(with_key("a") == 0 and with_key("b") == 0, "during the overlap, either key works")
+    reload(key_b + "\n")
+    check(with_key("a") == 1 and with_key("b") == 0, "after it, the old key fails, the new works")
+    reload(key_a + "\n", mode=0o644)
+    check("event=platform_keys_reload_failed" in p.log() and "chmod 600" in p.log(),
+          "a key file readable by others is not loaded, and the log says why")
+    check(with_key("b") == 0 and with_key("a") == 1, "the keys in force stay after a failed reload")
+    check(kept_ok(), "the same connection still serves after three reloads")
+    check(p.proc.poll() is None, "patd is still running")
+    check(key_a not in p.log() and key_b not in p.log(), "no key in the log")
+    kept.close()
 finally:
     p.cleanup()
 C.finish()
