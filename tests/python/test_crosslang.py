@@ -143,6 +143,54 @@ def main():
         check(st.code == pb.INVALID_ARGUMENT and "expires_in_days" in st.message,
               "expires_in_days 0 names the field")
 
+        # Every kind of answer decodes with Google's protobuf, which refuses
+        # invalid UTF-8 in string fields, errors included, where patd cuts a
+        # string next to a multi-byte character (the hardening issue: a cut
+        # "...aaa\xc3" once made these undecodable in Python, Go and Java).
+        from google.protobuf.message import DecodeError
+
+        def decodes(what, fn):
+            try:
+                return fn()
+            except (DecodeError, UnicodeDecodeError) as e:
+                check(False, f"{what} decodes with Google's protobuf: {e}")
+                return None, None
+
+        name64 = "a" * 63 + "\u00e9"  # the reply quotes 64 bytes: the cut falls in the é
+        decodes("CreateToken", lambda: c.call("CreateToken", pb.CreateTokenRequest(
+            name=name64, expires_in_days=30), pb.CreateTokenResponse, as_user))
+        st, _ = decodes("duplicate_name", lambda: c.call("CreateToken", pb.CreateTokenRequest(
+            name=name64, expires_in_days=30), pb.CreateTokenResponse, as_user))
+        check(st is not None and st.reason == "duplicate_name", "duplicate_name reply decodes")
+        rid = c.send("\u00e9" * 100, pb.HealthRequest())
+        resp = decodes("unknown method", c.recv)
+        check(resp is not None and resp.status.reason == "unknown_method",
+              "unknown method reply with a long non-ASCII name decodes")
+        for method, msg, out in [
+                ("GetUser", pb.GetUserRequest(user_id="\u00e9" * 120), pb.User),
+                ("DeleteServiceUser", pb.DeleteServiceUserRequest(user_id="\u00e9" * 120),
+                 pb.DeleteServiceUserResponse),
+                ("ActivateUser", pb.ActivateUserRequest(user_id="\u00e9" * 120), pb.User)]:
+            st, _ = decodes(method, lambda: c.call(method, msg, out, platform))
+            check(st is not None and st.code != pb.OK, f"{method} error reply decodes")
+        st, live = c.call("CreateToken", pb.CreateTokenRequest(name="paths", expires_in_days=30),
+                          pb.CreateTokenResponse, as_user)
+        long_path = "/api/" + "\u00e9" * 300  # stored cut at 256 bytes: in the middle of an é
+        st, _ = c.call("Verify", pb.VerifyRequest(bearer_token=live.bearer_token, path=long_path,
+                                                  client_ip="198.51.100.1"), pb.VerifyResponse)
+        check(st.code == pb.OK, "Verify with a long non-ASCII path")
+        st, act = decodes("ListTokenActivity", lambda: c.call(
+            "ListTokenActivity", pb.ListTokenActivityRequest(id=live.token.id),
+            pb.ListTokenActivityResponse, as_user))
+        paths = [e.path for e in act.events if e.kind == pb.ACTIVITY_KIND_USED] if act else []
+        check(paths and long_path.startswith(paths[0]) and len(paths[0].encode()) <= 256,
+              "the stored path is cut between whole characters and decodes", )
+        st, lst = decodes("ListTokens", lambda: c.call("ListTokens", pb.ListTokensRequest(),
+                                                       pb.ListTokensResponse, as_user))
+        check(lst is not None and len(lst.tokens) >= 3, "ListTokens decodes")
+        st, h = decodes("Health", lambda: c.call("Health", pb.HealthRequest(), pb.HealthResponse))
+        check(h is not None and h.version, "Health decodes")
+
         # Pipelining from Python: three at once, answered by id.
         ids = [c.send("Health", pb.HealthRequest(), req_id=100 + i) for i in range(3)]
         got = sorted(c.recv().id for _ in ids)
