@@ -66,6 +66,9 @@ static void main_usage(FILE *out)
         "once)\n"
         "  --http-access-log on|off    one info line per HTTP request (default on; never a\n"
         "                              token or header value)\n"
+        "  --deleted-activity-retention D  days a deleted token's history stays readable by\n"
+        "                              its owner (default 90: a quarter to ask why a token went,\n"
+        "                              as long as GitHub keeps its security log; 1..3650)\n"
         "  --max-unread-mb N           answers not yet read by their clients, whole server\n"
         "                              (default 64: 400 pages of 500 tokens; 1024 connections\n"
         "                              at the 16 MiB each may hold would be 16 GiB; 1..65536)\n"
@@ -346,6 +349,7 @@ int main(int argc, char **argv)
     unsigned http_max_headers = 100;
     uint64_t http_header_timeout_ms = 10000;
     int http_access_log = 1;
+    unsigned long retention_days = 90;
 
     enum {
         O_LISTEN = 256,
@@ -359,6 +363,7 @@ int main(int argc, char **argv)
         O_IDLE,
         O_GRACE,
         O_UNREAD,
+        O_RETENTION,
         O_HTTP_LISTEN,
         O_HTTP_PORTFILE,
         O_TRUSTED,
@@ -388,6 +393,7 @@ int main(int argc, char **argv)
         {"idle-timeout", required_argument, 0, O_IDLE},
         {"drain-grace-ms", required_argument, 0, O_GRACE},
         {"max-unread-mb", required_argument, 0, O_UNREAD},
+        {"deleted-activity-retention", required_argument, 0, O_RETENTION},
         {"http-listen", required_argument, 0, O_HTTP_LISTEN},
         {"http-port-file", required_argument, 0, O_HTTP_PORTFILE},
         {"trusted-proxies", required_argument, 0, O_TRUSTED},
@@ -490,6 +496,10 @@ int main(int argc, char **argv)
                         optarg);
                 return 2;
             }
+            break;
+        case O_RETENTION:
+            if (main_parse_uint("--deleted-activity-retention", optarg, 1, 3650, &retention_days))
+                return 2;
             break;
         case O_UNREAD:
             if (main_parse_uint("--max-unread-mb", optarg, 1, 65536, &v)) return 2;
@@ -606,6 +616,7 @@ int main(int argc, char **argv)
     }
     stats_t stats = {0};
     usage_t *usage = usage_new(st);
+    usage_set_retention(usage, (int64_t)retention_days * 86400000);
     cache_t *cache = cache_new(cache_entries);
     svc_t svc;
     svc_init(&svc, st, usage, cache, &stats, key);

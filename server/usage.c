@@ -80,6 +80,12 @@ static size_t usage_rec_size(size_t path_len, size_t ip_len)
     return sizeof(usage_rec_t) + ((path_len + ip_len + 7) & ~(size_t)7);
 }
 
+/* An entry to look at again: its id and when it became clean. */
+typedef struct {
+    uint64_t id;
+    int64_t since_ms;
+} usage_cool_t;
+
 struct usage {
     store_t *store;
     uint64_t gen; /* tells this instance's buffers from a freed one's */
@@ -97,6 +103,13 @@ struct usage {
     pthread_mutex_t flush_lock;
     uint64_t *trimq; /* ids due a trim, beyond a flush's budget */
     size_t trimq_head, trimq_len, trimq_cap;
+    /* Entries made clean by a flush (or a delete), oldest first: those still
+     * clean USAGE_PERSIST_MS later are dropped (flush_lock). */
+    usage_cool_t *cool;
+    size_t cool_head, cool_len, cool_cap;
+    int64_t last_flush_ms;        /* the now of the latest flush */
+    _Atomic int64_t retention_ms; /* deleted tokens' history; 0: for ever */
+    uint64_t purge_cursor;        /* the last token id the purge looked at (flusher) */
     usage_stripe_t stripes[USAGE_STRIPES];
 };
 
@@ -231,6 +244,7 @@ void usage_free(usage_t *u)
     pthread_mutex_destroy(&u->bufs_lock);
     pthread_mutex_destroy(&u->drain_lock);
     free(u->trimq);
+    free(u->cool);
     pthread_mutex_destroy(&u->flush_lock);
     pthread_mutex_destroy(&u->wake_lock);
     pthread_cond_destroy(&u->wake);
@@ -427,6 +441,67 @@ typedef struct {
     usage_use_t *uses; /* owned by the flush */
 } usage_take_t;
 
+/* Notes that id became clean at since_ms; caller holds the flush lock. */
+static void usage_cool_push(usage_t *u, uint64_t id, int64_t since_ms)
+{
+    if (u->cool_len == u->cool_cap) {
+        if (u->cool_head > 0) { /* reuse the consumed front */
+            memmove(u->cool, u->cool + u->cool_head,
+                    (u->cool_len - u->cool_head) * sizeof(*u->cool));
+            u->cool_len -= u->cool_head;
+            u->cool_head = 0;
+        }
+        if (u->cool_len == u->cool_cap) {
+            u->cool_cap = u->cool_cap ? u->cool_cap * 2 : 1024;
+            u->cool = realloc(u->cool, u->cool_cap * sizeof(*u->cool));
+            if (u->cool == NULL) abort();
+        }
+    }
+    u->cool[u->cool_len++] = (usage_cool_t){id, since_ms};
+}
+
+/* Drops entries that have been clean for USAGE_PERSIST_MS: memory for
+ * tokens used since start is bounded by those used recently, not by every
+ * token ever used. Dropping such an entry changes nothing a reader or a
+ * writer sees: its last-used time is in the store, which readers consult
+ * when memory has none; its next use would be written by the next flush
+ * anyway (its interval has passed); and a new entry is due a trim on its
+ * first flush, so activity rows stay bounded. A deleted token's entry
+ * keeps its guard for the same interval: long past any Verify that was in
+ * flight when the delete was acknowledged. Caller holds the flush lock. */
+static void usage_cool_sweep(usage_t *u, int64_t now_ms)
+{
+    while (u->cool_head < u->cool_len &&
+           now_ms - u->cool[u->cool_head].since_ms >= USAGE_PERSIST_MS) {
+        uint64_t id = u->cool[u->cool_head++].id;
+        usage_stripe_t *s = usage_stripe(u, id);
+        pthread_mutex_lock(&s->lock);
+        usage_entry_t **pp = usage_slot(s, id);
+        while (*pp && (*pp)->id != id)
+            pp = &(*pp)->next;
+        usage_entry_t *e = *pp;
+        if (e && !e->dirty && e->n_uses == 0 && !e->listed && !e->trim_queued &&
+            (e->deleted || now_ms - e->written_ms >= USAGE_PERSIST_MS)) {
+            *pp = e->next;
+            s->count--;
+            free(e);
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+    if (u->cool_head == u->cool_len) u->cool_head = u->cool_len = 0;
+}
+
+size_t usage_entries(usage_t *u)
+{
+    size_t n = 0;
+    for (int i = 0; i < USAGE_STRIPES; i++) {
+        pthread_mutex_lock(&u->stripes[i].lock);
+        n += u->stripes[i].count;
+        pthread_mutex_unlock(&u->stripes[i].lock);
+    }
+    return n;
+}
+
 /* Queues a trim for later; caller holds the flush lock. */
 static void usage_trimq_push(usage_t *u, usage_entry_t *e)
 {
@@ -611,9 +686,12 @@ int usage_flush_at(usage_t *u, int64_t now_ms, int force)
         for (size_t i = 0; i < n; i++) {
             if (rc == 0 && take[i].trim) store_activity_trim(u->store, take[i].id, USAGE_KEEP);
             usage_free_uses(take[i].uses);
+            if (rc == 0) usage_cool_push(u, take[i].id, now_ms);
         }
     }
     free(take);
+    u->last_flush_ms = now_ms;
+    usage_cool_sweep(u, now_ms);
     pthread_mutex_unlock(&u->flush_lock);
     return rc;
 }
@@ -634,6 +712,7 @@ void usage_forget(usage_t *u, uint64_t id)
     e->uses = NULL;
     e->n_uses = 0;
     pthread_mutex_unlock(&s->lock);
+    usage_cool_push(u, id, u->last_flush_ms); /* the caller holds the flush lock */
 }
 
 void usage_release(usage_t *u)
@@ -657,9 +736,47 @@ static struct timespec usage_deadline(long ms)
 
 /* Writes what changed every USAGE_FLUSH_MS, at normal priority: the
  * last-used lag that Health promises must hold on a busy machine too. */
+void usage_set_retention(usage_t *u, int64_t retention_ms)
+{
+    atomic_store(&u->retention_ms, retention_ms);
+}
+
+int usage_purge_deleted(usage_t *u, int64_t now_ms, unsigned budget)
+{
+    int64_t keep = atomic_load(&u->retention_ms);
+    if (keep <= 0) return 0;
+    int purged = 0;
+    for (unsigned i = 0; i < budget; i++) {
+        uint64_t id;
+        store_status_t s = store_activity_next_id(u->store, u->purge_cursor, &id);
+        if (s == STORE_NOT_FOUND) { /* the end: the next round starts over */
+            u->purge_cursor = 0;
+            break;
+        }
+        if (s != STORE_OK) return -1;
+        u->purge_cursor = id;
+        Patd__Store__TokenRecord *t = NULL;
+        s = store_token_get(u->store, id, &t);
+        store_record_free(t);
+        if (s == STORE_OK) continue; /* a live token: its rows are trimmed, not purged */
+        if (s != STORE_NOT_FOUND) return -1;
+        Patd__Store__ActivityRecord *newest = NULL;
+        s = store_activity_newest(u->store, id, &newest);
+        int old = s == STORE_OK && now_ms - newest->time >= keep;
+        store_record_free(newest);
+        if (old) {
+            if (store_activity_trim(u->store, id, 0) != STORE_OK) return -1;
+            purged++;
+        }
+    }
+    if (purged) log_info("event=history_purged tokens=%d", purged);
+    return purged;
+}
+
 static void *usage_flusher(void *arg)
 {
     usage_t *u = arg;
+    uint64_t next_purge = clock_mono_ms() + USAGE_PURGE_EVERY_MS;
     pthread_mutex_lock(&u->wake_lock);
     while (!u->stopping) {
         struct timespec until = usage_deadline(USAGE_FLUSH_MS);
@@ -668,6 +785,13 @@ static void *usage_flusher(void *arg)
         if (u->stopping) break;
         pthread_mutex_unlock(&u->wake_lock);
         usage_flush_at(u, (int64_t)clock_mono_ms(), 0); /* drains first */
+        if (clock_mono_ms() >= next_purge) {
+            /* Under the flush lock, so no flush writes rows meanwhile. */
+            usage_hold(u);
+            usage_purge_deleted(u, clock_now_ms(), USAGE_PURGE_BUDGET);
+            usage_release(u);
+            next_purge = clock_mono_ms() + USAGE_PURGE_EVERY_MS;
+        }
         pthread_mutex_lock(&u->wake_lock);
     }
     pthread_mutex_unlock(&u->wake_lock);

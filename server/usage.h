@@ -48,6 +48,11 @@
  *
  * Deleted tokens are remembered (a flag on the entry) so that a Verify that
  * raced with the delete cannot bring rows of the deleted token back.
+ *
+ * Memory is bounded by the tokens used recently, not by every token used
+ * since start: an entry that has been clean (written, nothing pending) for
+ * USAGE_PERSIST_MS is dropped by the flush, a deleted token's after the
+ * same interval; readers then find its last-used time in the store.
  * All functions are thread-safe. */
 #ifndef PAT_USAGE_H
 #define PAT_USAGE_H
@@ -97,6 +102,25 @@ int64_t usage_last_used(usage_t *u, uint64_t id);
  * once before them: under load, uses keep arriving, and a drain per token
  * of a page would repeat the drain (and its locks) for each. */
 int64_t usage_last_used_applied(usage_t *u, uint64_t id);
+
+/* Entries held in memory (tokens used recently, and deleted ones for a
+ * while). */
+size_t usage_entries(usage_t *u);
+
+/* A deleted token's history stays readable by its owner for retention_ms
+ * after its last row (the delete), then goes (0: kept for ever). The
+ * flusher runs the purge every USAGE_PURGE_EVERY_MS, USAGE_PURGE_BUDGET
+ * tokens at a time, so that a store of a million tokens is swept in parts
+ * that never hold up a flush for long. */
+#define USAGE_PURGE_EVERY_MS 60000
+#define USAGE_PURGE_BUDGET   1000
+void usage_set_retention(usage_t *u, int64_t retention_ms);
+/* One round of the purge at wall time now_ms: looks at up to budget tokens
+ * with a history, from where the last round stopped, and deletes the rows
+ * of those that no longer exist and whose newest row is older than the
+ * retention. Returns how many tokens' histories went, or -1 on a store
+ * error. */
+int usage_purge_deleted(usage_t *u, int64_t now_ms, unsigned budget);
 
 /* Notes rows written to the activity column family outside usage (lifecycle
  * events), so that trimming takes them into account. */

@@ -620,6 +620,28 @@ store_status_t store_activity_trim(store_t *st, uint64_t id, unsigned keep)
     return s;
 }
 
+store_status_t store_activity_next_id(store_t *st, uint64_t after, uint64_t *id)
+{
+    if (after == UINT64_MAX) return STORE_NOT_FOUND;
+    uint8_t lo[STORE_ACTIVITY_KEYLEN];
+    store_activity_key(lo, after + 1, 0, 0);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, st->ropts, st->cf[CF_ACTIVITY]);
+    rocksdb_iter_seek(it, (const char *)lo, sizeof(lo));
+    store_status_t s = STORE_NOT_FOUND;
+    if (rocksdb_iter_valid(it)) {
+        size_t kl;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
+        if (kl == STORE_ACTIVITY_KEYLEN) {
+            *id = get_u64(k);
+            s = STORE_OK;
+        }
+    } else {
+        s = store_iter_status(it) == STORE_OK ? STORE_NOT_FOUND : STORE_IO;
+    }
+    rocksdb_iter_destroy(it);
+    return s;
+}
+
 /* ---------------------------------------------------------------- batches */
 
 store_batch_t *store_batch_new(store_t *st)

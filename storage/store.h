@@ -106,6 +106,9 @@ store_status_t store_activity_newest(store_t *st, uint64_t id, Patd__Store__Acti
 /* Number of activity rows kept for the token after trimming: rows older
  * than the newest `keep` are deleted (by range, in its own unsynced write). */
 store_status_t store_activity_trim(store_t *st, uint64_t id, unsigned keep);
+/* The smallest token id above `after` that has activity rows, in *id;
+ * NOT_FOUND past the last. Pages through tokens with a history. */
+store_status_t store_activity_next_id(store_t *st, uint64_t after, uint64_t *id);
 
 /* Batches. Put/delete calls copy what they are given. */
 store_batch_t *store_batch_new(store_t *st);

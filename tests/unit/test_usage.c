@@ -390,6 +390,119 @@ static void test_R22_uses_applied_out_of_order_keep_first_and_last(void **state)
     assert_int_equal(a.last, 2000);
 }
 
+/* Bounded growth (the security review): an entry for every token used
+ * since start stayed in memory (~64 bytes each, for ever). Once written
+ * and idle for USAGE_PERSIST_MS it is dropped; its last-used time is read
+ * from the store from then on, and its next use is written as before. */
+static void test_clean_entries_are_dropped_once_written_and_idle(void **state)
+{
+    fx_t *f = *state;
+    const int64_t t = 1000000;
+    for (uint64_t id = 1; id <= 1000; id++)
+        usage_record(f->u, id, 5000 + (int64_t)id, "/p", "10.0.0.1");
+    assert_int_equal(usage_flush_at(f->u, t, 0), 0);
+    assert_int_equal(usage_entries(f->u), 1000);
+    /* Flushes every second, as the flusher runs: each first touch is due a
+     * trim (USAGE_TRIMS_PER_FLUSH a flush), and an entry goes only once it
+     * is trimmed and its interval has passed. */
+    int64_t now = t;
+    for (int i = 1; i < USAGE_PERSIST_MS / USAGE_FLUSH_MS; i++) {
+        now = t + i * USAGE_FLUSH_MS;
+        assert_int_equal(usage_flush_at(f->u, now, 0), 0);
+    }
+    assert_int_equal(usage_entries(f->u), 1000); /* none before its interval */
+    for (int i = 0; i < 8 && usage_entries(f->u) > 0; i++) {
+        now += USAGE_FLUSH_MS;
+        assert_int_equal(usage_flush_at(f->u, now, 0), 0);
+    }
+    assert_int_equal(usage_entries(f->u), 0);
+    int64_t ms = 0;
+    assert_int_equal(store_last_used_get(f->st, 7, &ms), STORE_OK);
+    assert_int_equal(ms, 5007); /* what readers fall back to */
+    assert_int_equal(usage_last_used(f->u, 7), 0);
+    /* A later use is kept and written by the next flush, as before. */
+    usage_record(f->u, 7, 9000, "/q", NULL);
+    assert_int_equal(usage_last_used(f->u, 7), 9000);
+    assert_int_equal(usage_flush_at(f->u, now + USAGE_FLUSH_MS, 0), 0);
+    assert_int_equal(store_last_used_get(f->st, 7, &ms), STORE_OK);
+    assert_int_equal(ms, 9000);
+    rows_t r = {0};
+    assert_int_equal(store_activity_scan(f->st, 7, collect, &r), STORE_OK);
+    assert_int_equal(r.n, 2); /* /q and /p: nothing lost */
+}
+
+/* A token in constant use keeps its entry, so its writes stay spaced by
+ * USAGE_PERSIST_MS instead of one per flush. */
+static void test_a_token_in_use_keeps_its_entry(void **state)
+{
+    fx_t *f = *state;
+    const int64_t t = 2000000;
+    for (int sec = 0; sec < 40; sec++) {
+        usage_record(f->u, 9, 10000 + sec * 1000, "/hot", NULL);
+        assert_int_equal(usage_flush_at(f->u, t + sec * 1000, 0), 0);
+        assert_int_equal(usage_entries(f->u), 1);
+    }
+    rows_t r = {0};
+    assert_int_equal(store_activity_scan(f->st, 9, collect, &r), STORE_OK);
+    assert_true(r.n <= 40 * 1000 / USAGE_PERSIST_MS + 2); /* spaced, not one a second */
+}
+
+/* A deleted token's guard (nothing recorded after the delete) lasts
+ * USAGE_PERSIST_MS, then its entry goes too. */
+static void test_a_deleted_tokens_entry_goes_after_its_interval(void **state)
+{
+    fx_t *f = *state;
+    const int64_t t = 3000000;
+    usage_record(f->u, 11, 1000, "/x", NULL);
+    assert_int_equal(usage_flush_at(f->u, t, 0), 0);
+    usage_hold(f->u);
+    usage_forget(f->u, 11);
+    usage_release(f->u);
+    usage_record(f->u, 11, 2000, "/late", NULL); /* a Verify that raced the delete */
+    assert_int_equal(usage_flush_at(f->u, t + 1000, 0), 0);
+    assert_int_equal(usage_entries(f->u), 1); /* the guard holds */
+    assert_int_equal(usage_flush_at(f->u, t + USAGE_PERSIST_MS + 1000, 0), 0);
+    assert_int_equal(usage_entries(f->u), 0);
+}
+
+/* Bounded growth (the security review): activity rows of deleted tokens
+ * were never purged. A deleted token's history stays readable for the
+ * retention after its newest row (its DELETED event), then goes; a live
+ * token's rows are never purged, however old. */
+static void test_a_deleted_tokens_history_goes_after_the_retention(void **state)
+{
+    fx_t *f = *state;
+    const int64_t day = 86400000, keep = 90 * day, t0 = 1000000;
+    usage_record(f->u, 31, t0, "/live", NULL);
+    usage_record(f->u, 32, t0, "/gone", NULL);
+    assert_int_equal(usage_flush(f->u), 0);
+    uint8_t hash[32] = {31};
+    Patd__Store__TokenRecord rec = PATD__STORE__TOKEN_RECORD__INIT;
+    rec.id = 31;
+    rec.hash.data = hash;
+    rec.hash.len = sizeof(hash);
+    rec.owner_id = "owner";
+    rec.name = "live";
+    rec.kind = 1;
+    store_batch_t *b = store_batch_new(f->st);
+    store_batch_put_token(b, &rec);
+    assert_int_equal(store_batch_commit(b, 1), STORE_OK);
+    store_batch_free(b);
+    usage_set_retention(f->u, keep);
+    assert_int_equal(usage_purge_deleted(f->u, t0 + keep - 1, 1000), 0);
+    rows_t r = {0};
+    assert_int_equal(store_activity_scan(f->st, 32, collect, &r), STORE_OK);
+    assert_int_equal(r.n, 1); /* still readable within the retention */
+    assert_int_equal(usage_purge_deleted(f->u, t0 + keep, 1000), 1);
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(store_activity_scan(f->st, 32, collect, &r), STORE_OK);
+    assert_int_equal(r.n, 0);
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(store_activity_scan(f->st, 31, collect, &r), STORE_OK);
+    assert_int_equal(r.n, 1); /* a live token keeps its history */
+    assert_int_equal(usage_purge_deleted(f->u, t0 + 10 * keep, 1000), 0);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 int main(void)
 {
@@ -405,6 +518,10 @@ int main(void)
         T(test_R15_uses_recorded_on_many_threads_are_all_counted),
         T(test_R15_a_full_buffer_applies_uses_in_place),
         T(test_R22_uses_applied_out_of_order_keep_first_and_last),
+        T(test_clean_entries_are_dropped_once_written_and_idle),
+        T(test_a_token_in_use_keeps_its_entry),
+        T(test_a_deleted_tokens_entry_goes_after_its_interval),
+        T(test_a_deleted_tokens_history_goes_after_the_retention),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
