@@ -16,7 +16,7 @@ PKGS=(
   python3 python3-protobuf protobuf-compiler
   redis-server redis-tools rocksdb-tools
   node-llhttp
-  nginx caddy curl wrk prometheus
+  nginx caddy curl wrk prometheus valgrind
 )
 
 if [ "${1:-}" = "--runtime" ]; then

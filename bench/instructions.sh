@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# bench/instructions.sh: user-space instructions per request, counted by
+# valgrind's callgrind, which do not drift with the machine's load the way
+# timings do (the same binary and inputs give the same count to a few per
+# cent). Each figure is (I(N2) - I(N1)) / (N2 - N1): the server run under
+# callgrind for N1 and for N2 requests, each time on a fresh copy of its
+# store, so start-up and shutdown cancel out. All threads are counted
+# (loop, workers, flusher), kernel time is not. Prints a Markdown table;
+# bench/run.sh appends it to bench/results/latest.md.
+#
+# Usage: bench/instructions.sh BUILD_DIR WORK_DIR SMALL_STORE SMALL_TOKENS BIG_STORE BIG_TOKENS RPORT
+set -euo pipefail
+B=$1 W=$2 SMALL=$3 SMALL_TOK=$4 BIG=$5 BIG_TOK=$6 RPORT=$7
+N1=${IR_N1:-20000}
+N2=${IR_N2:-100000}
+CG=$W/cg
+mkdir -p "$CG"
+
+# run_patd NAME STORE N patbench-args... -> total instructions
+run_patd() {
+  local name=$1 store=$2 n=$3; shift 3
+  rm -rf "$CG/store" "$CG/port" "$CG/$name.$n"
+  cp -r "$store" "$CG/store"
+  valgrind --tool=callgrind --callgrind-out-file="$CG/$name.$n" "$B/patd" --data-dir "$CG/store" \
+    --listen 127.0.0.1:0 --port-file "$CG/port" --http-listen 127.0.0.1:0 \
+    --http-port-file "$CG/hport" --log-level warn --drain-grace-ms 0 --workers 4 \
+    ${PATD_FLAGS:-} 2>/dev/null &
+  local pid=$!
+  for _ in $(seq 1 1200); do [ -s "$CG/port" ] && [ -s "$CG/hport" ] && break; sleep 0.05; done
+  local port; port=$(cat "$CG/port")
+  [ "${HTTP:-0}" = 1 ] && port=$(cat "$CG/hport")
+  "$B/patbench" --server 127.0.0.1:"$port" -c 4 -P 16 -n "$n" "$@" >/dev/null 2>&1
+  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+  awk '/^(summary|totals):/ {print $2; exit}' "$CG/$name.$n"
+}
+
+# run_redis N -> total instructions of redis-server answering N GETs
+run_redis() {
+  local n=$1
+  rm -f "$CG/redis.$n"
+  valgrind --tool=callgrind --callgrind-out-file="$CG/redis.$n" redis-server --port "$RPORT" \
+    --bind 127.0.0.1 --save '' --appendonly no >/dev/null 2>&1 &
+  local pid=$!
+  for _ in $(seq 1 1200); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
+  redis-cli -p "$RPORT" set key:__rand_int__ "$(head -c 100 /dev/zero | tr '\0' x)" >/dev/null
+  "$B/patbench" --server 127.0.0.1:"$RPORT" --scenario redis-get -c 4 -P 16 -n "$n" >/dev/null 2>&1
+  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+  awk '/^(summary|totals):/ {print $2; exit}' "$CG/redis.$n"
+}
+
+# The heaviest functions by their own instructions in the N2 run: "name
+# share", with the library named where the symbol is not (libcrypto's
+# SHA-256 has none).
+top() {
+  callgrind_annotate "$CG/$1.$N2" 2>/dev/null | /usr/bin/python3 -c '
+import re, sys
+rows = []
+for line in sys.stdin:
+    m = re.match(r"\s*[0-9,]+ \(\s*([0-9.]+)%\)\s+(\S+)(?: \[(.*)\])?", line)
+    if not m or "PROGRAM TOTALS" in line:
+        continue
+    pct, fn, lib = m.group(1), m.group(2).split(":")[-1].rstrip("\x27"), m.group(3) or ""
+    if fn.startswith("0x") or fn == "???":
+        fn = "(" + lib.split("/")[-1].split(".so")[0] + ")"
+    rows.append(f"{fn} {pct}%")
+    if len(rows) == 6:
+        break
+print(", ".join(rows))'
+}
+
+per() { echo $(( ($2 - $1) / (N2 - N1) )); }
+
+declare -A IR
+measure() { # NAME STORE patbench-args...
+  local name=$1 store=$2; shift 2
+  local a b
+  a=$(run_patd "$name" "$store" "$N1" "$@")
+  b=$(run_patd "$name" "$store" "$N2" "$@")
+  IR[$name]=$(per "$a" "$b")
+}
+
+echo "== instructions: hot Verify at 10k tokens" >&2
+measure hot10k "$SMALL" --scenario verify --tokens-file "$SMALL_TOK" --hot 1000
+echo "== instructions: hot Verify at 1M tokens" >&2
+measure hot1m "$BIG" --scenario verify --tokens-file "$BIG_TOK" --hot 1000
+echo "== instructions: cold Verify (1M tokens, cache 10k)" >&2
+PATD_FLAGS="--cache-entries 10000" measure cold "$BIG" --scenario verify-cold --tokens-file "$BIG_TOK"
+echo "== instructions: HTTP /v1/verify" >&2
+HTTP=1 measure http "$SMALL" --scenario http --tokens-file "$SMALL_TOK" --hot 1000
+echo "== instructions: CreateToken" >&2
+measure create "$SMALL" --scenario create --platform-key-file "$CG/store/platform.key"
+echo "== instructions: redis GET" >&2
+ra=$(run_redis "$N1"); rb=$(run_redis "$N2"); IR[redis]=$(per "$ra" "$rb")
+
+echo "| request | instructions per request | ÷ redis GET | where they go (own instructions, the N=$N2 run) |"
+echo "|---|---|---|---|"
+row() { # NAME label
+  printf '| %s | %s | %s | %s |\n' "$2" "${IR[$1]}" \
+    "$(awk -v a="${IR[$1]}" -v b="${IR[redis]}" 'BEGIN {printf "%.1f", a / b}')" "$(top "$1")"
+}
+row hot10k "Verify hot, 10k tokens (1000 hot), framed, 4 conns x 16"
+row hot1m "Verify hot, 1M tokens (1000 hot)"
+row cold "Verify cold, 1M tokens, cache 10k"
+row http "HTTP /v1/verify hot, 4 conns x 16"
+row create "CreateToken (synced; the fsync is kernel time, not counted)"
+printf '| redis GET, same client and method | %s | 1.0 | %s |\n' "${IR[redis]}" "$(top redis)"
