@@ -441,22 +441,27 @@ typedef struct {
     usage_use_t *uses; /* owned by the flush */
 } usage_take_t;
 
+/* Makes room for one more item at the back of a queue kept in an array
+ * (items [head, len) of elem bytes each): reuses the consumed front, or
+ * doubles the array. The trim queue and the cooling queue share it. */
+static void usage_fifo_room(void **items, size_t *head, size_t *len, size_t *cap, size_t elem)
+{
+    if (*len < *cap) return;
+    if (*head > 0) {
+        memmove(*items, (char *)*items + *head * elem, (*len - *head) * elem);
+        *len -= *head;
+        *head = 0;
+        return;
+    }
+    *cap = *cap ? *cap * 2 : 1024;
+    *items = realloc(*items, *cap * elem);
+    if (*items == NULL) abort();
+}
+
 /* Notes that id became clean at since_ms; caller holds the flush lock. */
 static void usage_cool_push(usage_t *u, uint64_t id, int64_t since_ms)
 {
-    if (u->cool_len == u->cool_cap) {
-        if (u->cool_head > 0) { /* reuse the consumed front */
-            memmove(u->cool, u->cool + u->cool_head,
-                    (u->cool_len - u->cool_head) * sizeof(*u->cool));
-            u->cool_len -= u->cool_head;
-            u->cool_head = 0;
-        }
-        if (u->cool_len == u->cool_cap) {
-            u->cool_cap = u->cool_cap ? u->cool_cap * 2 : 1024;
-            u->cool = realloc(u->cool, u->cool_cap * sizeof(*u->cool));
-            if (u->cool == NULL) abort();
-        }
-    }
+    usage_fifo_room((void **)&u->cool, &u->cool_head, &u->cool_len, &u->cool_cap, sizeof(*u->cool));
     u->cool[u->cool_len++] = (usage_cool_t){id, since_ms};
 }
 
@@ -505,19 +510,8 @@ size_t usage_entries(usage_t *u)
 /* Queues a trim for later; caller holds the flush lock. */
 static void usage_trimq_push(usage_t *u, usage_entry_t *e)
 {
-    if (u->trimq_len == u->trimq_cap) {
-        if (u->trimq_head > 0) { /* reuse the consumed front */
-            memmove(u->trimq, u->trimq + u->trimq_head,
-                    (u->trimq_len - u->trimq_head) * sizeof(*u->trimq));
-            u->trimq_len -= u->trimq_head;
-            u->trimq_head = 0;
-        }
-        if (u->trimq_len == u->trimq_cap) {
-            u->trimq_cap = u->trimq_cap ? u->trimq_cap * 2 : 1024;
-            u->trimq = realloc(u->trimq, u->trimq_cap * sizeof(*u->trimq));
-            if (u->trimq == NULL) abort();
-        }
-    }
+    usage_fifo_room((void **)&u->trimq, &u->trimq_head, &u->trimq_len, &u->trimq_cap,
+                    sizeof(*u->trimq));
     u->trimq[u->trimq_len++] = e->id;
     e->trim_queued = 1;
 }
