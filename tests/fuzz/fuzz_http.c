@@ -5,9 +5,9 @@
  * or 200 ms pass. A crash or sanitizer report on the loop thread ends the
  * run. The seed corpus holds gateway requests, smuggling attempts and
  * pipelines (tests/fuzz/corpus/http). */
-#define _XOPEN_SOURCE 700 /* nftw */
+#include "fuzz_svc.h" /* first: it sets _XOPEN_SOURCE for nftw */
+
 #include <arpa/inet.h>
-#include <ftw.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -18,32 +18,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "cache.h"
 #include "http.h"
-#include "service.h"
 #include "srv.h"
-#include "store.h"
 #include "tcp.h"
-#include "usage.h"
 
-static svc_t svc;
-static stats_t stats;
-static store_t *st;
-static usage_t *usage;
+static fuzz_svc_t f;
 static srv_config_t scfg;
 static http_cfg_t hcfg;
 static srv_t *srv;
 static pthread_t loop;
 static int port;
-static char dir[] = "/tmp/patd-fuzz-http-XXXXXX";
-
-static int fuzz_rm(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 static void *fuzz_loop(void *arg)
 {
@@ -57,26 +41,15 @@ static void fuzz_cleanup(void)
     srv_shutdown(srv, 0);
     pthread_join(loop, NULL);
     srv_free(srv);
-    usage_flush(usage);
-    svc_destroy(&svc);
-    cache_free(svc.cache);
-    usage_free(usage);
-    store_close(st);
-    nftw(dir, fuzz_rm, 16, FTW_DEPTH | FTW_PHYS);
+    fuzz_svc_close(&f);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    if (mkdtemp(dir) == NULL) abort();
-    st = store_open(dir, NULL, NULL);
-    if (st == NULL) abort();
-    usage = usage_new(st);
-    svc_init(&svc, st, usage, cache_new(1000), &stats,
-             strdup("fuzz-platform-key-0123456789abcdef"));
-    svc_add_scim_prefix(&svc, "/scim/v2");
-    if (http_cfg_init(&hcfg, &svc, &stats) != 0) abort();
+    fuzz_svc_open(&f, "http");
+    if (http_cfg_init(&hcfg, &f.svc, &f.stats) != 0) abort();
     hcfg.access_log = 0;
     scfg.limits = (conn_limits_t){.max_connections = 64,
                                   .max_inflight = 16,
@@ -85,7 +58,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
                                   .max_output = 1 << 20,
                                   .max_output_total = 16 << 20};
     scfg.drain_timeout_ms = 1000;
-    srv = srv_new(&scfg, &stats);
+    srv = srv_new(&scfg, &f.stats);
     srv_listener_t l = {.host = "127.0.0.1",
                         .transport = &tcp_transport,
                         .protocol = &http_protocol,
