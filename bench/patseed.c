@@ -1,7 +1,7 @@
 /* patseed: bulk-loads synthetic users and tokens into a patd data directory
  * for benchmarks, and writes the tokens (the secrets) to a file for
  * patbench. Runs offline (patd must not be running on that directory).
- * Writes go in unsynced batches of 10000 with one synced write at the end:
+ * The store is opened in bulk mode (commits unsynced, flushed at close):
  * loading is not what a benchmark measures, serving is. */
 #include <errno.h>
 #include <fcntl.h>
@@ -12,7 +12,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "pat/v1/pat.pb-c.h"
 #include "store.h"
 #include "token.h"
 
@@ -38,10 +37,11 @@ int main(int argc, char **argv)
         perror(dir);
         return 1;
     }
-    char db[4096];
-    snprintf(db, sizeof(db), "%s/db", dir);
+    char url[4096];
+    snprintf(url, sizeof(url), "rocksdb:%s/db", dir);
     char *err = NULL;
-    store_t *st = store_open(db, NULL, &err);
+    store_options_t opt = {.bulk = 1};
+    store_t *st = store_open(url, &opt, &err);
     if (st == NULL) {
         fprintf(stderr, "patseed: %s\n", err);
         return 1;
@@ -53,56 +53,43 @@ int main(int argc, char **argv)
         return 1;
     }
     int64_t now = (int64_t)time(NULL) * 1000;
-    store_batch_t *b = store_batch_new(st);
     for (long u = 0; u < users; u++) {
-        char id[32];
-        snprintf(id, sizeof(id), "seed-user-%ld", u);
-        Patd__Store__UserRecord rec = PATD__STORE__USER_RECORD__INIT;
-        rec.schema = STORE_SCHEMA_VERSION;
-        rec.user_id = id;
-        rec.user_name = id;
-        rec.role = PAT__V1__ROLE__ROLE_MEMBER;
-        rec.user_type = PAT__V1__USER_TYPE__USER_TYPE_HUMAN;
-        rec.active = 1;
-        rec.created = now;
-        rec.created_by = "patseed";
-        store_batch_put_user(b, &rec);
+        store_user_t rec = {
+            .role = STORE_ROLE_MEMBER, .user_type = STORE_USER_HUMAN, .active = 1, .created = now};
+        snprintf(rec.user_id, sizeof(rec.user_id), "seed-user-%ld", u);
+        snprintf(rec.user_name, sizeof(rec.user_name), "seed-user-%ld", u);
+        snprintf(rec.created_by, sizeof(rec.created_by), "patseed");
+        if (store_user_create(st, &rec) != STORE_OK) {
+            fprintf(stderr, "patseed: cannot make user %ld\n", u);
+            return 1;
+        }
     }
+    int rc = 0;
     for (long i = 0; i < n; i++) {
-        char tok[TOKEN_MAX_LEN + 1], owner[32], name[32];
-        uint8_t hash[TOKEN_HASH_BYTES];
-        uint64_t id;
-        if (token_generate(TOKEN_PREFIX_PERSONAL, tok) != 0 ||
-            store_next_token_id(st, &id) != STORE_OK) {
+        char tok[TOKEN_MAX_LEN + 1];
+        store_token_t t = {.kind = STORE_KIND_PERSONAL,
+                           .active = 1,
+                           .created = now,
+                           .expiration = now + 365LL * 86400000};
+        if (token_generate(TOKEN_PREFIX_PERSONAL, tok) != 0) {
             fprintf(stderr, "patseed: cannot make token %ld\n", i);
             return 1;
         }
-        token_hash(tok, strlen(tok), hash);
-        snprintf(owner, sizeof(owner), "seed-user-%ld", i % users);
-        snprintf(name, sizeof(name), "seed-%ld", i);
-        Patd__Store__TokenRecord t = PATD__STORE__TOKEN_RECORD__INIT;
-        t.schema = STORE_SCHEMA_VERSION;
-        t.id = id;
-        t.name = name;
-        t.owner_id = owner;
-        t.kind = PAT__V1__TOKEN_KIND__TOKEN_KIND_PERSONAL;
-        t.created = now;
-        t.expiration = now + 365LL * 86400000;
-        t.active = 1;
-        t.hash.data = hash;
-        t.hash.len = sizeof(hash);
-        t.created_by = owner;
-        store_batch_put_token(b, &t);
-        fprintf(f, "%s\n", tok);
-        if ((i + 1) % 10000 == 0) {
-            if (store_batch_commit(b, 0) != STORE_OK) return 1;
-            store_batch_free(b);
-            b = store_batch_new(st);
-            if (isatty(STDERR_FILENO)) fprintf(stderr, "\rseeded %ld/%ld", i + 1, n);
+        token_hash(tok, strlen(tok), t.hash);
+        snprintf(t.owner_id, sizeof(t.owner_id), "seed-user-%ld", i % users);
+        snprintf(t.created_by, sizeof(t.created_by), "seed-user-%ld", i % users);
+        snprintf(t.name, sizeof(t.name), "seed-%ld", i);
+        store_event_t ev = {.seq = store_event_seq(st), .kind = STORE_EVENT_CREATED, .time = now};
+        snprintf(ev.actor, sizeof(ev.actor), "patseed");
+        if (store_token_create(st, &t, &ev) != STORE_OK) {
+            fprintf(stderr, "patseed: cannot store token %ld\n", i);
+            rc = 1;
+            break;
         }
+        fprintf(f, "%s\n", tok);
+        if ((i + 1) % 10000 == 0 && isatty(STDERR_FILENO))
+            fprintf(stderr, "\rseeded %ld/%ld", i + 1, n);
     }
-    int rc = store_batch_commit(b, 1) == STORE_OK ? 0 : 1;
-    store_batch_free(b);
     /* Leave the store as a long-running server's would be: flushed and
      * compacted, so a benchmark measures serving, not leftover compaction. */
     store_compact(st);

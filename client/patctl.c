@@ -19,9 +19,6 @@
 
 #include "patclient.h"
 
-#ifndef PATD_VERSION
-#define PATD_VERSION "0.0.0"
-#endif
 
 #define EXIT_NO      1
 #define EXIT_USAGE   2

@@ -264,7 +264,8 @@ void cache_free(cache_t *c)
 
 /* ---------------------------------------------------------------- tokens */
 
-static void copy_str(char *dst, size_t cap, const char *src, size_t len)
+/* The entries' strings were cut to the fields' sizes when put. */
+static void cache_copy_str(char *dst, size_t cap, const char *src, size_t len)
 {
     if (len >= cap) len = cap - 1;
     memcpy(dst, src, len);
@@ -274,7 +275,7 @@ static void copy_str(char *dst, size_t cap, const char *src, size_t len)
 static void ctok_copy(const uint8_t *p, void *out)
 {
     const ctok_t *t = (const ctok_t *)p;
-    cache_token_t *o = out;
+    store_token_t *o = out;
     o->id = t->id;
     o->created = t->created;
     o->expiration = t->expiration;
@@ -282,38 +283,34 @@ static void ctok_copy(const uint8_t *p, void *out)
     o->scim = t->scim;
     o->active = t->active;
     const char *s = (const char *)(t + 1);
-    copy_str(o->name, sizeof(o->name), s, t->name_len);
+    cache_copy_str(o->name, sizeof(o->name), s, t->name_len);
     s += t->name_len + 1;
-    copy_str(o->owner_id, sizeof(o->owner_id), s, t->owner_len);
+    cache_copy_str(o->owner_id, sizeof(o->owner_id), s, t->owner_len);
     s += t->owner_len + 1;
-    copy_str(o->created_by, sizeof(o->created_by), s, t->by_len);
+    cache_copy_str(o->created_by, sizeof(o->created_by), s, t->by_len);
 }
 
-int cache_token_get(cache_t *c, const uint8_t hash[32], cache_token_t *out, uint64_t *epoch,
-                    int count_miss)
+int cache_token_get(cache_t *c, const uint8_t hash[STORE_HASH_BYTES], store_token_t *out,
+                    uint64_t *epoch, int count_miss)
 {
-    return cmap_get(c, &c->tokens, hash, 32, ctok_copy, out, epoch, count_miss);
+    int hit = cmap_get(c, &c->tokens, hash, STORE_HASH_BYTES, ctok_copy, out, epoch, count_miss);
+    if (hit) memcpy(out->hash, hash, STORE_HASH_BYTES);
+    return hit;
 }
 
-static size_t str_len(const char *s, size_t max)
-{
-    return strnlen(s ? s : "", max);
-}
-
-void cache_token_put(cache_t *c, const uint8_t hash[32], const Patd__Store__TokenRecord *t,
-                     uint64_t epoch)
+void cache_token_put(cache_t *c, const store_token_t *t, uint64_t epoch)
 {
     ctok_t h = {.id = t->id,
                 .created = t->created,
                 .expiration = t->expiration,
                 .kind = t->kind,
-                .scim = t->scim,
-                .active = t->active};
-    h.name_len = (uint16_t)str_len(t->name, 255);
-    h.owner_len = (uint16_t)str_len(t->owner_id, 255);
-    h.by_len = (uint16_t)str_len(t->created_by, 255);
+                .scim = (uint8_t)t->scim,
+                .active = (uint8_t)t->active};
+    h.name_len = (uint16_t)strnlen(t->name, STORE_NAME_MAX);
+    h.owner_len = (uint16_t)strnlen(t->owner_id, STORE_ID_MAX);
+    h.by_len = (uint16_t)strnlen(t->created_by, STORE_ID_MAX);
     size_t plen = sizeof(h) + h.name_len + h.owner_len + h.by_len + 3;
-    uint8_t buf[sizeof(ctok_t) + 3 * 256];
+    uint8_t buf[sizeof(ctok_t) + STORE_NAME_MAX + 2 * STORE_ID_MAX + 3];
     memcpy(buf, &h, sizeof(h));
     char *s = (char *)buf + sizeof(h);
     memcpy(s, t->name, h.name_len);
@@ -324,12 +321,12 @@ void cache_token_put(cache_t *c, const uint8_t hash[32], const Patd__Store__Toke
     s += h.owner_len + 1;
     memcpy(s, t->created_by, h.by_len);
     s[h.by_len] = '\0';
-    cmap_put(c, &c->tokens, hash, 32, buf, plen, epoch);
+    cmap_put(c, &c->tokens, t->hash, STORE_HASH_BYTES, buf, plen, epoch);
 }
 
-void cache_token_invalidate(cache_t *c, const uint8_t hash[32])
+void cache_token_invalidate(cache_t *c, const uint8_t hash[STORE_HASH_BYTES])
 {
-    cmap_invalidate(&c->tokens, hash, 32);
+    cmap_invalidate(&c->tokens, hash, STORE_HASH_BYTES);
 }
 
 /* ---------------------------------------------------------------- users */
@@ -337,7 +334,7 @@ void cache_token_invalidate(cache_t *c, const uint8_t hash[32])
 static void cusr_copy(const uint8_t *p, void *out)
 {
     const cusr_t *u = (const cusr_t *)p;
-    cache_user_t *o = out;
+    store_user_t *o = out;
     o->role = u->role;
     o->user_type = u->user_type;
     o->created = u->created;
@@ -347,27 +344,30 @@ static void cusr_copy(const uint8_t *p, void *out)
     size_t caps[4] = {sizeof(o->user_name), sizeof(o->email), sizeof(o->name),
                       sizeof(o->created_by)};
     for (int i = 0; i < 4; i++) {
-        copy_str(dst[i], caps[i], s, u->lens[i]);
+        cache_copy_str(dst[i], caps[i], s, u->lens[i]);
         s += u->lens[i] + 1;
     }
 }
 
-int cache_user_get(cache_t *c, const char *user_id, cache_user_t *out, uint64_t *epoch,
+int cache_user_get(cache_t *c, const char *user_id, store_user_t *out, uint64_t *epoch,
                    int count_miss)
 {
-    int hit = cmap_get(c, &c->users, user_id, strlen(user_id), cusr_copy, out, epoch, count_miss);
-    if (hit) copy_str(out->user_id, sizeof(out->user_id), user_id, strlen(user_id));
+    size_t len = strlen(user_id);
+    int hit = cmap_get(c, &c->users, user_id, len, cusr_copy, out, epoch, count_miss);
+    if (hit) cache_copy_str(out->user_id, sizeof(out->user_id), user_id, len);
     return hit;
 }
 
-void cache_user_put(cache_t *c, const Patd__Store__UserRecord *u, uint64_t epoch)
+void cache_user_put(cache_t *c, const store_user_t *u, uint64_t epoch)
 {
-    cusr_t h = {
-        .role = u->role, .user_type = u->user_type, .created = u->created, .active = u->active};
+    cusr_t h = {.role = u->role,
+                .user_type = u->user_type,
+                .created = u->created,
+                .active = (uint8_t)u->active};
     const char *strs[4] = {u->user_name, u->email, u->name, u->created_by};
     size_t plen = sizeof(h);
     for (int i = 0; i < 4; i++) {
-        h.lens[i] = (uint16_t)str_len(strs[i], 1024);
+        h.lens[i] = (uint16_t)strnlen(strs[i], STORE_TEXT_MAX);
         plen += h.lens[i] + 1u;
     }
     uint8_t *buf = malloc(plen);
@@ -375,18 +375,36 @@ void cache_user_put(cache_t *c, const Patd__Store__UserRecord *u, uint64_t epoch
     memcpy(buf, &h, sizeof(h));
     char *s = (char *)buf + sizeof(h);
     for (int i = 0; i < 4; i++) {
-        memcpy(s, strs[i] ? strs[i] : "", h.lens[i]);
+        memcpy(s, strs[i], h.lens[i]);
         s[h.lens[i]] = '\0';
         s += h.lens[i] + 1;
     }
-    size_t klen = str_len(u->user_id, 255);
-    cmap_put(c, &c->users, u->user_id, klen, buf, plen, epoch);
+    cmap_put(c, &c->users, u->user_id, strnlen(u->user_id, STORE_ID_MAX), buf, plen, epoch);
     free(buf);
 }
 
 void cache_user_invalidate(cache_t *c, const char *user_id)
 {
     cmap_invalidate(&c->users, user_id, strlen(user_id));
+}
+
+/* ---------------------------------------------------------------- the store's seam */
+
+static void cache_on_token(void *arg, const uint8_t hash[STORE_HASH_BYTES])
+{
+    cache_token_invalidate(arg, hash);
+}
+
+static void cache_on_user(void *arg, const char *user_id)
+{
+    cache_user_invalidate(arg, user_id);
+}
+
+void cache_observer(cache_t *c, store_observer_t *out)
+{
+    out->token_changed = cache_on_token;
+    out->user_changed = cache_on_user;
+    out->arg = c;
 }
 
 void cache_count_miss(cache_t *c)
@@ -409,30 +427,4 @@ void cache_stats(cache_t *c, cache_stats_t *out)
         out->user_entries += c->users.shards[i].count;
         pthread_mutex_unlock(&c->users.shards[i].lock);
     }
-}
-
-void cache_token_from_record(const Patd__Store__TokenRecord *t, cache_token_t *o)
-{
-    o->id = t->id;
-    o->created = t->created;
-    o->expiration = t->expiration;
-    o->kind = t->kind;
-    o->scim = t->scim;
-    o->active = t->active;
-    copy_str(o->name, sizeof(o->name), t->name, str_len(t->name, 255));
-    copy_str(o->owner_id, sizeof(o->owner_id), t->owner_id, str_len(t->owner_id, 255));
-    copy_str(o->created_by, sizeof(o->created_by), t->created_by, str_len(t->created_by, 255));
-}
-
-void cache_user_from_record(const Patd__Store__UserRecord *u, cache_user_t *o)
-{
-    o->role = u->role;
-    o->user_type = u->user_type;
-    o->active = u->active;
-    o->created = u->created;
-    copy_str(o->user_id, sizeof(o->user_id), u->user_id, str_len(u->user_id, 255));
-    copy_str(o->user_name, sizeof(o->user_name), u->user_name, str_len(u->user_name, 1024));
-    copy_str(o->email, sizeof(o->email), u->email, str_len(u->email, 1024));
-    copy_str(o->name, sizeof(o->name), u->name, str_len(u->name, 1024));
-    copy_str(o->created_by, sizeof(o->created_by), u->created_by, str_len(u->created_by, 255));
 }

@@ -1,4 +1,4 @@
-/* cache: the verification cache in front of RocksDB.
+/* cache: the verification cache in front of the store.
  *
  * DESIGN. Two bounded LRU maps, each split into CACHE_SHARDS shards with a
  * mutex: tokens keyed by SHA-256 of the token (what Verify needs: id, name,
@@ -7,8 +7,9 @@
  * so a role change or a deactivation only has to touch one user entry.
  *
  * Exactness. Every write that changes a Verify answer (revoke, restore,
- * delete, user upsert, (de)activation) calls cache_*_invalidate() after its
- * storage commit and before it is acknowledged. Invalidation removes the
+ * delete, user upsert, (de)activation) reaches cache_*_invalidate() through
+ * the store's observer (cache_observer) after its commit and before it is
+ * acknowledged. Invalidation removes the
  * entry and bumps the shard's epoch. A reader that missed remembers the
  * epoch it saw before reading storage and may only insert if the epoch is
  * unchanged, so a read that raced with a write can never leave the old
@@ -34,27 +35,6 @@
 typedef struct cache cache_t;
 
 typedef struct {
-    uint64_t id;
-    int64_t created, expiration;
-    int32_t kind;
-    int scim, active;
-    char name[256];
-    char owner_id[256];
-    char created_by[256];
-} cache_token_t;
-
-typedef struct {
-    int32_t role, user_type;
-    int active;
-    int64_t created;
-    char user_id[256];
-    char user_name[1025];
-    char email[1025];
-    char name[1025];
-    char created_by[256];
-} cache_user_t;
-
-typedef struct {
     uint64_t hits, misses, evictions, entries, capacity, user_entries;
 } cache_stats_t;
 
@@ -64,28 +44,28 @@ typedef struct {
 cache_t *cache_new(size_t capacity);
 void cache_free(cache_t *c);
 
-/* Token lookups. On a miss *epoch receives the value to pass to the
- * matching insert. Returns 1 on a hit (out filled), 0 on a miss.
- * count_miss = 0 for a tentative lookup that will be retried (the loop
- * thread's attempt before a worker), so one request counts one miss. */
-int cache_token_get(cache_t *c, const uint8_t hash[32], cache_token_t *out, uint64_t *epoch,
-                    int count_miss);
-void cache_token_put(cache_t *c, const uint8_t hash[32], const Patd__Store__TokenRecord *t,
-                     uint64_t epoch);
-void cache_token_invalidate(cache_t *c, const uint8_t hash[32]);
+/* Token lookups (the domain's values: store.h). On a miss *epoch receives
+ * the value to pass to the matching insert. Returns 1 on a hit (out
+ * filled), 0 on a miss. count_miss = 0 for a tentative lookup that will be
+ * retried (the loop thread's attempt before a worker), so one request
+ * counts one miss. */
+int cache_token_get(cache_t *c, const uint8_t hash[STORE_HASH_BYTES], store_token_t *out,
+                    uint64_t *epoch, int count_miss);
+void cache_token_put(cache_t *c, const store_token_t *t, uint64_t epoch);
+void cache_token_invalidate(cache_t *c, const uint8_t hash[STORE_HASH_BYTES]);
 
-int cache_user_get(cache_t *c, const char *user_id, cache_user_t *out, uint64_t *epoch,
+int cache_user_get(cache_t *c, const char *user_id, store_user_t *out, uint64_t *epoch,
                    int count_miss);
-void cache_user_put(cache_t *c, const Patd__Store__UserRecord *u, uint64_t epoch);
+void cache_user_put(cache_t *c, const store_user_t *u, uint64_t epoch);
 void cache_user_invalidate(cache_t *c, const char *user_id);
+
+/* The invalidations as a store observer: the store calls them for every
+ * committed change (and a clustered store for other nodes' changes). */
+void cache_observer(cache_t *c, store_observer_t *out);
 
 void cache_stats(cache_t *c, cache_stats_t *out);
 /* Counts a miss that storage answered (callers pass count_miss = 0 to the
  * lookups when a miss may still be retried elsewhere). */
 void cache_count_miss(cache_t *c);
-
-/* Fill the value types from store records (used on a miss). */
-void cache_token_from_record(const Patd__Store__TokenRecord *t, cache_token_t *out);
-void cache_user_from_record(const Patd__Store__UserRecord *u, cache_user_t *out);
 
 #endif

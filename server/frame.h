@@ -5,7 +5,7 @@
  * connection. A frame that arrives whole inside one chunk is handed out in
  * place (no copy); only a frame split across chunks is copied into a body
  * buffer, allocated after its length has been checked against the limit.
- * The decoder owns that buffer; frame_reset() or frame_free() frees it. */
+ * The decoder owns that buffer; frame_free() frees it. */
 #ifndef PAT_FRAME_H
 #define PAT_FRAME_H
 

@@ -7,14 +7,14 @@
  * request. A handler either calls the closure with its response message
  * (which the closure packs before returning, so handlers may pass stack or
  * temporary messages) or sets call->err/message and calls the closure with
- * NULL. Changes for one owner (a user and their tokens) are serialized by a
- * striped owner lock held across read, check and synced write, which is what
- * makes "unique name per owner" hold when creates race on different
- * workers; different owners never wait for each other. Reads take no lock. */
+ * NULL. Every change is one store operation that checks its precondition
+ * and makes the change as one step (store.h), so handlers take no locks;
+ * the store tells the verification cache what changed before the change is
+ * acknowledged (svc_init connects the two). The files of the service and
+ * what each holds: svc_internal.h. */
 #ifndef PAT_SERVICE_H
 #define PAT_SERVICE_H
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -26,10 +26,9 @@
 #include "store.h"
 #include "usage.h"
 
-#define SVC_OWNER_LOCKS   64
-#define SVC_NAME_MAX      255  /* bytes of UTF-8 (R6) */
-#define SVC_USER_ID_MAX   255  /* bytes; also bounds the owner index key */
-#define SVC_TEXT_MAX      1024 /* user_name, name, email */
+#define SVC_NAME_MAX      STORE_NAME_MAX /* bytes of UTF-8 (R6) */
+#define SVC_USER_ID_MAX   STORE_ID_MAX
+#define SVC_TEXT_MAX      STORE_TEXT_MAX /* user_name, name, email */
 #define SVC_PATH_MAX      4096
 #define SVC_EXPIRY_MAX    365 /* days (R7) */
 #define SVC_PAGE_DEFAULT  100
@@ -54,7 +53,7 @@ typedef struct {
     const char *scim_prefixes[SVC_SCIM_PREFIXES]; /* e.g. "/scim/v2", "/api/scim/v2" */
     int n_scim_prefixes;
     uint64_t start_mono_ms;
-    pthread_mutex_t owner_locks[SVC_OWNER_LOCKS];
+    uint8_t page_key[STORE_PAGE_KEY]; /* the store's: page tokens of any node on it */
 } svc_t;
 
 /* One request's context, owned by the dispatcher, passed as closure_data. */
@@ -72,7 +71,8 @@ typedef struct {
 } svc_call_t;
 
 /* Initializes svc (takes ownership of platform_key, a malloc'd string of
- * one or two keys, one a line). */
+ * one or two keys, one a line) and makes the store tell the cache of every
+ * change. */
 void svc_init(svc_t *svc, store_t *st, usage_t *usage, cache_t *cache, stats_t *stats,
               char *platform_key);
 void svc_destroy(svc_t *svc);
@@ -91,9 +91,9 @@ void svc_fail(svc_call_t *call, pat_err_t err, const char *fmt, ...)
 int svc_is_platform(svc_call_t *call);
 
 /* The Verify fast path, run on the loop thread: answers from memory (the
- * verification cache, or RocksDB's memtables and block cache) and returns
- * 1, or returns 0 without answering when the answer needs disk I/O, and the
- * request goes to a worker. Never blocks. */
+ * verification cache, or the store's reads that need not wait) and returns
+ * 1, or returns 0 without answering when the answer needs to wait for
+ * storage, and the request goes to a worker. Never blocks. */
 int svc_verify_cached(svc_t *svc, const Pat__V1__VerifyRequest *in, svc_call_t *call,
                       Pat__V1__VerifyResponse_Closure done);
 

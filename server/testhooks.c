@@ -37,7 +37,7 @@ static void testhooks_set_fault(Pat__V1__TestingService_Service *service,
         return;
     }
     store_set_fail_writes(call->svc->store, in->fail_writes);
-    store_set_cold_reads(call->svc->store, in->cold_reads);
+    store_set_decline_tries(call->svc->store, in->cold_reads);
     Pat__V1__SetFaultResponse r = PAT__V1__SET_FAULT_RESPONSE__INIT;
     done(&r, call);
 }

@@ -3,6 +3,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -120,4 +121,110 @@ int token_parse(const char *s, size_t len, token_prefix_t *prefix)
         return 0;
     }
     return -1;
+}
+
+/* ---------------------------------------------------------------- sealed values */
+
+#define TOKEN_IV_BYTES  16
+#define TOKEN_TAG_BYTES 16
+
+/* The two keys of a seal, derived from its key so that the cipher and the
+ * MAC never share one. */
+static void token_seal_keys(const uint8_t key[32], uint8_t enc[32], uint8_t mac[32])
+{
+    unsigned int n = 32;
+    HMAC(EVP_sha256(), key, 32, (const unsigned char *)"patd seal enc", 13, enc, &n);
+    HMAC(EVP_sha256(), key, 32, (const unsigned char *)"patd seal mac", 13, mac, &n);
+}
+
+static void token_seal_tag(const uint8_t mac[32], const char *context, const uint8_t *msg,
+                           size_t len, uint8_t tag[TOKEN_TAG_BYTES])
+{
+    /* context with its NUL, then the message: one HMAC over both. */
+    uint8_t buf[512 + TOKEN_IV_BYTES + TOKEN_SEAL_MAX], full[32];
+    size_t cl = strnlen(context, 511) + 1;
+    memcpy(buf, context, cl - 1);
+    buf[cl - 1] = '\0';
+    memcpy(buf + cl, msg, len);
+    unsigned int n = sizeof(full);
+    HMAC(EVP_sha256(), mac, 32, buf, cl + len, full, &n);
+    memcpy(tag, full, TOKEN_TAG_BYTES);
+}
+
+static int token_ctr(const uint8_t enc[32], const uint8_t iv[TOKEN_IV_BYTES], const uint8_t *in,
+                     size_t len, uint8_t *out)
+{
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    int n = 0, fin = 0,
+        ok = c && EVP_EncryptInit_ex(c, EVP_aes_256_ctr(), NULL, enc, iv) == 1 &&
+             EVP_EncryptUpdate(c, out, &n, in, (int)len) == 1 &&
+             EVP_EncryptFinal_ex(c, out + n, &fin) == 1;
+    EVP_CIPHER_CTX_free(c);
+    return ok ? 0 : -1;
+}
+
+/* Unpadded base64url of in into out (NUL-terminated); returns its length. */
+static size_t token_b64url(const uint8_t *in, size_t len, char *out)
+{
+    int n = EVP_EncodeBlock((unsigned char *)out, in, (int)len);
+    while (n > 0 && out[n - 1] == '=')
+        n--;
+    for (int i = 0; i < n; i++)
+        out[i] = out[i] == '+' ? '-' : out[i] == '/' ? '_' : out[i];
+    out[n] = '\0';
+    return (size_t)n;
+}
+
+size_t token_seal(const uint8_t key[32], const char *context, const void *data, size_t len,
+                  char *out)
+{
+    uint8_t enc[32], mac[32], raw[TOKEN_IV_BYTES + TOKEN_SEAL_MAX + TOKEN_TAG_BYTES];
+    if (len > TOKEN_SEAL_MAX || token_random(raw, TOKEN_IV_BYTES) != 0) return 0;
+    token_seal_keys(key, enc, mac);
+    size_t rl = 0;
+    if (token_ctr(enc, raw, data, len, raw + TOKEN_IV_BYTES) == 0) {
+        token_seal_tag(mac, context, raw, TOKEN_IV_BYTES + len, raw + TOKEN_IV_BYTES + len);
+        rl = token_b64url(raw, TOKEN_IV_BYTES + len + TOKEN_TAG_BYTES, out);
+    }
+    OPENSSL_cleanse(enc, sizeof(enc));
+    OPENSSL_cleanse(mac, sizeof(mac));
+    return rl;
+}
+
+long token_open(const uint8_t key[32], const char *context, const char *text, void *out, size_t cap)
+{
+    enum { RAW_MAX = TOKEN_IV_BYTES + TOKEN_SEAL_MAX + TOKEN_TAG_BYTES };
+    size_t tl = strnlen(text, TOKEN_SEALED_LEN(TOKEN_SEAL_MAX) + 1);
+    if (tl > TOKEN_SEALED_LEN(TOKEN_SEAL_MAX) || tl % 4 == 1) return -1;
+    char b64[TOKEN_SEALED_LEN(TOKEN_SEAL_MAX) + 4];
+    for (size_t i = 0; i < tl; i++) {
+        char c = text[i];
+        int ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                 c == '-' || c == '_';
+        if (!ok) return -1;
+        b64[i] = c == '-' ? '+' : c == '_' ? '/' : c;
+    }
+    size_t pad = (4 - tl % 4) % 4;
+    memset(b64 + tl, '=', pad);
+    uint8_t raw[RAW_MAX + 3];
+    int n = EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)(tl + pad));
+    if (n < 0) return -1;
+    size_t rl = (size_t)n - pad;
+    if (rl < TOKEN_IV_BYTES + TOKEN_TAG_BYTES || rl > RAW_MAX) return -1;
+    /* One text per value: unused low bits of the last character must be
+     * zero, so that no second spelling of a sealed value is accepted. */
+    char again[TOKEN_SEALED_LEN(TOKEN_SEAL_MAX) + 1];
+    if (token_b64url(raw, rl, again) != tl || memcmp(again, text, tl) != 0) return -1;
+    size_t dl = rl - TOKEN_IV_BYTES - TOKEN_TAG_BYTES;
+    if (dl > cap) return -1;
+    uint8_t enc[32], mac[32], tag[TOKEN_TAG_BYTES];
+    token_seal_keys(key, enc, mac);
+    token_seal_tag(mac, context, raw, TOKEN_IV_BYTES + dl, tag);
+    long r = -1;
+    if (CRYPTO_memcmp(tag, raw + TOKEN_IV_BYTES + dl, TOKEN_TAG_BYTES) == 0 &&
+        token_ctr(enc, raw, raw + TOKEN_IV_BYTES, dl, out) == 0)
+        r = (long)dl;
+    OPENSSL_cleanse(enc, sizeof(enc));
+    OPENSSL_cleanse(mac, sizeof(mac));
+    return r;
 }

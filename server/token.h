@@ -1,4 +1,5 @@
-/* token: the bearer-token format, and the only module that calls OpenSSL.
+/* token: the bearer-token format, sealed values (page tokens), and the only
+ * module that calls OpenSSL.
  *
  * A token is  <prefix><32 random base62 chars><6 base62 chars of CRC32>.
  * The prefix tells kinds apart by eye and for secret scanners:
@@ -51,5 +52,24 @@ int token_ct_equal(const void *a, const void *b, size_t n);
 /* Constant-time comparison of secrets of any length: compares SHA-256
  * digests, so neither content nor length leaks through timing. */
 int token_secret_equal(const char *a, size_t alen, const char *b, size_t blen);
+
+/* Sealed values: data (at most TOKEN_SEAL_MAX bytes) encrypted and
+ * authenticated under a 32-byte key, bound to a context string, as
+ * unpadded base64url text: AES-256-CTR with a random IV, then
+ * HMAC-SHA256 over context, IV and ciphertext (encrypt-then-MAC; both keys
+ * derived from `key` by HMAC). So the text shows nothing of data, and any
+ * change to it, or its use under another context or key, is detected.
+ * out needs TOKEN_SEALED_LEN(len) + 1 bytes; returns the text's length, or
+ * 0 if the random generator failed. */
+#define TOKEN_SEAL_MAX 1024
+#define TOKEN_SEALED_LEN(n)                                                                        \
+    ((16 + (n) + 16) / 3 * 4 + ((16 + (n) + 16) % 3 ? (16 + (n) + 16) % 3 + 1 : 0))
+size_t token_seal(const uint8_t key[32], const char *context, const void *data, size_t len,
+                  char *out);
+/* Opens what token_seal made: writes the data to out (cap bytes) and
+ * returns its length, or -1 if text is not a sealed value of this key and
+ * context (altered, forged, truncated or too long). */
+long token_open(const uint8_t key[32], const char *context, const char *text, void *out,
+                size_t cap);
 
 #endif

@@ -339,7 +339,7 @@ void usage_record(usage_t *u, uint64_t id, int64_t now, const char *path, const 
     if (pl > USAGE_PATH_MAX) pl = wire_utf8_cut(path, USAGE_PATH_MAX);
     size_t il = client_ip ? strnlen(client_ip, USAGE_CLIENT_IP_MAX + 1) : 0;
     if (il > USAGE_CLIENT_IP_MAX) il = wire_utf8_cut(client_ip, USAGE_CLIENT_IP_MAX);
-    uint64_t seq = store_activity_seq(u->store);
+    uint64_t seq = store_event_seq(u->store);
     size_t need = usage_rec_size(pl, il);
     usage_buf_t *b = usage_buf_get(u);
     pthread_mutex_lock(&b->lock);
@@ -638,28 +638,28 @@ int usage_flush_at(usage_t *u, int64_t now_ms, int force)
 
     int rc = 0;
     if (n > 0) {
-        /* In key order, each memtable insert starts where the last one
-         * ended instead of searching the skiplist from the top: at tens of
-         * thousands of tokens a second that is most of the flush's cost. */
+        /* In id order: each insert into the store's index (RocksDB's
+         * memtable, a B-tree) lands next to the previous one instead of
+         * searching from the top: at tens of thousands of tokens a second
+         * that is most of a flush's cost. */
         qsort(take, n, sizeof(*take), usage_take_cmp);
-        store_batch_t *batch = store_batch_new(u->store);
+        store_usage_t *batch = store_usage_begin(u->store);
         for (size_t i = 0; i < n; i++) {
             usage_take_t *t = &take[i];
             if (!t->write) continue;
-            store_batch_put_last_used(batch, t->id, t->last_used);
+            store_usage_last_used(batch, t->id, t->last_used);
             for (usage_use_t *x = t->uses; x; x = x->next) {
-                Patd__Store__ActivityRecord rec = PATD__STORE__ACTIVITY_RECORD__INIT;
-                rec.schema = STORE_SCHEMA_VERSION;
-                rec.kind = PAT__V1__ACTIVITY_KIND__ACTIVITY_KIND_USED;
-                rec.time = x->last;
-                rec.first_time = x->first;
-                rec.count = x->count;
-                rec.path = x->data;
-                rec.client_ip = x->data + x->path_len + 1;
-                store_batch_put_activity(batch, t->id, x->seq, &rec);
+                store_event_t ev = {.seq = x->seq,
+                                    .kind = STORE_EVENT_USED,
+                                    .time = x->last,
+                                    .first_time = x->first,
+                                    .count = x->count};
+                memcpy(ev.path, x->data, x->path_len + 1);
+                memcpy(ev.client_ip, x->data + x->path_len + 1, x->ip_len + 1);
+                store_usage_event(batch, t->id, &ev);
             }
         }
-        if (store_batch_commit(batch, 1) != STORE_OK) {
+        if (store_usage_commit(batch) != STORE_OK) {
             rc = -1;
             /* Put the last-used times back; the events of this round are
              * dropped (they are bounded, and the log line said why). */
@@ -676,7 +676,6 @@ int usage_flush_at(usage_t *u, int64_t now_ms, int force)
             }
             log_warn("usage: flush of %zu tokens failed; last-used times kept for retry", n);
         }
-        store_batch_free(batch);
         for (size_t i = 0; i < n; i++) {
             if (rc == 0 && take[i].trim) store_activity_trim(u->store, take[i].id, USAGE_KEEP);
             usage_free_uses(take[i].uses);
@@ -749,15 +748,14 @@ int usage_purge_deleted(usage_t *u, int64_t now_ms, unsigned budget)
         }
         if (s != STORE_OK) return -1;
         u->purge_cursor = id;
-        Patd__Store__TokenRecord *t = NULL;
+        store_token_t t;
         s = store_token_get(u->store, id, &t);
-        store_record_free(t);
         if (s == STORE_OK) continue; /* a live token: its rows are trimmed, not purged */
         if (s != STORE_NOT_FOUND) return -1;
-        Patd__Store__ActivityRecord *newest = NULL;
-        s = store_activity_newest(u->store, id, &newest);
-        int old = s == STORE_OK && now_ms - newest->time >= keep;
-        store_record_free(newest);
+        store_event_t newest;
+        unsigned got = 0;
+        s = store_activity_list(u->store, id, 1, &newest, &got);
+        int old = s == STORE_OK && got == 1 && now_ms - newest.time >= keep;
         if (old) {
             if (store_activity_trim(u->store, id, 0) != STORE_OK) return -1;
             purged++;

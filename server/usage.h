@@ -17,7 +17,7 @@
  * asked. A buffer that reaches USAGE_BUF_BYTES (the drain is starved)
  * makes its thread apply the use itself.
  *
- * usage_flush() moves what changed into one synced WriteBatch; the flusher
+ * usage_flush() moves what changed into one durable store batch; the flusher
  * thread runs it every USAGE_FLUSH_MS at normal priority (the lag promised
  * below must hold on a busy machine), and it runs once more at shutdown. A
  * token's first use since start is written by the next flush; after that, a
@@ -63,16 +63,16 @@
 
 #define USAGE_STRIPES         16
 #define USAGE_FLUSH_MS        1000
-#define USAGE_DRAIN_MS        10         /* buffered uses applied at least this often */
-#define USAGE_DRAIN_BYTES     16384      /* and as soon as a buffer holds this much */
-#define USAGE_BUF_BYTES       (4u << 20) /* per recording thread */
-#define USAGE_PERSIST_MS      10000      /* a token written this recently waits */
-#define USAGE_KEEP            100        /* activity rows kept per token */
-#define USAGE_DISTINCT        16         /* (path, client) rows per token per write */
-#define USAGE_TRIM_EVERY      20         /* rows written between trims of one token */
-#define USAGE_TRIMS_PER_FLUSH 256        /* trims done per flush, at most */
-#define USAGE_PATH_MAX        256        /* bytes of path kept per use */
-#define USAGE_CLIENT_IP_MAX   64
+#define USAGE_DRAIN_MS        10             /* buffered uses applied at least this often */
+#define USAGE_DRAIN_BYTES     16384          /* and as soon as a buffer holds this much */
+#define USAGE_BUF_BYTES       (4u << 20)     /* per recording thread */
+#define USAGE_PERSIST_MS      10000          /* a token written this recently waits */
+#define USAGE_KEEP            100            /* activity rows kept per token */
+#define USAGE_DISTINCT        16             /* (path, client) rows per token per write */
+#define USAGE_TRIM_EVERY      20             /* rows written between trims of one token */
+#define USAGE_TRIMS_PER_FLUSH 256            /* trims done per flush, at most */
+#define USAGE_PATH_MAX        STORE_PATH_MAX /* bytes of path kept per use */
+#define USAGE_CLIENT_IP_MAX   STORE_ADDR_MAX
 
 typedef struct usage usage_t;
 
@@ -91,7 +91,7 @@ void usage_stop(usage_t *u);
  * copied (truncated to the limits above). */
 void usage_record(usage_t *u, uint64_t id, int64_t now, const char *path, const char *client_ip);
 
-/* Applies every buffered use to the in-memory entries (the flusher does it
+/* Applies every buffered use to the in-memory entries (the drain thread does it
  * every USAGE_DRAIN_MS; readers below do it first). */
 void usage_drain(usage_t *u);
 

@@ -1,26 +1,39 @@
-/* store: patd's RocksDB store, and the only code that includes rocksdb/c.h.
+/* store: patd's storage interface: users, tokens, last-used times and
+ * activity, whatever keeps them.
  *
- * One DB under the data directory with these column families:
- *   meta             "schema_version" -> u32, "token_id_hw" -> u64
- *   users            user_id -> UserRecord
- *   tokens           id (u64 BE) -> TokenRecord
- *   token_by_hash    SHA-256 (32 bytes) -> TokenRecord (a copy of the record
- *                    in `tokens`, written in the same batch, so a cold
- *                    Verify is one point read; bloom-filtered, uncompressed)
- *   tokens_by_owner  kind(1) len(1) owner name -> id (unique names)
- *   last_used        id -> Unix ms (i64 BE)
- *   activity         id, time, seq (u64 BE each) -> ActivityRecord
- * All integers in keys are big-endian so that keys sort numerically.
+ * DESIGN. The service speaks only in the domain types below and in
+ * operations that each do one whole change: create a token together with
+ * its unique name, change a token's state, delete a token, upsert or
+ * (de)activate a user, delete a service user with its tokens, write a batch
+ * of uses. What an operation checks and changes is one atomic unit of the
+ * backend; its preconditions (the name is free, the owner is active, the
+ * token is no longer active) hold at the moment of the change, not at some
+ * earlier read, so several workers (or several processes on one database)
+ * cannot interleave between check and change.
  *
- * Every change that touches several keys is one store_batch_t, committed
- * atomically; the caller decides per commit whether it is synced (fsync of
- * the WAL before the call returns). Changes that acknowledge something to a
- * client are synced.
+ * A backend is chosen at start-up by the scheme of a URL (store_open):
+ * "rocksdb:DIR" is the embedded one (storage/rocksdb/). A backend plugs in
+ * through storage/backend.h; docs/architecture.md says what it must
+ * guarantee.
  *
- * Thread-safety: every function may be called from any thread at once
- * (RocksDB's own guarantees). A store_batch_t belongs to one thread.
- * Ownership: records returned through an out-pointer are owned by the caller
- * and freed with store_record_free(); records passed in are only read. */
+ * Guarantees every backend gives:
+ *  - Durability: an operation that returns STORE_OK has been committed
+ *    durably (unless the store was opened with `bulk`, for loading tools).
+ *  - Uniqueness: (owner, kind, name) of tokens and the hash of a token are
+ *    unique; token ids are never reused, even after a crash.
+ *  - Coherence: after a committed change that can alter a Verify answer,
+ *    the backend tells the observer (store_set_observer) which token or
+ *    user changed, before the operation returns; so a cache fed by it
+ *    never answers from a state older than an acknowledged change.
+ *  - The try_ reads never wait (no disk, no network); they may always
+ *    decline with STORE_DECLINED, and the caller asks again with the
+ *    blocking read on a worker.
+ *
+ * Thread-safety: every function may be called from any thread at once,
+ * except store_set_observer (before serving) and store_close.
+ * Ownership: the domain types are plain values with fixed-size strings;
+ * nothing returned points into the store, and the caller owns every
+ * buffer it passes. Arrays filled by list operations are the caller's. */
 #ifndef PAT_STORE_H
 #define PAT_STORE_H
 
@@ -28,112 +41,204 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "records.pb-c.h"
+#define STORE_HASH_BYTES 32   /* SHA-256 of a token */
+#define STORE_ID_MAX     255  /* bytes of a user id */
+#define STORE_NAME_MAX   255  /* bytes of a token name */
+#define STORE_TEXT_MAX   1024 /* user_name, email, name */
+#define STORE_PATH_MAX   256  /* bytes of an activity path */
+#define STORE_ADDR_MAX   64   /* bytes of a client address */
+#define STORE_CURSOR_MAX (2 + STORE_ID_MAX + STORE_NAME_MAX)
+#define STORE_PAGE_KEY   32 /* bytes of the page-token key */
 
-#define STORE_SCHEMA_VERSION 1
-#define STORE_HASH_BYTES     32
-#define STORE_OWNER_MAX      255
+/* Numbers of pat.v1's enums, which the domain types hold. */
+enum { STORE_KIND_PERSONAL = 1, STORE_KIND_SERVICE = 2 };
+enum { STORE_USER_HUMAN = 1, STORE_USER_SERVICE = 2 };
+enum { STORE_ROLE_MEMBER = 1 };
+enum {
+    STORE_EVENT_USED = 1,
+    STORE_EVENT_CREATED = 2,
+    STORE_EVENT_REVOKED = 3,
+    STORE_EVENT_RESTORED = 4,
+    STORE_EVENT_DELETED = 5,
+};
 
 typedef struct store store_t;
-typedef struct store_batch store_batch_t;
 
 typedef enum {
     STORE_OK = 0,
     STORE_NOT_FOUND,
-    STORE_CORRUPT,     /* a record that does not decode */
-    STORE_IO,          /* RocksDB reported an error; it was logged once with its cause */
-    STORE_WOULD_BLOCK, /* memory-only read: the answer needs disk I/O */
+    STORE_EXISTS,      /* a unique name or id is taken */
+    STORE_CONFLICT,    /* the current state forbids it: each operation says how */
+    STORE_DECLINED,    /* a try_ read that would have to wait */
+    STORE_CORRUPT,     /* a stored value that does not decode */
+    STORE_UNAVAILABLE, /* the store failed or refused; logged once with its cause */
 } store_status_t;
 
 typedef struct {
-    size_t block_cache_bytes; /* 0: default 64 MiB */
+    char user_id[STORE_ID_MAX + 1];
+    char user_name[STORE_TEXT_MAX + 1];
+    char email[STORE_TEXT_MAX + 1];
+    char name[STORE_TEXT_MAX + 1];
+    char created_by[STORE_ID_MAX + 1];
+    int32_t role, user_type; /* pat.v1.Role, pat.v1.UserType */
+    int active;
+    int64_t created; /* Unix ms */
+} store_user_t;
+
+typedef struct {
+    uint64_t id;
+    uint8_t hash[STORE_HASH_BYTES]; /* the token itself is never stored */
+    char name[STORE_NAME_MAX + 1];
+    char owner_id[STORE_ID_MAX + 1];
+    char created_by[STORE_ID_MAX + 1];
+    int32_t kind; /* STORE_KIND_* */
+    int scim, active;
+    int64_t created, expiration; /* Unix ms; expiration 0 = never */
+} store_token_t;
+
+typedef struct {
+    uint64_t seq; /* orders events of one millisecond (store_event_seq) */
+    int32_t kind; /* STORE_EVENT_* */
+    int64_t time; /* Unix ms; for USED the newest of `count` uses */
+    uint32_t count;
+    int64_t first_time;
+    char path[STORE_PATH_MAX + 1];
+    char client_ip[STORE_ADDR_MAX + 1];
+    char actor[STORE_ID_MAX + 1];
+    /* DELETED: whose the token was, so that they can still read it. */
+    char owner_id[STORE_ID_MAX + 1];
+    int32_t token_kind;
+} store_event_t;
+
+/* A position in a list, made by the backend; callers keep it opaque (the
+ * service seals it into a page token). */
+typedef struct {
+    uint16_t len;
+    uint8_t bytes[STORE_CURSOR_MAX];
+} store_cursor_t;
+
+/* Told of committed changes (the verification cache listens). */
+typedef struct {
+    void (*token_changed)(void *arg, const uint8_t hash[STORE_HASH_BYTES]);
+    void (*user_changed)(void *arg, const char *user_id);
+    void *arg;
+} store_observer_t;
+
+typedef struct {
+    size_t cache_bytes; /* the backend's own read cache; 0: its default */
+    int bulk;           /* loading tools: commits need not be durable until close */
+    int must_exist;     /* open only a store that exists (patd check): create nothing */
 } store_options_t;
 
-/* Opens (creating if missing) the DB under dir, which must exist. On failure
- * returns NULL and, if errmsg is not NULL, a malloc'd message to free. */
-store_t *store_open(const char *dir, const store_options_t *opt, char **errmsg);
-/* Flushes memtables to table files, so the next open replays no WAL (fast
- * start), then closes the DB; all handles are destroyed first. NULL is a
- * no-op. */
+/* Opens the store named by url ("rocksdb:DIR"; DIR must exist), creating
+ * it if empty. On failure returns NULL and, if errmsg is not NULL, a
+ * malloc'd message to free. */
+store_t *store_open(const char *url, const store_options_t *opt, char **errmsg);
+/* Closes the store, leaving it quick to open again. NULL is a no-op. */
 void store_close(store_t *st);
-/* Compacts every column family (bulk loads, tools). Blocks until done. */
+/* The URL it was opened with (no secret in it), for logs. */
+const char *store_url(const store_t *st);
+void store_set_observer(store_t *st, const store_observer_t *obs);
+/* The key of page tokens: made with the store, the same for every process
+ * that opens it. */
+void store_page_key(const store_t *st, uint8_t key[STORE_PAGE_KEY]);
+/* Compacts or vacuums after a bulk load. Blocks until done. */
 void store_compact(store_t *st);
+/* Walks the store and checks that it agrees with itself. Writes one line
+ * per problem to out; returns the number, or -1 if the walk failed. */
+long store_check(store_t *st, FILE *out);
 
-/* Allocates a new token id, never reused, even across crashes: ids are
- * reserved in blocks with one synced meta write per block. */
-store_status_t store_next_token_id(store_t *st, uint64_t *id);
+/* ---------------------------------------------------------------- users */
 
-store_status_t store_user_get(store_t *st, const char *user_id, Patd__Store__UserRecord **out);
-store_status_t store_token_get(store_t *st, uint64_t id, Patd__Store__TokenRecord **out);
-/* The token whose hash this is (one point read). */
+store_status_t store_user_get(store_t *st, const char *user_id, store_user_t *out);
+store_status_t store_user_try_get(store_t *st, const char *user_id, store_user_t *out);
+/* Creates a user (EXISTS if the id is taken). */
+store_status_t store_user_create(store_t *st, const store_user_t *u);
+/* The platform's upsert of a human: creates u if missing; otherwise sets
+ * user_name, email, name and (if u->role != 0) role, keeping active,
+ * created and created_by; a new user with role 0 gets STORE_ROLE_MEMBER. CONFLICT if the id is a
+ * service user's. *now receives the user as written, *prev (may be NULL) the one before (user_id ""
+ * if it was created). */
+store_status_t store_user_upsert(store_t *st, const store_user_t *u, store_user_t *now,
+                                 store_user_t *prev);
+/* Sets a user's active flag; *out receives the user. With
+ * no_active_tokens, CONFLICT if the user has tokens active at now_ms
+ * (*n_active receives how many). */
+store_status_t store_user_set_active(store_t *st, const char *user_id, int active,
+                                     int no_active_tokens, int64_t now_ms, store_user_t *out,
+                                     unsigned *n_active);
+/* Deletes a user with its tokens, each getting the DELETED event `ev`
+ * (seq is taken per token). CONFLICT if one is active at now_ms
+ * (*n_active: how many). *ids receives the deleted token ids (malloc'd,
+ * free() it; NULL when none), *n_ids their number. */
+store_status_t store_user_delete(store_t *st, const char *user_id, int64_t now_ms,
+                                 const store_event_t *ev, unsigned *n_active, uint64_t **ids,
+                                 size_t *n_ids);
+/* Users in user_id order, of one type (0: all), from `after` (len 0: the
+ * start). Fills at most `limit` into out (room for limit), *n; *more is 1
+ * when more follow, and then *next is where the next page starts. */
+store_status_t store_users_list(store_t *st, int32_t user_type, const store_cursor_t *after,
+                                unsigned limit, store_user_t *out, unsigned *n, int *more,
+                                store_cursor_t *next);
+
+/* ---------------------------------------------------------------- tokens */
+
+store_status_t store_token_get(store_t *st, uint64_t id, store_token_t *out);
 store_status_t store_token_get_by_hash(store_t *st, const uint8_t hash[STORE_HASH_BYTES],
-                                       Patd__Store__TokenRecord **out);
+                                       store_token_t *out);
+store_status_t store_token_try_get_by_hash(store_t *st, const uint8_t hash[STORE_HASH_BYTES],
+                                           store_token_t *out);
+/* Creates t with its CREATED event (ev), assigning t->id. NOT_FOUND if the
+ * owner does not exist, CONFLICT if the owner is deactivated, EXISTS if
+ * the owner has a token of this kind with this name. */
+store_status_t store_token_create(store_t *st, store_token_t *t, const store_event_t *ev);
+/* Sets a token's active flag with its event (REVOKED or RESTORED), unless
+ * it already has that value (then nothing is written and *changed is 0).
+ * Restoring: CONFLICT if the owner is deactivated. *out: the token. */
+store_status_t store_token_set_active(store_t *st, uint64_t id, int active, const store_event_t *ev,
+                                      store_token_t *out, int *changed);
+/* Deletes a token, its name and its last-used time, and adds the DELETED
+ * event ev (the rest of its history stays). CONFLICT if it is active at
+ * now_ms. *out: the token as it was. */
+store_status_t store_token_delete(store_t *st, uint64_t id, int64_t now_ms, const store_event_t *ev,
+                                  store_token_t *out);
+/* Tokens of one kind, of one owner (owner != NULL, in name order) or of
+ * all (each owner's together, owners in the backend's order); paged as
+ * store_users_list. */
+store_status_t store_tokens_list(store_t *st, int32_t kind, const char *owner,
+                                 const store_cursor_t *after, unsigned limit, store_token_t *out,
+                                 unsigned *n, int *more, store_cursor_t *next);
 
-/* Memory-only reads for the network thread: served from memtables and the
- * block cache, or STORE_WOULD_BLOCK without any I/O (RocksDB's
- * kBlockCacheTier). NOT_FOUND is definitive. */
-store_status_t store_token_get_by_hash_cached(store_t *st, const uint8_t hash[STORE_HASH_BYTES],
-                                              Patd__Store__TokenRecord **out);
-store_status_t store_user_get_cached(store_t *st, const char *user_id,
-                                     Patd__Store__UserRecord **out);
-/* Looks up owner's token of this kind by name. */
-store_status_t store_token_id_by_name(store_t *st, int32_t kind, const char *owner,
-                                      const char *name, uint64_t *id);
-/* 0 if never used (or not flushed yet). */
+/* ---------------------------------------------------------------- usage */
+
+/* 0 when never used (or not written yet). */
 store_status_t store_last_used_get(store_t *st, uint64_t id, int64_t *ms);
+/* A sequence number for an event, taken when it happens (it orders the
+ * events of one millisecond as they occurred). */
+uint64_t store_event_seq(store_t *st);
 
-/* Iteration callbacks return 0 to go on, non-zero to stop. */
-typedef int (*store_token_cb)(void *arg, const char *name, size_t name_len, uint64_t id);
-/* Tokens of one owner (owner != NULL) or of every owner (owner == NULL) of
- * one kind, in (owner, name) order, starting strictly after the key
- * `after` (after_len bytes as returned by store_owner_key(); 0 = start). */
-store_status_t store_tokens_scan(store_t *st, int32_t kind, const char *owner, const void *after,
-                                 size_t after_len, store_token_cb cb, void *arg);
-/* Builds the tokens_by_owner key into out (at least 2 + 255 + name bytes);
- * returns its length. Used as an opaque paging cursor. */
-size_t store_owner_key(int32_t kind, const char *owner, const char *name, uint8_t *out,
-                       size_t out_cap);
+/* Uses are written in batches: begin, add, commit (durable) or abandon. */
+typedef struct store_usage store_usage_t;
+store_usage_t *store_usage_begin(store_t *st);
+void store_usage_last_used(store_usage_t *b, uint64_t id, int64_t ms);
+void store_usage_event(store_usage_t *b, uint64_t id, const store_event_t *ev);
+/* Commits and frees the batch. */
+store_status_t store_usage_commit(store_usage_t *b);
 
-typedef int (*store_user_cb)(void *arg, const Patd__Store__UserRecord *u);
-/* Users in user_id order, strictly after `after` (NULL = start). */
-store_status_t store_users_scan(store_t *st, const char *after, store_user_cb cb, void *arg);
-
-typedef int (*store_activity_cb)(void *arg, const Patd__Store__ActivityRecord *ev);
-/* Activity of one token, newest first. */
-store_status_t store_activity_scan(store_t *st, uint64_t id, store_activity_cb cb, void *arg);
-/* The newest activity row of a token (NOT_FOUND if it has none). */
-store_status_t store_activity_newest(store_t *st, uint64_t id, Patd__Store__ActivityRecord **out);
-/* Number of activity rows kept for the token after trimming: rows older
- * than the newest `keep` are deleted (by range, in its own unsynced write). */
+/* A token's activity, newest first: at most limit events into out. */
+store_status_t store_activity_list(store_t *st, uint64_t id, unsigned limit, store_event_t *out,
+                                   unsigned *n);
+/* Deletes the token's events older than its newest `keep` (0: all). */
 store_status_t store_activity_trim(store_t *st, uint64_t id, unsigned keep);
-/* The smallest token id above `after` that has activity rows, in *id;
- * NOT_FOUND past the last. Pages through tokens with a history. */
+/* The smallest token id above `after` that has events; NOT_FOUND past the
+ * last. Pages through the histories for the purge of deleted tokens. */
 store_status_t store_activity_next_id(store_t *st, uint64_t after, uint64_t *id);
 
-/* Batches. Put/delete calls copy what they are given. */
-store_batch_t *store_batch_new(store_t *st);
-void store_batch_free(store_batch_t *b);
-void store_batch_put_user(store_batch_t *b, const Patd__Store__UserRecord *u);
-void store_batch_delete_user(store_batch_t *b, const char *user_id);
-/* Writes the token record and its two index entries. */
-void store_batch_put_token(store_batch_t *b, const Patd__Store__TokenRecord *t);
-/* Removes a token from the record, both indexes and last_used. Its
- * activity rows (at most USAGE_KEEP) stay, so that the owner can still see
- * what happened to it; the caller adds a DELETED event. */
-void store_batch_delete_token(store_batch_t *b, const Patd__Store__TokenRecord *t);
-void store_batch_put_last_used(store_batch_t *b, uint64_t id, int64_t ms);
-/* Activity rows sort by (time, seq): seq orders events of the same
- * millisecond as they happened. Take it with store_activity_seq() when the
- * event occurs, not when it is written. */
-uint64_t store_activity_seq(store_t *st);
-void store_batch_put_activity(store_batch_t *b, uint64_t id, uint64_t seq,
-                              const Patd__Store__ActivityRecord *ev);
-/* Commits the batch atomically; sync = fsync the WAL before returning. */
-store_status_t store_batch_commit(store_batch_t *b, int sync);
+/* ---------------------------------------------------------------- observing */
 
-/* Durations of committed write batches (for /metrics), cumulative since
- * open. Buckets: counts[i] for writes of at most le_ns[i] (not
- * cumulative), counts[STORE_WRITE_BUCKETS] for the rest. */
+/* Durations of committed writes (for /metrics), cumulative since open.
+ * counts[i] for writes of at most le_ns[i] (not cumulative),
+ * counts[STORE_WRITE_BUCKETS] for the rest. */
 #define STORE_WRITE_BUCKETS 12
 typedef struct {
     uint64_t le_ns[STORE_WRITE_BUCKETS];
@@ -142,18 +247,19 @@ typedef struct {
 } store_write_stats_t;
 void store_write_stats(const store_t *st, store_write_stats_t *out);
 
-/* Fault injection for tests: while on, every write fails with STORE_IO as
- * if the disk were full. Only patd-testclock's TestingService can reach it. */
+/* Fault injection for tests (only patd-testclock's TestingService reaches
+ * them): fail_writes makes every change fail with STORE_UNAVAILABLE as a
+ * full disk would; decline_tries makes every try_ read decline. */
 void store_set_fail_writes(store_t *st, int on);
-/* Test fault injection: the *_cached reads decline as if they needed I/O. */
-void store_set_cold_reads(store_t *st, int on);
+void store_set_decline_tries(store_t *st, int on);
 
-/* Frees a record returned by this module. NULL is a no-op. */
-void store_record_free(void *record);
+/* A short phrase for a status, for messages ("not found"). */
+const char *store_status_name(store_status_t s);
 
-/* Walks every column family and checks that the indexes agree with the
- * token records and with each other. Writes one line per problem to out;
- * returns the number of problems, or -1 if the walk itself failed. */
-long store_check(store_t *st, FILE *out);
+/* Where the store's log lines go: level 0 debug .. 3 error, and the line
+ * without a newline (never a secret). Process-wide; set before store_open.
+ * NULL (the default): stderr. */
+typedef void (*store_log_fn)(int level, const char *line);
+void store_set_log(store_log_fn fn);
 
 #endif

@@ -41,7 +41,9 @@ static void fuzz_svc_open(fuzz_svc_t *f, const char *name)
 {
     snprintf(f->dir, sizeof(f->dir), "/tmp/patd-fuzz-%s-XXXXXX", name);
     if (mkdtemp(f->dir) == NULL) abort();
-    f->st = store_open(f->dir, NULL, NULL);
+    char url[96];
+    snprintf(url, sizeof(url), "rocksdb:%s", f->dir);
+    f->st = store_open(url, NULL, NULL);
     if (f->st == NULL) abort();
     f->usage = usage_new(f->st);
     svc_init(&f->svc, f->st, f->usage, cache_new(1000), &f->stats, strdup(FUZZ_PLATFORM_KEY));

@@ -12,16 +12,20 @@
 
 #include "cache.h"
 
-static Patd__Store__TokenRecord token(uint64_t id, int active)
+static store_token_t token(uint64_t id, int active)
 {
-    Patd__Store__TokenRecord t = PATD__STORE__TOKEN_RECORD__INIT;
-    t.id = id;
-    t.name = "ci";
-    t.owner_id = "alice";
-    t.created_by = "alice";
-    t.active = active;
-    t.expiration = 123;
+    store_token_t t = {.id = id, .active = active, .expiration = 123};
+    strcpy(t.name, "ci");
+    strcpy(t.owner_id, "alice");
+    strcpy(t.created_by, "alice");
     return t;
+}
+
+/* The cache keys a token by its hash, which the value carries. */
+static void put_token(cache_t *c, const uint8_t h[32], store_token_t *t, uint64_t epoch)
+{
+    memcpy(t->hash, h, 32);
+    cache_token_put(c, t, epoch);
 }
 
 /* A stand-in digest: the cache hashes a token by its first 8 bytes, as
@@ -45,11 +49,11 @@ static void test_miss_then_hit_copies_the_fields(void **state)
     cache_t *c = cache_new(100);
     uint8_t h[32];
     hash_of(1, h);
-    cache_token_t out;
+    store_token_t out;
     uint64_t epoch;
     assert_false(cache_token_get(c, h, &out, &epoch, 1));
-    Patd__Store__TokenRecord t = token(7, 1);
-    cache_token_put(c, h, &t, epoch);
+    store_token_t t = token(7, 1);
+    put_token(c, h, &t, epoch);
     assert_true(cache_token_get(c, h, &out, NULL, 1));
     assert_int_equal(out.id, 7);
     assert_string_equal(out.name, "ci");
@@ -70,19 +74,19 @@ static void test_R16_a_read_that_raced_a_revoke_cannot_insert_the_old_state(void
     cache_t *c = cache_new(100);
     uint8_t h[32];
     hash_of(2, h);
-    cache_token_t out;
+    store_token_t out;
     uint64_t epoch;
     /* A reader misses and reads the active record from storage... */
     assert_false(cache_token_get(c, h, &out, &epoch, 1));
-    Patd__Store__TokenRecord old = token(9, 1);
+    store_token_t old = token(9, 1);
     /* ...meanwhile a revoke commits and invalidates... */
     cache_token_invalidate(c, h);
     /* ...then the reader tries to cache what it read: refused. */
-    cache_token_put(c, h, &old, epoch);
+    put_token(c, h, &old, epoch);
     assert_false(cache_token_get(c, h, &out, &epoch, 1));
     /* A read that starts after the invalidation may insert. */
-    Patd__Store__TokenRecord revoked = token(9, 0);
-    cache_token_put(c, h, &revoked, epoch);
+    store_token_t revoked = token(9, 0);
+    put_token(c, h, &revoked, epoch);
     assert_true(cache_token_get(c, h, &out, NULL, 1));
     assert_false(out.active);
     cache_free(c);
@@ -92,15 +96,15 @@ static void test_R14_user_invalidation_and_epoch(void **state)
 {
     (void)state;
     cache_t *c = cache_new(100);
-    Patd__Store__UserRecord u = PATD__STORE__USER_RECORD__INIT;
-    u.user_id = "auth0|x";
-    u.user_name = "x";
-    u.email = "x@example.com";
-    u.name = "X";
-    u.created_by = "platform";
+    store_user_t u = {0};
+    strcpy(u.user_id, "auth0|x");
+    strcpy(u.user_name, "x");
+    strcpy(u.email, "x@example.com");
+    strcpy(u.name, "X");
+    strcpy(u.created_by, "platform");
     u.role = 3;
     u.active = 1;
-    cache_user_t out;
+    store_user_t out;
     uint64_t epoch;
     assert_false(cache_user_get(c, "auth0|x", &out, &epoch, 1));
     cache_user_put(c, &u, epoch);
@@ -132,13 +136,13 @@ static void test_lru_evicts_the_least_recently_used_and_stays_bounded(void **sta
     enum { CAP = 640, N = 5000 };
     cache_t *c = cache_new(CAP);
     uint8_t h[32];
-    cache_token_t out;
+    store_token_t out;
     uint64_t epoch;
     for (uint64_t i = 0; i < N; i++) {
         hash_of(i, h);
         cache_token_get(c, h, &out, &epoch, 1);
-        Patd__Store__TokenRecord t = token(i, 1);
-        cache_token_put(c, h, &t, epoch);
+        store_token_t t = token(i, 1);
+        put_token(c, h, &t, epoch);
         /* Keep token 0 hot: it must survive every eviction. */
         hash_of(0, h);
         assert_true(cache_token_get(c, h, &out, NULL, 1));
@@ -158,13 +162,13 @@ static void test_buckets_grow_and_every_entry_stays_found(void **state)
     enum { N = 20000 }; /* ~1250 a shard: five doublings from 64 buckets */
     cache_t *c = cache_new(100000);
     uint8_t h[32];
-    cache_token_t out;
+    store_token_t out;
     uint64_t epoch;
     for (uint64_t i = 0; i < N; i++) {
         hash_of(i, h);
         assert_false(cache_token_get(c, h, &out, &epoch, 1));
-        Patd__Store__TokenRecord t = token(i, 1);
-        cache_token_put(c, h, &t, epoch);
+        store_token_t t = token(i, 1);
+        put_token(c, h, &t, epoch);
     }
     for (uint64_t i = 0; i < N; i++) {
         hash_of(i, h);
@@ -192,11 +196,11 @@ static void test_capacity_zero_disables(void **state)
     cache_t *c = cache_new(0);
     uint8_t h[32];
     hash_of(3, h);
-    cache_token_t out;
+    store_token_t out;
     uint64_t epoch;
     assert_false(cache_token_get(c, h, &out, &epoch, 1));
-    Patd__Store__TokenRecord t = token(3, 1);
-    cache_token_put(c, h, &t, epoch);
+    store_token_t t = token(3, 1);
+    put_token(c, h, &t, epoch);
     assert_false(cache_token_get(c, h, &out, &epoch, 1));
     cache_free(c);
 }

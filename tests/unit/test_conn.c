@@ -73,7 +73,9 @@ static fx_t *fx_new(unsigned max_inflight, uint64_t idle_ms)
     fx_t *f = calloc(1, sizeof(*f));
     snprintf(f->dir, sizeof(f->dir), "/tmp/patd-conn-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
-    f->st = store_open(f->dir, NULL, NULL);
+    char url[96];
+    snprintf(url, sizeof(url), "rocksdb:%s", f->dir);
+    f->st = store_open(url, NULL, NULL);
     assert_non_null(f->st);
     f->usage = usage_new(f->st);
     f->cache = cache_new(1000);

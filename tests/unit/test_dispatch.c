@@ -31,7 +31,9 @@ static int setup(void **state)
     fixture_t *f = calloc(1, sizeof(*f));
     snprintf(f->dir, sizeof(f->dir), "/tmp/patd-disp-XXXXXX");
     if (mkdtemp(f->dir) == NULL) return -1;
-    f->st = store_open(f->dir, NULL, NULL);
+    char url[96];
+    snprintf(url, sizeof(url), "rocksdb:%s", f->dir);
+    f->st = store_open(url, NULL, NULL);
     if (f->st == NULL) return -1;
     f->usage = usage_new(f->st);
     f->cache = cache_new(1000);

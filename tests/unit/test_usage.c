@@ -28,7 +28,9 @@ static int setup(void **state)
     fx_t *f = calloc(1, sizeof(*f));
     snprintf(f->dir, sizeof(f->dir), "/tmp/patd-usage-XXXXXX");
     if (mkdtemp(f->dir) == NULL) return -1;
-    f->st = store_open(f->dir, NULL, NULL);
+    char url[80];
+    snprintf(url, sizeof(url), "rocksdb:%s", f->dir);
+    f->st = store_open(url, NULL, NULL);
     f->u = usage_new(f->st);
     *state = f;
     return f->st ? 0 : -1;
@@ -52,12 +54,25 @@ typedef struct {
     uint32_t counts[200];
 } rows_t;
 
-static int collect(void *arg, const Patd__Store__ActivityRecord *ev)
+static int collect(void *arg, const store_event_t *ev)
 {
     rows_t *r = arg;
     snprintf(r->paths[r->n], 32, "%s", ev->path);
     r->counts[r->n++] = ev->count;
     return r->n == 200;
+}
+
+/* A token's activity, newest first, each event through cb until it
+ * returns non-zero. */
+static store_status_t store_activity_scan(store_t *st, uint64_t id,
+                                          int (*cb)(void *, const store_event_t *), void *arg)
+{
+    static store_event_t evs[1000];
+    unsigned n = 0;
+    store_status_t s = store_activity_list(st, id, 1000, evs, &n);
+    for (unsigned i = 0; s == STORE_OK && i < n; i++)
+        if (cb(arg, &evs[i])) break;
+    return s;
 }
 
 static void test_R15_last_used_in_memory_then_flushed(void **state)
@@ -119,7 +134,7 @@ static void test_R22_at_most_keep_rows_per_token(void **state)
     assert_string_equal(r.paths[0], "/r199");
 }
 
-static int count_rows(void *arg, const Patd__Store__ActivityRecord *ev)
+static int count_rows(void *arg, const store_event_t *ev)
 {
     (void)ev;
     ++*(int *)arg;
@@ -134,18 +149,17 @@ static void test_R22_trims_beyond_the_budget_wait_their_turn(void **state)
 {
     fx_t *f = *state;
     enum { TOKENS = USAGE_TRIMS_PER_FLUSH * 2 + 10, OLD = USAGE_KEEP + 30 };
-    store_batch_t *b = store_batch_new(f->st);
+    store_usage_t *b = store_usage_begin(f->st);
     for (uint64_t id = 100; id < 100 + TOKENS; id++) {
         for (int i = 0; i < OLD; i++) {
-            Patd__Store__ActivityRecord rec = PATD__STORE__ACTIVITY_RECORD__INIT;
-            rec.kind = PAT__V1__ACTIVITY_KIND__ACTIVITY_KIND_USED;
-            rec.time = 1000 + i;
-            rec.path = "/old";
-            store_batch_put_activity(b, id, store_activity_seq(f->st), &rec);
+            store_event_t ev = {.seq = store_event_seq(f->st),
+                                .kind = STORE_EVENT_USED,
+                                .time = 1000 + i,
+                                .path = "/old"};
+            store_usage_event(b, id, &ev);
         }
     }
-    assert_int_equal(store_batch_commit(b, 0), STORE_OK);
-    store_batch_free(b);
+    assert_int_equal(store_usage_commit(b), STORE_OK);
 
     for (uint64_t id = 100; id < 100 + TOKENS; id++)
         usage_record(f->u, id, 5000, "/new", NULL);
@@ -280,7 +294,7 @@ typedef struct {
     int64_t first, last;
 } sum_t;
 
-static int sum_rows(void *arg, const Patd__Store__ActivityRecord *ev)
+static int sum_rows(void *arg, const store_event_t *ev)
 {
     sum_t *s = arg;
     if (s->rows++ == 0 || ev->first_time < s->first) s->first = ev->first_time;
@@ -360,7 +374,7 @@ static void test_R15_a_full_buffer_applies_uses_in_place(void **state)
     assert_int_equal(ms, 1000 + n - 1);
 }
 
-static int sum_path_a(void *arg, const Patd__Store__ActivityRecord *ev)
+static int sum_path_a(void *arg, const store_event_t *ev)
 {
     return strcmp(ev->path, "/a") == 0 ? sum_rows(arg, ev) : 0;
 }
@@ -473,33 +487,33 @@ static void test_a_deleted_tokens_history_goes_after_the_retention(void **state)
 {
     fx_t *f = *state;
     const int64_t day = 86400000, keep = 90 * day, t0 = 1000000;
-    usage_record(f->u, 31, t0, "/live", NULL);
-    usage_record(f->u, 32, t0, "/gone", NULL);
+    /* A live token (made through the store) and the id after it, which
+     * was used and is gone. */
+    store_user_t owner = {.user_id = "owner", .user_type = STORE_USER_HUMAN, .active = 1};
+    assert_int_equal(store_user_create(f->st, &owner), STORE_OK);
+    store_token_t live = {.kind = STORE_KIND_PERSONAL,
+                          .active = 1,
+                          .hash = {31},
+                          .owner_id = "owner",
+                          .name = "live"};
+    store_event_t created = {.kind = STORE_EVENT_CREATED, .time = t0};
+    assert_int_equal(store_token_create(f->st, &live, &created), STORE_OK);
+    const uint64_t alive = live.id, gone = live.id + 1;
+    usage_record(f->u, alive, t0, "/live", NULL);
+    usage_record(f->u, gone, t0, "/gone", NULL);
     assert_int_equal(usage_flush(f->u), 0);
-    uint8_t hash[32] = {31};
-    Patd__Store__TokenRecord rec = PATD__STORE__TOKEN_RECORD__INIT;
-    rec.id = 31;
-    rec.hash.data = hash;
-    rec.hash.len = sizeof(hash);
-    rec.owner_id = "owner";
-    rec.name = "live";
-    rec.kind = 1;
-    store_batch_t *b = store_batch_new(f->st);
-    store_batch_put_token(b, &rec);
-    assert_int_equal(store_batch_commit(b, 1), STORE_OK);
-    store_batch_free(b);
     usage_set_retention(f->u, keep);
     assert_int_equal(usage_purge_deleted(f->u, t0 + keep - 1, 1000), 0);
     rows_t r = {0};
-    assert_int_equal(store_activity_scan(f->st, 32, collect, &r), STORE_OK);
+    assert_int_equal(store_activity_scan(f->st, gone, collect, &r), STORE_OK);
     assert_int_equal(r.n, 1); /* still readable within the retention */
     assert_int_equal(usage_purge_deleted(f->u, t0 + keep, 1000), 1);
     memset(&r, 0, sizeof(r));
-    assert_int_equal(store_activity_scan(f->st, 32, collect, &r), STORE_OK);
+    assert_int_equal(store_activity_scan(f->st, gone, collect, &r), STORE_OK);
     assert_int_equal(r.n, 0);
     memset(&r, 0, sizeof(r));
-    assert_int_equal(store_activity_scan(f->st, 31, collect, &r), STORE_OK);
-    assert_int_equal(r.n, 1); /* a live token keeps its history */
+    assert_int_equal(store_activity_scan(f->st, alive, collect, &r), STORE_OK);
+    assert_int_equal(r.n, 2); /* a live token keeps its history: created, used */
     assert_int_equal(usage_purge_deleted(f->u, t0 + 10 * keep, 1000), 0);
 }
 

@@ -1,0 +1,50 @@
+/* config: patd's one table of settings (Redis's config.c is the model).
+ *
+ * Each tunable is one row of config.c's table: its flag, its type, its
+ * default, its bounds, its help and the reason for its default. The
+ * command line is parsed from the table, `patd --help` is printed from it,
+ * and the values land in a config_t, which main() hands to the modules.
+ * Nothing else knows a default or a bound. */
+#ifndef PAT_CONFIG_H
+#define PAT_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#define CONFIG_HOST_MAX 256
+#define CONFIG_LIST_MAX 8
+
+typedef struct {
+    char host[CONFIG_HOST_MAX];
+    int port;
+    int off; /* '' was given: no listener */
+} config_addr_t;
+
+typedef struct {
+    const char *item[CONFIG_LIST_MAX]; /* point into argv or the table */
+    int n;
+} config_list_t;
+
+typedef enum { CONFIG_RUN, CONFIG_CHECK } config_mode_t;
+
+typedef struct {
+    config_addr_t listen, http_listen;
+    const char *data_dir, *store, *platform_key_file, *port_file, *http_port_file;
+    const char *trusted_proxies, *log_level;
+    uint64_t workers, max_frame_bytes, max_connections, max_inflight, max_queue;
+    uint64_t idle_timeout_ms, http_header_timeout_ms, drain_grace_ms;
+    uint64_t http_max_header_bytes, http_max_headers, http_max_body_bytes, http_access_log;
+    uint64_t retention_days, max_unread_mb, cache_mb, cache_entries;
+    config_list_t scim_prefixes;
+    config_mode_t mode;
+} config_t;
+
+/* Parses argv (defaults first, then each flag; "patd check" is the
+ * subcommand of --check). Returns 0 to go on, 1 when it has answered
+ * (--help, --version: exit 0), or -1 after a one-line error on stderr
+ * (exit 2). */
+int config_parse(config_t *cfg, int argc, char **argv);
+/* The help text, from the table. */
+void config_usage(FILE *out);
+
+#endif

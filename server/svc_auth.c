@@ -1,0 +1,245 @@
+/* svc_auth: who is calling: bearer tokens through the verification cache,
+ * the platform key (one, or two during a rotation) and x-act-as-user. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "clock.h"
+#include "svc_internal.h"
+#include "token.h"
+
+/* A cache miss read from storage: the full read on a worker, the one that
+ * may decline on the loop thread. Returns 1 if it declined. */
+static int svc_read_token(svc_t *svc, const uint8_t *hash, int try_only, store_token_t *t,
+                          store_status_t *s)
+{
+    *s = try_only ? store_token_try_get_by_hash(svc->store, hash, t)
+                  : store_token_get_by_hash(svc->store, hash, t);
+    return *s == STORE_DECLINED;
+}
+
+static int svc_read_user(svc_t *svc, const char *id, int try_only, store_user_t *u,
+                         store_status_t *s)
+{
+    *s = try_only ? store_user_try_get(svc->store, id, u) : store_user_get(svc->store, id, u);
+    return *s == STORE_DECLINED;
+}
+
+int svc_authenticate(svc_t *svc, const char *tok, int64_t now, int try_only, store_token_t *t,
+                     store_user_t *u, pat_err_t *e, const char **why)
+{
+    size_t len = strlen(tok);
+    *e = PAT_E_MALFORMED_TOKEN;
+    *why = "token is malformed or its checksum is wrong";
+    if (len == 0 || len > TOKEN_MAX_LEN || token_parse(tok, len, NULL) != 0) return 0;
+    uint8_t hash[TOKEN_HASH_BYTES];
+    token_hash(tok, len, hash);
+    uint64_t epoch = 0;
+    store_status_t s = STORE_OK;
+    if (!cache_token_get(svc->cache, hash, t, &epoch, 0)) {
+        if (svc_read_token(svc, hash, try_only, t, &s)) return 1; /* the worker counts it */
+        cache_count_miss(svc->cache);
+        if (s == STORE_OK && !token_ct_equal(t->hash, hash, TOKEN_HASH_BYTES))
+            s = STORE_NOT_FOUND; /* an index entry pointing at another token */
+        if (s == STORE_OK) cache_token_put(svc->cache, t, epoch);
+    }
+    if (s != STORE_OK) {
+        *e = s == STORE_NOT_FOUND ? PAT_E_UNKNOWN_TOKEN : svc_store_err(s);
+        *why = s == STORE_NOT_FOUND ? "token is not known (never issued, or deleted)"
+                                    : "storage unavailable; retry later";
+        return 0;
+    }
+    if (t->expiration != 0 && now >= t->expiration) {
+        *e = PAT_E_EXPIRED;
+        *why = "token has expired";
+        return 0;
+    }
+    if (!t->active) {
+        *e = PAT_E_REVOKED;
+        *why = "token has been revoked";
+        return 0;
+    }
+    if (!cache_user_get(svc->cache, t->owner_id, u, &epoch, 0)) {
+        if (svc_read_user(svc, t->owner_id, try_only, u, &s)) return 1;
+        cache_count_miss(svc->cache);
+        if (s == STORE_OK) cache_user_put(svc->cache, u, epoch);
+    }
+    if (s != STORE_OK) {
+        *e = s == STORE_NOT_FOUND ? PAT_E_UNKNOWN_TOKEN : svc_store_err(s);
+        *why = s == STORE_NOT_FOUND ? "token's user no longer exists"
+                                    : "storage unavailable; retry later";
+        return 0;
+    }
+    if (!u->active) {
+        *e = PAT_E_USER_DEACTIVATED;
+        *why = "token's user is deactivated";
+        return 0;
+    }
+    *e = PAT_E_OK;
+    *why = "";
+    return 0;
+}
+
+static int svc_starts_with_ci(const char *s, const char *prefix)
+{
+    return strncasecmp(s, prefix, strlen(prefix)) == 0;
+}
+
+int svc_is_platform(svc_call_t *call)
+{
+    const char *a = call->authorization;
+    svc_t *svc = call->svc;
+    if (a == NULL || !svc_starts_with_ci(a, "Platform ")) return 0;
+    const char *key = a + 9;
+    size_t kl = strlen(key);
+    const svc_keys_t *k = atomic_load_explicit(&svc->keys, memory_order_acquire);
+    int ok = 0;
+    for (int i = 0; k && i < k->n; i++) /* every key, whichever matches */
+        ok |= token_secret_equal(key, kl, k->key[i], k->len[i]);
+    return ok;
+}
+
+int svc_set_platform_keys(svc_t *svc, char *keys)
+{
+    svc_keys_t *k = calloc(1, sizeof(*k));
+    if (k == NULL) abort();
+    k->buf = keys;
+    for (char *line = keys, *end; line && *line && k->n < SVC_PLATFORM_KEYS; line = end) {
+        end = strchr(line, '\n');
+        if (end) *end++ = '\0';
+        size_t len = strlen(line);
+        if (len && line[len - 1] == '\r') line[--len] = '\0';
+        if (len == 0) continue;
+        k->key[k->n] = line;
+        k->len[k->n++] = len;
+    }
+    svc_keys_t *old = atomic_exchange_explicit(&svc->keys, k, memory_order_acq_rel);
+    if (old) {
+        old->next_retired = svc->retired; /* only reloads write this: one at a time */
+        svc->retired = old;
+    }
+    return k->n;
+}
+
+void svc_keys_free(svc_keys_t *k)
+{
+    while (k) {
+        svc_keys_t *next = k->next_retired;
+        if (k->buf) {
+            explicit_bzero(k->buf, strlen(k->buf));
+            for (int i = 0; i < k->n; i++)
+                explicit_bzero((char *)k->key[i], k->len[i]);
+            free(k->buf);
+        }
+        free(k);
+        k = next;
+    }
+}
+
+/* The platform acting for the user named by x-act-as-user. */
+static int svc_act_as(svc_call_t *call, svc_principal_t *p)
+{
+    store_status_t s = store_user_get(call->svc->store, call->act_as, &p->user);
+    if (s == STORE_NOT_FOUND) {
+        svc_fail(call, PAT_E_USER_NOT_FOUND, "x-act-as-user names no known user");
+        return -1;
+    }
+    if (s != STORE_OK) {
+        svc_store_fail(call, s, "reading the acting user");
+        return -1;
+    }
+    if (!p->user.active) {
+        svc_fail(call, PAT_E_USER_DEACTIVATED, "the acting user is deactivated");
+        return -1;
+    }
+    if (p->user.user_type == TYPE_SERVICE) {
+        /* Service users are API-only accounts: they act through their own
+         * tokens, never through the platform acting for them. */
+        svc_fail(call, PAT_E_NOT_A_HUMAN,
+                 "x-act-as-user names a service user; the platform acts for humans only");
+        return -1;
+    }
+    return 0;
+}
+
+int svc_caller(svc_call_t *call, svc_principal_t *p, int need_user)
+{
+    p->platform = 0;
+    p->user.user_id[0] = '\0';
+    const char *a = call->authorization;
+    if (a == NULL || *a == '\0') {
+        svc_fail(call, PAT_E_MISSING_CREDENTIAL,
+                 "no credential: send metadata authorization = \"Bearer <token>\"");
+        return -1;
+    }
+    if (svc_starts_with_ci(a, "Bearer ")) {
+        store_token_t t;
+        pat_err_t e;
+        const char *why;
+        svc_authenticate(call->svc, a + 7, clock_now_ms(), 0, &t, &p->user, &e, &why);
+        if (e != PAT_E_OK) {
+            svc_fail(call, e, "caller's %s", why);
+            return -1;
+        }
+        if (t.scim) {
+            /* R5: a SCIM token only reaches SCIM endpoints, never this API. */
+            svc_fail(call, PAT_E_SCIM_ONLY, "a SCIM token may only be used on SCIM endpoints");
+            return -1;
+        }
+        return 0;
+    }
+    if (!svc_starts_with_ci(a, "Platform ")) {
+        svc_fail(call, PAT_E_MISSING_CREDENTIAL,
+                 "authorization must be \"Bearer <token>\" or \"Platform <key>\"");
+        return -1;
+    }
+    if (!svc_is_platform(call)) {
+        svc_fail(call, PAT_E_BAD_PLATFORM_KEY, "platform key does not match");
+        return -1;
+    }
+    if (call->act_as && *call->act_as) return svc_act_as(call, p);
+    if (need_user) {
+        svc_fail(call, PAT_E_MISSING_CREDENTIAL,
+                 "this method acts as a user: add metadata x-act-as-user to the platform key, "
+                 "or use a Bearer token");
+        return -1;
+    }
+    p->platform = 1;
+    return 0;
+}
+
+int svc_require_platform(svc_call_t *call, svc_principal_t *p)
+{
+    if (svc_caller(call, p, 0) != 0) return -1;
+    if (!p->platform) {
+        svc_fail(call, PAT_E_PLATFORM_ONLY, "only the platform principal manages users");
+        return -1;
+    }
+    return 0;
+}
+
+int svc_require_admin(svc_call_t *call, svc_principal_t *p)
+{
+    if (svc_caller(call, p, 1) != 0) return -1;
+    if (p->user.role < ROLE_ADMIN) {
+        svc_fail(call, PAT_E_ADMIN_ONLY, "this needs the admin role");
+        return -1;
+    }
+    return 0;
+}
+
+int svc_load_visible(svc_call_t *call, const svc_principal_t *p, uint64_t id, store_token_t *out)
+{
+    store_status_t s = store_token_get(call->svc->store, id, out);
+    if (s == STORE_OK) {
+        int visible = out->kind == KIND_SERVICE ? p->user.role >= ROLE_ADMIN
+                                                : strcmp(out->owner_id, p->user.user_id) == 0;
+        if (visible) return 0;
+        s = STORE_NOT_FOUND;
+    }
+    if (s == STORE_NOT_FOUND)
+        svc_fail(call, PAT_E_TOKEN_NOT_FOUND, "no token %llu", (unsigned long long)id);
+    else
+        svc_store_fail(call, s, "reading the token");
+    return -1;
+}
