@@ -1,109 +1,22 @@
 /* http: HTTP/1.1 over a connection: llhttp parsing, limits, in-order
- * answers, and the gateway, metrics and health routes (design in http.h). */
-#include "http.h"
-
-#include <arpa/inet.h>
+ * answers, and the metrics and health routes (design in http.h; the
+ * Verify route is http_verify.c). */
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 #include <time.h>
 
 #include "clock.h"
-#include "conn.h"
-#include "llhttp.h"
+#include "http_internal.h"
 #include "log.h"
 #include "metrics.h"
-#include "pat/v1/pat.pb-c.h"
 #include "token.h"
 #include "wire.h"
 
-#define HTTP_HEADERS_HARD  256 /* the most max_headers may be */
-#define HTTP_ID_MAX        128 /* X-Request-Id taken from a request */
-#define HTTP_TRACE_MAX     55  /* traceparent: version-traceid-parentid-flags */
-#define HTTP_RETRY_AFTER_S 1
-
-/* ---------------------------------------------------------------- state */
-
-/* One answer waiting for its turn (answers leave in request order). */
-typedef struct http_slot {
-    struct http_slot *next;
-    int ready;
-    int close_after;
-    uint8_t *data;
-    size_t len;
-} http_slot_t;
-
-typedef struct {
-    uint32_t n_off, n_len, v_off, v_len;
-} http_hdr_t;
-
-/* What the log line and the answer need, copied so it can travel. */
-typedef struct {
-    char request_id[HTTP_ID_MAX + 1];
-    char traceparent[HTTP_TRACE_MAX + 1];
-    char orig_method[16];
-    const char *method;
-    const char *route;
-    uint64_t t0_ns;
-    int head;    /* HEAD: no body */
-    int no_body; /* /v1/verify: every answer is headers only (see http_end) */
-    int close;   /* Connection: close after this answer */
-} http_ctx_t;
-
-typedef struct {
-    conn_t *conn;
-    const http_cfg_t *cfg;
-    llhttp_t parser;
-    /* The request being parsed. */
-    char *hb; /* URL, header names and values, max_header_bytes */
-    size_t hlen;
-    uint32_t url_len;
-    http_hdr_t hdr[HTTP_HEADERS_HARD];
-    unsigned nh;
-    int last_was_value;
-    size_t body_len;
-    size_t raw_header_bytes; /* bytes fed while in the headers */
-    int in_request;
-    int headers_done;
-    const char *chunk; /* the bytes being fed, and the last byte of those before */
-    char prev_last;
-    uint64_t deadline_ms;
-    uint64_t t0_ns;
-    int limit_status; /* set by a callback that refused: 413, 414, 431 */
-    /* The connection. */
-    int paused; /* the parser was paused at the in-flight bound */
-    int done;   /* an answer that closes was queued: no more input */
-    http_slot_t *head, *tail;
-    char peer_ip[INET6_ADDRSTRLEN];
-    struct sockaddr_storage peer;
-    int peer_trusted;
-    char *sbuf; /* scratch for the inline Verify's strings */
-    uint8_t *ob;
-    size_t ob_len, ob_cap;
-} http_conn_t;
-
-/* A Verify on a worker: its input, context and answer travel whole. */
-typedef struct {
-    conn_work_t work;
-    http_slot_t *slot;
-    const http_cfg_t *cfg;
-    http_ctx_t ctx;
-    Pat__V1__VerifyRequest in;
-    uint8_t *out;
-    size_t out_len, out_cap;
-    char strings[]; /* token, path and client address */
-} http_vwork_t;
-
 /* ---------------------------------------------------------------- answers */
-
-typedef struct {
-    uint8_t **buf;
-    size_t *len, *cap;
-} http_out_t;
 
 /* A fresh connection has no buffer yet: make one before the first write
  * (arithmetic on a NULL buffer is undefined, even with a zero offset). */
@@ -138,7 +51,7 @@ __attribute__((format(printf, 2, 3))) static void http_put(http_out_t *o, const 
     }
 }
 
-static void http_put_bytes(http_out_t *o, const void *p, size_t n)
+void http_put_bytes(http_out_t *o, const void *p, size_t n)
 {
     http_out_ready(o, n);
     memcpy(*o->buf + *o->len, p, n);
@@ -147,12 +60,12 @@ static void http_put_bytes(http_out_t *o, const void *p, size_t n)
 
 /* The hot answer is built with these rather than printf: vfprintf was a
  * quarter of patd's user time on /v1/verify. */
-static void http_puts(http_out_t *o, const char *s)
+void http_puts(http_out_t *o, const char *s)
 {
     http_put_bytes(o, s, strlen(s));
 }
 
-static void http_putu(http_out_t *o, uint64_t v)
+void http_putu(http_out_t *o, uint64_t v)
 {
     char d[20];
     int n = 0;
@@ -164,7 +77,7 @@ static void http_putu(http_out_t *o, uint64_t v)
 }
 
 /* n decimal digits of v, zero-padded. */
-static void http_putd(http_out_t *o, unsigned v, int n)
+void http_putd(http_out_t *o, unsigned v, int n)
 {
     char d[8];
     for (int i = n - 1; i >= 0; i--, v /= 10)
@@ -209,7 +122,7 @@ static const char *http_phrase(unsigned status)
 }
 
 /* The status line and the headers every answer carries. */
-static void http_begin(http_out_t *o, const http_ctx_t *ctx, unsigned status, const char *reason)
+void http_begin(http_out_t *o, const http_ctx_t *ctx, unsigned status, const char *reason)
 {
     http_puts(o, "HTTP/1.1 ");
     http_putu(o, status);
@@ -226,8 +139,7 @@ static void http_begin(http_out_t *o, const http_ctx_t *ctx, unsigned status, co
  * answer has none: nginx's auth_request never reads a subrequest's body,
  * so a body, however short, keeps it from reusing the connection (measured:
  * a new TCP connection per request, 9.6k req/s against 30k+ without). */
-static void http_end(http_out_t *o, const http_ctx_t *ctx, const char *type, const void *body,
-                     size_t len)
+void http_end(http_out_t *o, const http_ctx_t *ctx, const char *type, const void *body, size_t len)
 {
     if (ctx->no_body) len = 0;
     http_puts(o, "Content-Type: ");
@@ -238,8 +150,7 @@ static void http_end(http_out_t *o, const http_ctx_t *ctx, const char *type, con
     if (!ctx->head && len) http_put_bytes(o, body, len);
 }
 
-static void http_log(const http_cfg_t *cfg, const http_ctx_t *ctx, unsigned status,
-                     const char *reason)
+void http_log(const http_cfg_t *cfg, const http_ctx_t *ctx, unsigned status, const char *reason)
 {
     if (!cfg->access_log || !log_enabled(LOG_INFO)) return;
     uint64_t us = (metrics_now_ns() - ctx->t0_ns) / 1000;
@@ -250,9 +161,8 @@ static void http_log(const http_cfg_t *cfg, const http_ctx_t *ctx, unsigned stat
 }
 
 /* A whole answer with a short text body. */
-static void http_simple(http_out_t *o, const http_cfg_t *cfg, const http_ctx_t *ctx,
-                        unsigned status, const char *reason, const char *extra_headers,
-                        const char *text)
+void http_simple(http_out_t *o, const http_cfg_t *cfg, const http_ctx_t *ctx, unsigned status,
+                 const char *reason, const char *extra_headers, const char *text)
 {
     http_begin(o, ctx, status, reason[0] ? reason : "ok");
     if (extra_headers) http_put(o, "%s", extra_headers);
@@ -261,8 +171,8 @@ static void http_simple(http_out_t *o, const http_cfg_t *cfg, const http_ctx_t *
 }
 
 /* An outcome of the error table as an answer. */
-static void http_error(http_out_t *o, const http_cfg_t *cfg, const http_ctx_t *ctx, pat_err_t e,
-                       const char *message)
+void http_error(http_out_t *o, const http_cfg_t *cfg, const http_ctx_t *ctx, pat_err_t e,
+                const char *message)
 {
     char extra[512] = "";
     if (e == PAT_E_OVERLOADED || e == PAT_E_SHUTTING_DOWN || e == PAT_E_STORAGE)
@@ -274,7 +184,7 @@ static void http_error(http_out_t *o, const http_cfg_t *cfg, const http_ctx_t *c
 
 /* ---------------------------------------------------------------- the queue */
 
-static http_slot_t *http_slot_new(http_conn_t *hc)
+http_slot_t *http_slot_new(http_conn_t *hc)
 {
     http_slot_t *s = calloc(1, sizeof(*s));
     if (s == NULL) abort();
@@ -287,7 +197,7 @@ static http_slot_t *http_slot_new(http_conn_t *hc)
 }
 
 /* Sends the finished answers at the head of the queue, in order. */
-static void http_flush(http_conn_t *hc)
+void http_flush(http_conn_t *hc)
 {
     while (hc->head && hc->head->ready) {
         http_slot_t *s = hc->head;
@@ -301,7 +211,7 @@ static void http_flush(http_conn_t *hc)
 }
 
 /* Moves the answer built in hc->ob into slot s, ready to leave in turn. */
-static void http_slot_fill(http_conn_t *hc, http_slot_t *s, const http_ctx_t *ctx)
+void http_slot_fill(http_conn_t *hc, http_slot_t *s, const http_ctx_t *ctx)
 {
     s->data = malloc(hc->ob_len);
     if (s->data == NULL) abort();
@@ -314,7 +224,7 @@ static void http_slot_fill(http_conn_t *hc, http_slot_t *s, const http_ctx_t *ct
 
 /* An answer built in hc->ob: written at once when nothing is queued before
  * it, else queued. */
-static void http_answer(http_conn_t *hc, const http_ctx_t *ctx)
+void http_answer(http_conn_t *hc, const http_ctx_t *ctx)
 {
     if (hc->head != NULL) {
         http_slot_fill(hc, http_slot_new(hc), ctx);
@@ -340,8 +250,7 @@ static const char *http_hvalue(const http_conn_t *hc, unsigned i, size_t *len)
 }
 
 /* The value of header name, its count in *count (may be NULL). */
-static const char *http_header(const http_conn_t *hc, const char *name, size_t *vlen,
-                               unsigned *count)
+const char *http_header(const http_conn_t *hc, const char *name, size_t *vlen, unsigned *count)
 {
     size_t want = strlen(name), ignored;
     const char *found = NULL;
@@ -524,7 +433,7 @@ static void http_addr_text(const struct sockaddr_storage *a, char *out, size_t c
 }
 
 /* The client's address: the peer, or what a trusted proxy says it is. */
-static void http_client_ip(const http_conn_t *hc, char *out, size_t cap)
+void http_client_ip(const http_conn_t *hc, char *out, size_t cap)
 {
     snprintf(out, cap, "%s", hc->peer_ip);
     if (!hc->peer_trusted) return;
@@ -549,283 +458,6 @@ static void http_client_ip(const http_conn_t *hc, char *out, size_t cap)
     }
     const char *xri = http_header(hc, "x-real-ip", &len, NULL);
     if (xri && http_parse_addr(xri, len, &a) == 0) http_addr_text(&a, out, cap);
-}
-
-/* ---------------------------------------------------------------- verify */
-
-static const char *http_role_word(int role)
-{
-    switch (role) {
-    case PAT__V1__ROLE__ROLE_ADMIN:
-        return "admin";
-    case PAT__V1__ROLE__ROLE_MANAGER:
-        return "manager";
-    default:
-        return "member";
-    }
-}
-
-/* A header value: printable ASCII but '%' as is, the rest percent-encoded
- * (RFC 3986), so any user id crosses a header intact. */
-static void http_put_pct(http_out_t *o, const char *s)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    const unsigned char *p = (const unsigned char *)s, *run = p;
-    for (; *p; p++) {
-        if (*p >= 0x20 && *p < 0x7f && *p != '%') continue;
-        http_put_bytes(o, run, (size_t)(p - run));
-        char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
-        http_put_bytes(o, e, 3);
-        run = p + 1;
-    }
-    http_put_bytes(o, run, (size_t)(p - run));
-}
-
-static void http_put_time(http_out_t *o, int64_t ms)
-{
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    http_putd(o, (unsigned)(tm.tm_year + 1900), 4);
-    http_puts(o, "-");
-    http_putd(o, (unsigned)tm.tm_mon + 1, 2);
-    http_puts(o, "-");
-    http_putd(o, (unsigned)tm.tm_mday, 2);
-    http_puts(o, "T");
-    http_putd(o, (unsigned)tm.tm_hour, 2);
-    http_puts(o, ":");
-    http_putd(o, (unsigned)tm.tm_min, 2);
-    http_puts(o, ":");
-    http_putd(o, (unsigned)tm.tm_sec, 2);
-    http_puts(o, ".");
-    http_putd(o, (unsigned)(ms % 1000), 3);
-    http_puts(o, "Z");
-}
-
-typedef struct {
-    http_out_t o;
-    const http_cfg_t *cfg;
-    const http_ctx_t *ctx;
-    int emitted;
-} http_vemit_t;
-
-/* The 200 answer, with the identity in headers; every header, always. */
-static void http_verify_emit(void *arg, const ProtobufCMessage *answer)
-{
-    http_vemit_t *e = arg;
-    const Pat__V1__VerifyResponse *r = (const Pat__V1__VerifyResponse *)answer;
-    const Pat__V1__User *u = r->user;
-    const Pat__V1__TokenInfo *t = r->token;
-    http_out_t *o = &e->o;
-    http_begin(o, e->ctx, 200, "ok");
-    http_puts(o, "X-Patd-User-Id: ");
-    http_put_pct(o, u->user_id);
-    http_puts(o, "\r\nX-Patd-User-Role: ");
-    http_puts(o, http_role_word(u->role));
-    http_puts(o, u->user_type == PAT__V1__USER_TYPE__USER_TYPE_SERVICE
-                     ? "\r\nX-Patd-User-Type: service\r\nX-Patd-Token-Id: "
-                     : "\r\nX-Patd-User-Type: human\r\nX-Patd-Token-Id: ");
-    http_putu(o, t->id);
-    http_puts(o, t->kind == PAT__V1__TOKEN_KIND__TOKEN_KIND_SERVICE
-                     ? "\r\nX-Patd-Token-Kind: service\r\nX-Patd-Token-Scim: "
-                     : "\r\nX-Patd-Token-Kind: personal\r\nX-Patd-Token-Scim: ");
-    http_puts(o, t->scim_endpoints_only ? "true\r\nX-Patd-Token-Expires: "
-                                        : "false\r\nX-Patd-Token-Expires: ");
-    if (t->expiration == 0)
-        http_puts(o, "never");
-    else
-        http_put_time(o, t->expiration);
-    http_puts(o, "\r\n");
-    http_end(o, e->ctx, "text/plain; charset=utf-8", "ok\n", 3);
-    http_log(e->cfg, e->ctx, 200, "");
-    e->emitted = 1;
-}
-
-/* A refusal, with the challenge RFC 6750 asks for. */
-static void http_verify_refuse(http_out_t *o, const http_cfg_t *cfg, const http_ctx_t *ctx,
-                               pat_err_t e, const char *message)
-{
-    unsigned status = pat_err_http(e);
-    if (status != 401 && status != 403) {
-        http_error(o, cfg, ctx, e, message);
-        return;
-    }
-    char desc[SVC_MESSAGE_MAX];
-    size_t n = 0;
-    for (const char *p = message; *p && n < sizeof(desc) - 1; p++)
-        desc[n++] = (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\') ? *p : ' ';
-    desc[n] = '\0';
-    char extra[SVC_MESSAGE_MAX + 128];
-    if (e == PAT_E_MISSING_CREDENTIAL)
-        snprintf(extra, sizeof(extra), "WWW-Authenticate: Bearer realm=\"patd\"\r\n");
-    else
-        snprintf(extra, sizeof(extra),
-                 "WWW-Authenticate: Bearer realm=\"patd\", error=\"%s\", "
-                 "error_description=\"%s\"\r\n",
-                 status == 401 ? "invalid_token" : "insufficient_scope", desc);
-    char text[SVC_MESSAGE_MAX + 64];
-    snprintf(text, sizeof(text), "%u %s: %s\n", status, pat_err_reason(e), message);
-    http_simple(o, cfg, ctx, status, pat_err_reason(e), extra, text);
-}
-
-/* Runs Verify on in; builds the answer into o. inline_only: 0 when the
- * call declined and must go to a worker. */
-static int http_verify_call(const http_cfg_t *cfg, const http_ctx_t *ctx,
-                            const Pat__V1__VerifyRequest *in, http_out_t *o, int inline_only)
-{
-    http_vemit_t e = {.o = *o, .cfg = cfg, .ctx = ctx};
-    disp_meta_t meta = {0};
-    disp_outcome_t out;
-    if (inline_only) {
-        if (!disp_call_inline(cfg->svc, &cfg->verify, &meta, &in->base, http_verify_emit, &e, &out))
-            return 0;
-    } else {
-        disp_call(cfg->svc, &cfg->verify, &meta, &in->base, http_verify_emit, &e, &out);
-    }
-    if (out.err != PAT_E_OK || !e.emitted)
-        http_verify_refuse(o, cfg, ctx, out.err == PAT_E_OK ? PAT_E_INTERNAL : out.err,
-                           out.message);
-    return 1;
-}
-
-static void http_vwork_run(conn_work_t *w)
-{
-    http_vwork_t *v = (http_vwork_t *)w;
-    http_out_t o = {&v->out, &v->out_len, &v->out_cap};
-    http_verify_call(v->cfg, &v->ctx, &v->in, &o, 0);
-}
-
-static void http_vwork_done(conn_work_t *w, int alive)
-{
-    http_vwork_t *v = (http_vwork_t *)w;
-    http_conn_t *hc = conn_protocol_state(w->conn);
-    (void)alive; /* sent regardless: on a closed connection it only counts */
-    v->slot->data = v->out;
-    v->slot->len = v->out_len;
-    v->slot->close_after = v->ctx.close;
-    v->slot->ready = 1;
-    free(v);
-    http_flush(hc);
-}
-
-/* The strings a Verify needs, NUL-terminated, packed into dst. */
-typedef struct {
-    const char *token, *path;
-    size_t token_len, path_len;
-    char ip[INET6_ADDRSTRLEN];
-} http_vargs_t;
-
-static size_t http_vargs_size(const http_vargs_t *a)
-{
-    return a->token_len + 1 + a->path_len + 1 + strlen(a->ip) + 1;
-}
-
-static void http_vargs_pack(const http_vargs_t *a, char *dst, Pat__V1__VerifyRequest *in)
-{
-    in->bearer_token = dst;
-    memcpy(dst, a->token, a->token_len);
-    dst += a->token_len;
-    *dst++ = '\0';
-    in->path = dst;
-    memcpy(dst, a->path, a->path_len);
-    dst += a->path_len;
-    *dst++ = '\0';
-    in->client_ip = dst;
-    strcpy(dst, a->ip);
-}
-
-static int http_parse_role(const char *v, size_t len, Pat__V1__Role *out)
-{
-    static const struct {
-        const char *word;
-        Pat__V1__Role role;
-    } roles[] = {{"member", PAT__V1__ROLE__ROLE_MEMBER},
-                 {"manager", PAT__V1__ROLE__ROLE_MANAGER},
-                 {"admin", PAT__V1__ROLE__ROLE_ADMIN}};
-    for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++) {
-        if (strlen(roles[i].word) == len && strncasecmp(v, roles[i].word, len) == 0) {
-            *out = roles[i].role;
-            return 0;
-        }
-    }
-    return -1;
-}
-
-/* GET (or any method) /v1/verify[/rest]: forward-auth. */
-static void http_route_verify(http_conn_t *hc, http_ctx_t *ctx, const char *rest, size_t rest_len)
-{
-    const http_cfg_t *cfg = hc->cfg;
-    http_out_t o = {&hc->ob, &hc->ob_len, &hc->ob_cap};
-    size_t alen = 0;
-    unsigned n_auth = 0, n_act = 0;
-    const char *auth = http_header(hc, "authorization", &alen, &n_auth);
-    http_header(hc, "x-act-as-user", NULL, &n_act);
-    if (n_auth > 1 || n_act > 1) {
-        http_error(&o, cfg, ctx, PAT_E_BAD_REQUEST,
-                   n_auth > 1 ? "more than one Authorization header"
-                              : "more than one X-Act-As-User header");
-        http_answer(hc, ctx);
-        return;
-    }
-    if (auth == NULL || alen < 7 || strncasecmp(auth, "Bearer ", 7) != 0) {
-        http_verify_refuse(&o, cfg, ctx, PAT_E_MISSING_CREDENTIAL,
-                           "no Authorization: Bearer header");
-        http_answer(hc, ctx);
-        return;
-    }
-    http_vargs_t a = {.token = auth + 7, .token_len = alen - 7};
-    while (a.token_len && *a.token == ' ')
-        a.token++, a.token_len--;
-    while (a.token_len && a.token[a.token_len - 1] == ' ')
-        a.token_len--;
-    /* The original path: the rest of ours (Envoy's path_prefix), else what
-     * nginx (X-Original-URI) or Traefik and Caddy (X-Forwarded-Uri) say. */
-    a.path = rest;
-    a.path_len = rest_len;
-    if (a.path_len == 0) a.path = http_header(hc, "x-original-uri", &a.path_len, NULL);
-    if (a.path == NULL) a.path = http_header(hc, "x-forwarded-uri", &a.path_len, NULL);
-    if (a.path == NULL) a.path = "", a.path_len = 0;
-    http_client_ip(hc, a.ip, sizeof(a.ip));
-    /* Header values may be any bytes but NUL (llhttp refuses that); what
-     * reaches the service as a string must be UTF-8, as on the framed port. */
-    if (!wire_utf8_valid((const uint8_t *)a.token, a.token_len) ||
-        !wire_utf8_valid((const uint8_t *)a.path, a.path_len)) {
-        http_error(&o, cfg, ctx, PAT_E_INVALID_FIELD,
-                   "the token and the original path must be valid UTF-8");
-        http_answer(hc, ctx);
-        return;
-    }
-    Pat__V1__VerifyRequest in = PAT__V1__VERIFY_REQUEST__INIT;
-    size_t rlen = 0;
-    const char *role = http_header(hc, "x-patd-required-role", &rlen, NULL);
-    if (role && http_parse_role(role, rlen, &in.required_role) != 0) {
-        http_error(&o, cfg, ctx, PAT_E_INVALID_FIELD,
-                   "X-Patd-Required-Role is member, manager or admin");
-        http_answer(hc, ctx);
-        return;
-    }
-    http_vargs_pack(&a, hc->sbuf, &in);
-    if (http_verify_call(cfg, ctx, &in, &o, 1)) {
-        http_answer(hc, ctx);
-        return;
-    }
-    /* Needs the disk: to a worker, with a copy of everything it reads. */
-    http_vwork_t *v = calloc(1, sizeof(*v) + http_vargs_size(&a));
-    if (v == NULL) abort();
-    v->cfg = cfg;
-    v->ctx = *ctx;
-    v->in = in;
-    http_vargs_pack(&a, v->strings, &v->in);
-    v->work.run = http_vwork_run;
-    v->work.done = http_vwork_done;
-    v->slot = http_slot_new(hc);
-    if (conn_submit(hc->conn, &v->work) != 0) {
-        http_slot_t *s = v->slot;
-        free(v);
-        http_error(&o, cfg, ctx, PAT_E_OVERLOADED, "server is overloaded; retry with backoff");
-        http_slot_fill(hc, s, ctx); /* in the place it reserved */
-        http_flush(hc);
-    }
 }
 
 /* ---------------------------------------------------------------- routes */

@@ -190,8 +190,10 @@ static void test_garbage_bytes(void **state)
             junk[3] = 100;
         }
         pat_send_raw(c, junk, sizeof(junk));
-        /* Whatever it answers, it must end or keep the connection sanely. */
-        closed_within(c, 100);
+        /* Random 4-byte lengths are beyond --max-frame-bytes (the seed is
+         * fixed: every round's junk reaches such a header), so whatever
+         * it answered before, the server closes the connection. */
+        assert_true(closed_within(c, 2000));
         pat_close(c);
     }
     assert_still_serving(p);

@@ -1,0 +1,124 @@
+/* http_internal: what the HTTP protocol's files share: the connection's
+ * state, answers in request order and the header helpers (http.c), and
+ * the routes that live in files of their own (http_verify.c). Nothing
+ * outside server/http*.c includes it. */
+#ifndef PAT_HTTP_INTERNAL_H
+#define PAT_HTTP_INTERNAL_H
+
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
+#include "conn.h"
+#include "http.h"
+#include "llhttp.h"
+#include "pat/v1/pat.pb-c.h"
+
+#define HTTP_HEADERS_HARD  256 /* the most max_headers may be */
+#define HTTP_ID_MAX        128 /* X-Request-Id taken from a request */
+#define HTTP_TRACE_MAX     55  /* traceparent: version-traceid-parentid-flags */
+#define HTTP_RETRY_AFTER_S 1
+
+/* ---------------------------------------------------------------- state */
+
+/* One answer waiting for its turn (answers leave in request order). */
+typedef struct http_slot {
+    struct http_slot *next;
+    int ready;
+    int close_after;
+    uint8_t *data;
+    size_t len;
+} http_slot_t;
+
+typedef struct {
+    uint32_t n_off, n_len, v_off, v_len;
+} http_hdr_t;
+
+/* What the log line and the answer need, copied so it can travel. */
+typedef struct {
+    char request_id[HTTP_ID_MAX + 1];
+    char traceparent[HTTP_TRACE_MAX + 1];
+    char orig_method[16];
+    const char *method;
+    const char *route;
+    uint64_t t0_ns;
+    int head;    /* HEAD: no body */
+    int no_body; /* /v1/verify: every answer is headers only (see http_end) */
+    int close;   /* Connection: close after this answer */
+} http_ctx_t;
+
+typedef struct {
+    conn_t *conn;
+    const http_cfg_t *cfg;
+    llhttp_t parser;
+    /* The request being parsed. */
+    char *hb; /* URL, header names and values, max_header_bytes */
+    size_t hlen;
+    uint32_t url_len;
+    http_hdr_t hdr[HTTP_HEADERS_HARD];
+    unsigned nh;
+    int last_was_value;
+    size_t body_len;
+    size_t raw_header_bytes; /* bytes fed while in the headers */
+    int in_request;
+    int headers_done;
+    const char *chunk; /* the bytes being fed, and the last byte of those before */
+    char prev_last;
+    uint64_t deadline_ms;
+    uint64_t t0_ns;
+    int limit_status; /* set by a callback that refused: 413, 414, 431 */
+    /* The connection. */
+    int paused; /* the parser was paused at the in-flight bound */
+    int done;   /* an answer that closes was queued: no more input */
+    http_slot_t *head, *tail;
+    char peer_ip[INET6_ADDRSTRLEN];
+    struct sockaddr_storage peer;
+    int peer_trusted;
+    char *sbuf; /* scratch for the inline Verify's strings */
+    uint8_t *ob;
+    size_t ob_len, ob_cap;
+} http_conn_t;
+
+/* A Verify on a worker: its input, context and answer travel whole. */
+typedef struct {
+    conn_work_t work;
+    http_slot_t *slot;
+    const http_cfg_t *cfg;
+    http_ctx_t ctx;
+    Pat__V1__VerifyRequest in;
+    uint8_t *out;
+    size_t out_len, out_cap;
+    char strings[]; /* token, path and client address */
+} http_vwork_t;
+
+/* Where an answer is written: a growing buffer. */
+typedef struct {
+    uint8_t **buf;
+    size_t *len, *cap;
+} http_out_t;
+
+/* ---------------------------------------------------------------- http.c */
+
+void http_put_bytes(http_out_t *o, const void *p, size_t n);
+void http_puts(http_out_t *o, const char *s);
+void http_putu(http_out_t *o, uint64_t v);
+void http_putd(http_out_t *o, unsigned v, int n);
+void http_begin(http_out_t *o, const http_ctx_t *ctx, unsigned status, const char *reason);
+void http_end(http_out_t *o, const http_ctx_t *ctx, const char *type, const void *body, size_t len);
+void http_log(const http_cfg_t *cfg, const http_ctx_t *ctx, unsigned status, const char *reason);
+void http_simple(http_out_t *o, const http_cfg_t *cfg, const http_ctx_t *ctx, unsigned status,
+                 const char *reason, const char *extra_headers, const char *text);
+void http_error(http_out_t *o, const http_cfg_t *cfg, const http_ctx_t *ctx, pat_err_t e,
+                const char *message);
+http_slot_t *http_slot_new(http_conn_t *hc);
+void http_flush(http_conn_t *hc);
+void http_slot_fill(http_conn_t *hc, http_slot_t *s, const http_ctx_t *ctx);
+void http_answer(http_conn_t *hc, const http_ctx_t *ctx);
+const char *http_header(const http_conn_t *hc, const char *name, size_t *vlen, unsigned *count);
+void http_client_ip(const http_conn_t *hc, char *out, size_t cap);
+
+/* ---------------------------------------------------------------- routes */
+
+/* GET /v1/verify: the gateway's question (http_verify.c). */
+void http_route_verify(http_conn_t *hc, http_ctx_t *ctx, const char *rest, size_t rest_len);
+
+#endif
