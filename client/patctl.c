@@ -19,7 +19,6 @@
 
 #include "patclient.h"
 
-
 #define EXIT_NO      1
 #define EXIT_USAGE   2
 #define EXIT_CONNECT 3

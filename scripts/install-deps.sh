@@ -12,7 +12,7 @@ PKGS=(
   libprotobuf-c-dev protobuf-c-compiler
   libuv1-dev librocksdb-dev libssl-dev zlib1g-dev
   libcmocka-dev
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev clang-format
   python3 python3-protobuf protobuf-compiler
   redis-server redis-tools rocksdb-tools
   node-llhttp
