@@ -386,6 +386,88 @@ static void test_sigterm_exits_zero(void **state)
     assert_int_equal(h_restart(p), 0);
 }
 
+/* One page of alice's personal tokens; returns the answer's code, with
+ * its next page token in next. */
+static int list_page(pat_client_t *c, const char *page_token, char *next, size_t cap,
+                     char *first_name, pat_status_t *st)
+{
+    Pat__V1__ListTokensRequest lr = PAT__V1__LIST_TOKENS_REQUEST__INIT;
+    lr.page_size = 1;
+    lr.page_token = (char *)page_token;
+    Pat__V1__ListTokensResponse *lo = NULL;
+    int rc = h_call(c, "ListTokens", &lr.base, &pat__v1__list_tokens_response__descriptor, &lo, st);
+    if (rc == 0) {
+        snprintf(next, cap, "%s", lo->next_page_token);
+        snprintf(first_name, 64, "%s", lo->n_tokens ? lo->tokens[0]->name : "");
+        protobuf_c_message_free_unpacked(&lo->base, NULL);
+    }
+    return rc;
+}
+
+/* Issue 13: page tokens are opaque (they show neither the owner nor a
+ * token name), sealed with a key kept in the store, so another process on
+ * the same store takes them; an altered one, or one used for another
+ * list, is INVALID_ARGUMENT. */
+static void test_page_tokens_are_opaque_and_work_across_processes(void **state)
+{
+    patd_t *p = *state;
+    const char *names[] = {"alpha-ci", "bravo-ci", "charlie-ci"};
+    for (int i = 0; i < 3; i++)
+        free(h_create(p, "auth0|alice", names[i], 30, NULL, NULL));
+    pat_client_t *c = h_platform(p, "auth0|alice");
+    char next[1024], name[64];
+    pat_status_t st;
+    assert_int_equal(list_page(c, "", next, sizeof(next), name, &st), 0);
+    assert_string_equal(name, "alpha-ci");
+    assert_true(next[0]);
+    assert_null(strstr(next, "alice"));
+    assert_null(strstr(next, "616c696365")); /* nor in hex */
+    assert_null(strstr(next, "alpha"));
+    pat_close(c);
+
+    assert_int_equal(h_stop(p), 0);
+    assert_int_equal(h_restart(p), 0); /* another process, the same store */
+    c = h_platform(p, "auth0|alice");
+    char token[1024];
+    snprintf(token, sizeof(token), "%s", next);
+    assert_int_equal(list_page(c, token, next, sizeof(next), name, &st), 0);
+    assert_string_equal(name, "bravo-ci");
+
+    /* Every seventh character changed, and the last: each one refused. */
+    size_t len = strlen(token);
+    for (size_t k = 0; k <= len / 7; k++) {
+        size_t i = k < len / 7 ? 7 * k : len - 1;
+        char bad[1024];
+        snprintf(bad, sizeof(bad), "%s", token);
+        bad[i] = bad[i] == 'A' ? 'B' : 'A';
+        assert_int_equal(list_page(c, bad, next, sizeof(next), name, &st),
+                         PAT__V1__CODE__INVALID_ARGUMENT);
+        assert_string_equal(st.reason, "invalid_field");
+    }
+    char cut[1024];
+    snprintf(cut, sizeof(cut), "%.*s", (int)strlen(token) - 4, token);
+    assert_int_equal(list_page(c, cut, next, sizeof(next), name, &st),
+                     PAT__V1__CODE__INVALID_ARGUMENT);
+    assert_int_equal(list_page(c, "not-a-page-token", next, sizeof(next), name, &st),
+                     PAT__V1__CODE__INVALID_ARGUMENT);
+    pat_close(c);
+    /* Bound to its list: bob cannot page alice's list with it. */
+    pat_client_t *bob = h_platform(p, "auth0|bob");
+    assert_int_equal(list_page(bob, token, next, sizeof(next), name, &st),
+                     PAT__V1__CODE__INVALID_ARGUMENT);
+    pat_close(bob);
+
+    /* Another store's patd does not take it. */
+    patd_t other = {0};
+    assert_int_equal(h_start(&other, 0, NULL), 0);
+    assert_int_equal(h_user(&other, "auth0|alice", 1), 0);
+    pat_client_t *oc = h_platform(&other, "auth0|alice");
+    assert_int_equal(list_page(oc, token, next, sizeof(next), name, &st),
+                     PAT__V1__CODE__INVALID_ARGUMENT);
+    pat_close(oc);
+    h_cleanup(&other);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 int main(void)
 {
@@ -401,6 +483,7 @@ int main(void)
         T(test_world_readable_platform_key_refuses_start),
         T(test_platform_needs_act_as_for_token_methods),
         T(test_sigterm_exits_zero),
+        T(test_page_tokens_are_opaque_and_work_across_processes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

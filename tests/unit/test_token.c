@@ -108,6 +108,48 @@ static void test_secret_equal(void **state)
     assert_false(token_secret_equal("", 0, "x", 1));
 }
 
+/* Sealed values (page tokens, issue 13): opaque, and any change to the
+ * text, its context or its key is refused. */
+static void test_sealed_values_open_only_unchanged(void **state)
+{
+    (void)state;
+    uint8_t key[32], other[32], data[300] = {0}, back[300];
+    for (int i = 0; i < 32; i++) {
+        key[i] = (uint8_t)i;
+        other[i] = (uint8_t)(i + 1);
+    }
+    for (size_t len = 0; len <= sizeof(data); len += 37) {
+        for (size_t i = 0; i < len; i++)
+            data[i] = (uint8_t)('a' + i % 26);
+        char text[TOKEN_SEALED_LEN(300) + 1], again[TOKEN_SEALED_LEN(300) + 1];
+        size_t n = token_seal(key, "tokens:1:alice", data, len, text);
+        assert_int_equal(n, TOKEN_SEALED_LEN(len));
+        assert_int_equal(strlen(text), n);
+        assert_int_equal(token_open(key, "tokens:1:alice", text, back, sizeof(back)), (long)len);
+        assert_memory_equal(back, data, len);
+        if (len >= 8) assert_null(strstr(text, "abcdefgh")); /* nothing shows */
+        /* A fresh IV each time: the same value never seals the same twice. */
+        token_seal(key, "tokens:1:alice", data, len, again);
+        assert_string_not_equal(text, again);
+        assert_int_equal(token_open(key, "tokens:1:bob", text, back, sizeof(back)), -1);
+        assert_int_equal(token_open(other, "tokens:1:alice", text, back, sizeof(back)), -1);
+        for (size_t i = 0; i < n; i++) { /* every character, to another of the alphabet */
+            char bad[sizeof(text)];
+            memcpy(bad, text, n + 1);
+            bad[i] = bad[i] == 'A' ? 'B' : 'A';
+            assert_int_equal(token_open(key, "tokens:1:alice", bad, back, sizeof(back)), -1);
+        }
+        text[n - 1] = '\0'; /* truncated */
+        assert_int_equal(token_open(key, "tokens:1:alice", text, back, sizeof(back)), -1);
+    }
+    assert_int_equal(token_open(key, "c", "", back, sizeof(back)), -1);
+    assert_int_equal(token_open(key, "c", "not base64url!", back, sizeof(back)), -1);
+    assert_int_equal(token_open(key, "c", "AAAA====", back, sizeof(back)), -1);
+    char small[TOKEN_SEALED_LEN(10) + 1];
+    token_seal(key, "c", data, 10, small);
+    assert_int_equal(token_open(key, "c", small, back, 9), -1); /* no room: refused, not cut */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -116,6 +158,7 @@ int main(void)
         cmocka_unit_test(test_malformed_inputs),
         cmocka_unit_test(test_tokens_are_unique_and_hashes_stable),
         cmocka_unit_test(test_secret_equal),
+        cmocka_unit_test(test_sealed_values_open_only_unchanged),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
