@@ -8,11 +8,14 @@ logged, never its values; --log-level debug adds one line per request;
 the platform key rotates without a restart: the key file holds the
 current and the next key, SIGHUP reloads it, calls with either key work
 during the overlap, the old one fails after it, a file that cannot be used
-keeps the keys in force, and connections stay open throughout."""
+keeps the keys in force, and connections stay open throughout; --store
+chooses the store by URL and refuses an unknown scheme in one line, and
+`patd check` checks a store wherever it is."""
 import http.client
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -112,6 +115,30 @@ try:
     check(p.proc.poll() is None, "patd is still running")
     check(key_a not in p.log() and key_b not in p.log(), "no key in the log")
     kept.close()
+    # --- issue 13: --store URL chooses the store; `patd check` is the subcommand
+    r = subprocess.run([PATD, "--data-dir", os.path.join(p.work, "d2"), "--store", "mysql://db/x"],
+                       capture_output=True, text=True, timeout=30)
+    check(r.returncode == 1 and "names no known store: use rocksdb:DIR" in r.stderr,
+          "an unknown store scheme is refused in one line", (r.returncode, r.stderr))
+    r = subprocess.run([PATD, "-h"], capture_output=True, text=True, timeout=30)
+    check(r.returncode == 0 and "--store URL" in r.stdout and "(default 16; 1..256)" in r.stdout,
+          "-h prints the table's help with defaults and bounds", r.stdout[:200])
 finally:
     p.cleanup()
+
+elsewhere = os.path.join(os.path.dirname(p.work), os.path.basename(p.work) + "-store")
+q = Patd(bindir, extra=["--store", f"rocksdb:{elsewhere}"])
+try:
+    q.user("dave", "member")
+    q.stop()
+    check(os.path.exists(os.path.join(elsewhere, "CURRENT")) and
+          not os.path.exists(os.path.join(q.data, "db")),
+          "--store rocksdb:DIR keeps the tokens there, not in the data directory")
+    r = subprocess.run([PATD, "check", "--data-dir", q.data, "--store", f"rocksdb:{elsewhere}"],
+                       capture_output=True, text=True, timeout=30)
+    check(r.returncode == 0 and "0 problem(s)" in r.stdout, "patd check on that store",
+          (r.returncode, r.stdout, r.stderr))
+finally:
+    q.cleanup()
+    shutil.rmtree(elsewhere, ignore_errors=True)
 C.finish()
