@@ -12,9 +12,7 @@ static int svc_deleted_visible(svc_t *svc, const svc_principal_t *p, uint64_t id
     store_event_t last;
     unsigned n = 0;
     if (store_activity_list(svc->store, id, 1, &last, &n) != STORE_OK || n == 0) return 0;
-    return last.kind == STORE_EVENT_DELETED &&
-           (last.token_kind == KIND_SERVICE ? p->user.role >= ROLE_ADMIN
-                                            : strcmp(last.owner_id, p->user.user_id) == 0);
+    return last.kind == STORE_EVENT_DELETED && svc_may_see(p, last.token_kind, last.owner_id);
 }
 
 void svc_list_token_activity(Pat__V1__TokenService_Service *service,

@@ -228,13 +228,17 @@ int svc_require_admin(svc_call_t *call, svc_principal_t *p)
     return 0;
 }
 
+int svc_may_see(const svc_principal_t *p, int32_t kind, const char *owner_id)
+{
+    return kind == KIND_SERVICE ? p->user.role >= ROLE_ADMIN
+                                : strcmp(owner_id, p->user.user_id) == 0;
+}
+
 int svc_load_visible(svc_call_t *call, const svc_principal_t *p, uint64_t id, store_token_t *out)
 {
     store_status_t s = store_token_get(call->svc->store, id, out);
     if (s == STORE_OK) {
-        int visible = out->kind == KIND_SERVICE ? p->user.role >= ROLE_ADMIN
-                                                : strcmp(out->owner_id, p->user.user_id) == 0;
-        if (visible) return 0;
+        if (svc_may_see(p, out->kind, out->owner_id)) return 0;
         s = STORE_NOT_FOUND;
     }
     if (s == STORE_NOT_FOUND)

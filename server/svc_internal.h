@@ -76,6 +76,9 @@ int svc_authenticate(svc_t *svc, const char *tok, int64_t now, int try_only, sto
 int svc_caller(svc_call_t *call, svc_principal_t *p, int need_user);
 int svc_require_platform(svc_call_t *call, svc_principal_t *p);
 int svc_require_admin(svc_call_t *call, svc_principal_t *p);
+/* Whether the caller may see a token of this kind and owner: personal
+ * tokens their owner only (R3), service tokens Admins only (R4). */
+int svc_may_see(const svc_principal_t *p, int32_t kind, const char *owner_id);
 /* Loads a token the caller may see (R3, R4); anything else answers exactly
  * as a missing token. 0, or -1 with call's error. */
 int svc_load_visible(svc_call_t *call, const svc_principal_t *p, uint64_t id, store_token_t *out);

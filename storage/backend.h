@@ -94,6 +94,8 @@ void store_write_observe(store_t *st, uint64_t ns);
 uint64_t store_mono_ns(void);
 /* Bounded copy of a string into a fixed field (cut at a character). */
 void store_copy_str(char *dst, size_t cap, const char *src, size_t len);
+/* A malloc'd message for an open's errmsg. */
+char *store_errf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Fills a page-token key from the system's random generator; 0 or -1. */
 int store_random_key(uint8_t key[STORE_PAGE_KEY]);
 

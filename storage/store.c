@@ -45,8 +45,7 @@ void store_log(int level, const char *fmt, ...)
 
 /* ---------------------------------------------------------------- helpers */
 
-static char *store_errf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *store_errf(const char *fmt, ...)
+char *store_errf(const char *fmt, ...)
 {
     char buf[512];
     va_list ap;

@@ -7,7 +7,6 @@
  * blocks: the mark is written synced before any id below it is handed out,
  * so an id is never reused, even after kill -9, without a synced meta
  * write per token. */
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -279,17 +278,6 @@ static void rdb_destroy(rdb_t *r)
     free(r);
 }
 
-static char *rdb_errf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *rdb_errf(const char *fmt, ...)
-{
-    char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    return strdup(buf);
-}
-
 static void rdb_tune(rdb_t *r, size_t cache_bytes)
 {
     r->cache = rocksdb_cache_create_lru(cache_bytes);
@@ -355,14 +343,14 @@ static int rdb_load_meta(rdb_t *r, const char *dir, char **errmsg)
     }
     if (s != STORE_OK || schema != RDB_SCHEMA_VERSION) {
         if (errmsg)
-            *errmsg = rdb_errf("store in %s has schema version %llu, this patd reads %d", dir,
-                               (unsigned long long)schema, RDB_SCHEMA_VERSION);
+            *errmsg = store_errf("store in %s has schema version %llu, this patd reads %d", dir,
+                                 (unsigned long long)schema, RDB_SCHEMA_VERSION);
         return -1;
     }
     uint64_t hw = 1;
     s = rdb_get_u64_value(r, CF_META, "token_id_hw", 11, &hw);
     if (s != STORE_OK && s != STORE_NOT_FOUND) {
-        if (errmsg) *errmsg = rdb_errf("cannot read the token id counter in %s", dir);
+        if (errmsg) *errmsg = store_errf("cannot read the token id counter in %s", dir);
         return -1;
     }
     r->id_next = r->id_hw = hw ? hw : 1;
@@ -374,7 +362,7 @@ static int rdb_load_meta(rdb_t *r, const char *dir, char **errmsg)
         uint8_t fresh[STORE_PAGE_KEY];
         if (store_random_key(fresh) != 0 ||
             rdb_put_meta(r, "page_key", fresh, sizeof(fresh)) != STORE_OK) {
-            if (errmsg) *errmsg = rdb_errf("cannot make the page-token key in %s", dir);
+            if (errmsg) *errmsg = store_errf("cannot make the page-token key in %s", dir);
             return -1;
         }
         memcpy(r->base.page_key, fresh, STORE_PAGE_KEY);
@@ -382,7 +370,7 @@ static int rdb_load_meta(rdb_t *r, const char *dir, char **errmsg)
         return 0;
     }
     if (err || len != STORE_PAGE_KEY) {
-        if (errmsg) *errmsg = rdb_errf("cannot read the page-token key in %s", dir);
+        if (errmsg) *errmsg = store_errf("cannot read the page-token key in %s", dir);
         rocksdb_free(err);
         rocksdb_free(key);
         return -1;
@@ -399,7 +387,7 @@ static store_t *rdb_open(const char *dir, const store_options_t *opt, char **err
     struct stat sb;
     snprintf(probe, sizeof(probe), "%s/CURRENT", dir);
     if (opt->must_exist && stat(probe, &sb) != 0) {
-        if (errmsg) *errmsg = rdb_errf("no store in %s", dir);
+        if (errmsg) *errmsg = store_errf("no store in %s", dir);
         return NULL;
     }
     rdb_t *r = calloc(1, sizeof(*r));
@@ -416,7 +404,7 @@ static store_t *rdb_open(const char *dir, const store_options_t *opt, char **err
     r->db =
         rocksdb_open_column_families(r->opts, dir, CF__COUNT, rdb_cf_names, cf_opts_c, r->cf, &err);
     if (err) {
-        if (errmsg) *errmsg = rdb_errf("cannot open store in %s: %s", dir, err);
+        if (errmsg) *errmsg = store_errf("cannot open store in %s: %s", dir, err);
         rocksdb_free(err);
         r->db = NULL;
         memset(r->cf, 0, sizeof(r->cf));
