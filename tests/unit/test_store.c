@@ -275,7 +275,7 @@ static void test_tokens_list_pages_and_ids_never_repeat(void **state)
     assert_string_equal(got[0].name, "ci");
     assert_false(more);
     /* Every owner of a kind: each token once, each owner's together. */
-    char seen[8][64];
+    char seen[8][2 * STORE_ID_MAX + 2];
     int k = 0;
     store_cursor_t from = {0};
     do {

@@ -57,7 +57,7 @@ typedef struct {
 static int collect(void *arg, const store_event_t *ev)
 {
     rows_t *r = arg;
-    snprintf(r->paths[r->n], 32, "%s", ev->path);
+    snprintf(r->paths[r->n], 32, "%.31s", ev->path);
     r->counts[r->n++] = ev->count;
     return r->n == 200;
 }
