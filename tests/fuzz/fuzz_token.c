@@ -1,6 +1,7 @@
 /* libFuzzer target: the parsers of untrusted strings: token format and
- * checksum, API path normalization (SCIM decisions), text validation, and
- * the request-id peek. */
+ * checksum, API path normalization (SCIM decisions), text validation, the
+ * request-id peek, and sealed page tokens (token_open on any text must
+ * refuse, never crash; only what token_seal made opens). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (out[0] != '/' || strstr(out, "/../") || strstr(out, "/./") || strstr(out, "//"))
             abort();
         if (svc_normalize_path(out, again, sizeof(again)) != 0 || strcmp(out, again) != 0) abort();
+    }
+    static const uint8_t key[32] = {7};
+    uint8_t opened[TOKEN_SEAL_MAX];
+    if (token_open(key, "fuzz", s, opened, sizeof(opened)) >= 0) abort(); /* no forgery */
+    if (size <= TOKEN_SEAL_MAX) {
+        char sealed[TOKEN_SEALED_LEN(TOKEN_SEAL_MAX) + 1];
+        size_t n = token_seal(key, "fuzz", data, size, sealed);
+        if (n == 0 || token_open(key, "fuzz", sealed, opened, sizeof(opened)) != (long)size ||
+            memcmp(opened, data, size) != 0)
+            abort();
     }
     free(s);
     return 0;
