@@ -365,9 +365,11 @@ void cache_user_put(cache_t *c, const store_user_t *u, uint64_t epoch)
                 .created = u->created,
                 .active = (uint8_t)u->active};
     const char *strs[4] = {u->user_name, u->email, u->name, u->created_by};
+    const size_t caps[4] = {sizeof(u->user_name) - 1, sizeof(u->email) - 1, sizeof(u->name) - 1,
+                            sizeof(u->created_by) - 1};
     size_t plen = sizeof(h);
     for (int i = 0; i < 4; i++) {
-        h.lens[i] = (uint16_t)strnlen(strs[i], STORE_TEXT_MAX);
+        h.lens[i] = (uint16_t)strnlen(strs[i], caps[i]);
         plen += h.lens[i] + 1u;
     }
     uint8_t *buf = malloc(plen);
