@@ -8,7 +8,7 @@ ARGS  ?=
 
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build run test test-asan fuzz bench clean format format-check
+.PHONY: all deps build run test test-asan fuzz bench clean format format-check image test-image
 
 all: build
 
@@ -58,6 +58,15 @@ fuzz: deps
 bench:
 	bench/run.sh
 
+# The container image (docker where an engine answers, else podman; the
+# Debian base images are made locally where no registry is reachable).
+image:
+	@scripts/image.sh
+
+# Builds the image in a private store, runs and checks it, removes it all.
+test-image: build
+	@BUILD=$(BUILD) tests/image/test_image.sh
+
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
@@ -67,4 +76,4 @@ format-check: deps
 	  clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h') >/dev/null 2>&1
 
 clean:
-	rm -rf $(BUILD) build-asan build-fuzz build-release
+	rm -rf $(BUILD) build-asan build-fuzz build-release build-image

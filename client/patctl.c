@@ -28,6 +28,7 @@
 
 typedef struct {
     const char *server;
+    const char *addr_file;
     const char *token_file;
     const char *key_file;
     const char *as;
@@ -87,6 +88,8 @@ static const char *const usage_main =
     "\n"
     "global options:\n"
     "  --server HOST:PORT       default $PATD_SERVER, else 127.0.0.1:7700\n"
+    "  --addr-file FILE         the server patd's address file names (<data-dir>/patd.addr):\n"
+    "                           the port it really listens on (a container's healthcheck)\n"
     "  --token-file FILE        your token, read from a file (or set PATD_TOKEN)\n"
     "  --platform-key-file FILE the platform key (the platform's backend)\n"
     "  --as USER_ID             with the platform key: act as this user\n"
@@ -579,9 +582,26 @@ static void *call(const char *method, const ProtobufCMessage *req,
     return out;
 }
 
+/* The framed listener's address from patd's address file ("framed
+ * HOST:PORT", one listener a line). */
+static void server_from_addr_file(void)
+{
+    static char addr[300];
+    FILE *f = fopen(o.addr_file, "r");
+    if (f == NULL) die(EXIT_CONNECT, "cannot read %s: %s; is patd running?", o.addr_file, strerror(errno));
+    char line[320];
+    addr[0] = '\0';
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "framed %299s", addr) == 1) break;
+    fclose(f);
+    if (addr[0] == '\0') die(EXIT_CONNECT, "%s names no framed listener", o.addr_file);
+    o.server = addr;
+}
+
 static void connect_server(void)
 {
     char err[256];
+    if (o.addr_file) server_from_addr_file();
     cli = pat_connect(o.server, 10000, err, sizeof(err));
     if (cli == NULL) die(EXIT_CONNECT, "%s; is patd running? (--server or PATD_SERVER)", err);
 }
@@ -1183,6 +1203,7 @@ int main(int argc, char **argv)
             die(EXIT_USAGE, "--token would put the secret in ps and shell history; set "
                             "PATD_TOKEN or use --token-file FILE");
         const char **slot = strcmp(argv[i], "--server") == 0              ? &o.server
+                            : strcmp(argv[i], "--addr-file") == 0         ? &o.addr_file
                             : strcmp(argv[i], "--token-file") == 0        ? &o.token_file
                             : strcmp(argv[i], "--platform-key-file") == 0 ? &o.key_file
                             : strcmp(argv[i], "--as") == 0                ? &o.as

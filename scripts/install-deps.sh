@@ -4,24 +4,35 @@
 # so a second run on a ready machine takes well under a second.
 set -euo pipefail
 
-# --runtime: only what a built patd needs to run (the Docker image's last stage).
+# --runtime: only what a built patd needs to run (the image's last stage).
 RUNTIME_PKGS=(libprotobuf-c1 libuv1 librocksdb7.8 libssl3 zlib1g ca-certificates)
 
-PKGS=(
-  build-essential cmake pkg-config git
+# --build: what a release build of patd, patctl and patbench needs
+# (cmake -DPATD_TESTS=OFF), without the test and benchmark tools: the
+# image's build stage.
+BUILD_PKGS=(
+  build-essential cmake pkg-config
   libprotobuf-c-dev protobuf-c-compiler
   libuv1-dev librocksdb-dev libssl-dev zlib1g-dev
-  libcmocka-dev
+  node-llhttp
+)
+
+# The rest, for make test, make fuzz and make bench.
+TEST_PKGS=(
+  git libcmocka-dev
   clang libclang-rt-14-dev clang-format
   python3 python3-protobuf protobuf-compiler
   redis-server redis-tools rocksdb-tools
-  node-llhttp
   nginx caddy curl wrk prometheus valgrind
 )
 
-if [ "${1:-}" = "--runtime" ]; then
-  PKGS=("${RUNTIME_PKGS[@]}")
-fi
+case "${1:-}" in
+  --runtime) PKGS=("${RUNTIME_PKGS[@]}") ;;
+  --build) PKGS=("${BUILD_PKGS[@]}") ;;
+  "") PKGS=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}") ;;
+  --containers) PKGS=(podman buildah runc debuerreotype podman-compose) ;;
+  *) echo "usage: install-deps.sh [--runtime | --build | --containers]" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -18,19 +18,7 @@
 
 /* ---------------------------------------------------------------- answers */
 
-/* A fresh connection has no buffer yet: make one before the first write
- * (arithmetic on a NULL buffer is undefined, even with a zero offset). */
-static void http_out_ready(http_out_t *o, size_t need)
-{
-    if (*o->buf && *o->cap - *o->len >= need) return;
-    size_t cap = *o->cap ? *o->cap : 1024;
-    while (cap - *o->len < need)
-        cap *= 2;
-    *o->buf = realloc(*o->buf, cap);
-    if (*o->buf == NULL) abort();
-    *o->cap = cap;
-}
-
+/* printf into the answer, for the pages that are not hot (/metrics). */
 __attribute__((format(printf, 2, 3))) static void http_put(http_out_t *o, const char *fmt, ...)
 {
     http_out_ready(o, 1);
@@ -49,40 +37,6 @@ __attribute__((format(printf, 2, 3))) static void http_put(http_out_t *o, const 
         *o->buf = realloc(*o->buf, *o->cap);
         if (*o->buf == NULL) abort();
     }
-}
-
-void http_put_bytes(http_out_t *o, const void *p, size_t n)
-{
-    http_out_ready(o, n);
-    memcpy(*o->buf + *o->len, p, n);
-    *o->len += n;
-}
-
-/* The hot answer is built with these rather than printf: vfprintf was a
- * quarter of patd's user time on /v1/verify. */
-void http_puts(http_out_t *o, const char *s)
-{
-    http_put_bytes(o, s, strlen(s));
-}
-
-void http_putu(http_out_t *o, uint64_t v)
-{
-    char d[20];
-    int n = 0;
-    do {
-        d[sizeof(d) - 1 - n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    http_put_bytes(o, d + sizeof(d) - n, (size_t)n);
-}
-
-/* n decimal digits of v, zero-padded. */
-void http_putd(http_out_t *o, unsigned v, int n)
-{
-    char d[8];
-    for (int i = n - 1; i >= 0; i--, v /= 10)
-        d[i] = (char)('0' + v % 10);
-    http_put_bytes(o, d, (size_t)n);
 }
 
 static const char *http_phrase(unsigned status)

@@ -6,6 +6,9 @@
 #define PAT_HTTP_INTERNAL_H
 
 #include <arpa/inet.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include "conn.h"
@@ -96,12 +99,57 @@ typedef struct {
     size_t *len, *cap;
 } http_out_t;
 
+/* The answer's bytes, inline: every header of every answer goes through
+ * these, across the files of the protocol. */
+/* A fresh connection has no buffer yet: make one before the first write
+ * (arithmetic on a NULL buffer is undefined, even with a zero offset). */
+static inline void http_out_ready(http_out_t *o, size_t need)
+{
+    if (*o->buf && *o->cap - *o->len >= need) return;
+    size_t cap = *o->cap ? *o->cap : 1024;
+    while (cap - *o->len < need)
+        cap *= 2;
+    *o->buf = realloc(*o->buf, cap);
+    if (*o->buf == NULL) abort();
+    *o->cap = cap;
+}
+
+static inline void http_put_bytes(http_out_t *o, const void *p, size_t n)
+{
+    http_out_ready(o, n);
+    memcpy(*o->buf + *o->len, p, n);
+    *o->len += n;
+}
+
+/* The hot answer is built with these rather than printf: vfprintf was a
+ * quarter of patd's user time on /v1/verify. */
+static inline void http_puts(http_out_t *o, const char *s)
+{
+    http_put_bytes(o, s, strlen(s));
+}
+
+static inline void http_putu(http_out_t *o, uint64_t v)
+{
+    char d[20];
+    int n = 0;
+    do {
+        d[sizeof(d) - 1 - n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    http_put_bytes(o, d + sizeof(d) - n, (size_t)n);
+}
+
+/* n decimal digits of v, zero-padded. */
+static inline void http_putd(http_out_t *o, unsigned v, int n)
+{
+    char d[8];
+    for (int i = n - 1; i >= 0; i--, v /= 10)
+        d[i] = (char)('0' + v % 10);
+    http_put_bytes(o, d, (size_t)n);
+}
+
 /* ---------------------------------------------------------------- http.c */
 
-void http_put_bytes(http_out_t *o, const void *p, size_t n);
-void http_puts(http_out_t *o, const char *s);
-void http_putu(http_out_t *o, uint64_t v);
-void http_putd(http_out_t *o, unsigned v, int n);
 void http_begin(http_out_t *o, const http_ctx_t *ctx, unsigned status, const char *reason);
 void http_end(http_out_t *o, const http_ctx_t *ctx, const char *type, const void *body, size_t len);
 void http_log(const http_cfg_t *cfg, const http_ctx_t *ctx, unsigned status, const char *reason);

@@ -196,6 +196,33 @@ static void main_reload(void *arg)
     log_info("event=platform_keys_reloaded path=%s keys=%d", r->key_file, n);
 }
 
+/* <data-dir>/patd.addr: where this patd answers, one listener a line
+ * ("framed 127.0.0.1:7700", "http 127.0.0.1:7780"), an address a client
+ * on this host can connect to (a wildcard becomes loopback). A container's
+ * healthcheck reads it (patctl --addr-file), so it asks this patd on the
+ * port it really has, never a default one where another may answer.
+ * Written whole (rename) once every listener is up; removed at exit. */
+static void main_write_addr_file(const char *path, const srv_t *srv, const config_t *cfg)
+{
+    const config_addr_t *a[2] = {&cfg->listen, &cfg->http_listen};
+    const char *names[2] = {"framed", "http"};
+    char tmp[PATH_MAX + 32], text[2 * (CONFIG_HOST_MAX + 32)] = "";
+    size_t len = 0;
+    for (int i = 0, li = 0; i < 2; i++) {
+        if (a[i]->off) continue;
+        const char *h = strcmp(a[i]->host, "0.0.0.0") == 0 ? "127.0.0.1"
+                        : strcmp(a[i]->host, "::") == 0    ? "::1"
+                                                           : a[i]->host;
+        int v6 = strchr(h, ':') != NULL;
+        len += (size_t)snprintf(text + len, sizeof(text) - len, "%s %s%s%s:%d\n", names[i],
+                                v6 ? "[" : "", h, v6 ? "]" : "", srv_port(srv, li++));
+    }
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || write(fd, text, len) != (ssize_t)len || close(fd) != 0 || rename(tmp, path) != 0)
+        log_warn("cannot write %s: %s", path, strerror(errno));
+}
+
 /* The store's URL: --store, or the embedded store in the data directory. */
 static const char *main_store_url(const config_t *cfg, char *buf, size_t cap)
 {
@@ -234,7 +261,7 @@ static int main_check(const config_t *cfg)
  * here, on every path. */
 static int main_serve(const config_t *cfg)
 {
-    char ubuf[PATH_MAX + 16], key_path[PATH_MAX + 16];
+    char ubuf[PATH_MAX + 16], key_path[PATH_MAX + 16], addr_path[PATH_MAX + 16];
     const char *url = main_store_url(cfg, ubuf, sizeof(ubuf));
     const char *key_file = cfg->platform_key_file;
     if (key_file[0] == '\0') {
@@ -324,8 +351,11 @@ static int main_serve(const config_t *cfg)
     } else if (usage_start(usage) != 0) {
         log_error("cannot start the last-used flusher thread");
     } else {
+        snprintf(addr_path, sizeof(addr_path), "%s/patd.addr", cfg->data_dir);
+        main_write_addr_file(addr_path, srv, cfg);
         rc = srv_run(srv) == 0 ? 0 : 1;
         usage_stop(usage);
+        unlink(addr_path);
     }
 out:
     srv_free(srv);

@@ -188,7 +188,8 @@ store_status_t store_token_get_by_hash(store_t *st, const uint8_t hash[STORE_HAS
                                        store_token_t *out);
 store_status_t store_token_try_get_by_hash(store_t *st, const uint8_t hash[STORE_HASH_BYTES],
                                            store_token_t *out);
-/* Creates t with its CREATED event (ev), assigning t->id. NOT_FOUND if the
+/* Creates t with its CREATED event (ev; NULL for a bulk loader that
+ * writes no history), assigning t->id. NOT_FOUND if the
  * owner does not exist, CONFLICT if the owner is deactivated, EXISTS if
  * the owner has a token of this kind with this name. */
 store_status_t store_token_create(store_t *st, store_token_t *t, const store_event_t *ev);

@@ -272,7 +272,7 @@ store_status_t rdb_token_create(store_t *st, store_token_t *t, const store_event
     if (s == STORE_OK) {
         rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
         rdb_wb_put_token(r, wb, t);
-        rdb_wb_put_event(r, wb, t->id, ev);
+        if (ev) rdb_wb_put_event(r, wb, t->id, ev);
         s = rdb_commit_one(r, wb, "create token");
         /* A new hash: no cache can hold an answer for it, nothing to tell. */
     }

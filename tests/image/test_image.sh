@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# make test-image: the container image built, run and checked for real
+# (issue 21), with docker where an engine answers, else podman in a private
+# image store under build-image/ (nothing else on the machine is touched).
+#   - builds the image (and the Debian base images if missing);
+#   - runs it on free ports on the host network and waits for the
+#     healthcheck; creates a user and a token with patctl inside;
+#   - verifies the token from the host's own build; restarts the container
+#     on the same volume and verifies again;
+#   - patd runs as uid 10001 and its files are 10001's, mode 0600;
+#   - the healthcheck turns unhealthy when patd stops answering (SIGSTOP);
+#   - SIGTERM stops it with exit 0 within 5 s; no secret in its logs;
+#   - compose.yaml: patd and patbench on a named volume (bridge network);
+#   - every container, volume and image it made is removed at the end.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$(pwd)
+BUILD=${BUILD:-build}
+HOST_PATCTL="$ROOT/$BUILD/patctl"
+T0=$(date +%s)
+IMAGE_DIR="$ROOT/build-image"
+. scripts/container-env.sh
+if [ "$ENGINE" = podman ]; then
+  STORE="$IMAGE_DIR/test-store"
+  mkdir -p "$STORE"
+  cat > "$IMAGE_DIR/test-storage.conf" <<EOF
+[storage]
+driver = "overlay"
+graphroot = "$STORE/graph"
+runroot = "$STORE/run"
+EOF
+  export CONTAINERS_STORAGE_CONF="$IMAGE_DIR/test-storage.conf"
+fi
+
+ID=$$
+IMG="patd-test:$ID"
+NAME="patd-test-$ID"
+VOL="patd-test-$ID"
+PROJECT="patdtest$ID"
+FAILS=0
+ok() { echo "ok   $*"; }
+bad() { echo "FAIL $*"; FAILS=$((FAILS + 1)); }
+check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
+
+cleanup() {
+  set +e
+  kill -CONT "$(engine inspect -f '{{.State.Pid}}' "$NAME" 2>/dev/null)" 2>/dev/null
+  engine rm -f -t 0 "$NAME" >/dev/null 2>&1
+  if [ -n "${COMPOSE:-}" ]; then
+    PATD_IMAGE=$IMG $COMPOSE -p "$PROJECT" down -v >/dev/null 2>&1
+  fi
+  engine volume rm -f "$VOL" >/dev/null 2>&1
+  engine rmi -f "$IMG" >/dev/null 2>&1
+  if [ "$ENGINE" = podman ]; then
+    podman rm -a -f >/dev/null 2>&1
+    podman rmi -a -f >/dev/null 2>&1
+    podman volume prune -f >/dev/null 2>&1
+    rm -rf "$STORE" "$IMAGE_DIR/test-storage.conf"
+  fi
+  rm -rf "$TMP"
+}
+TMP=$(mktemp -d)
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+health() { # 0 if the container's healthcheck passes now
+  if [ "$ENGINE" = podman ]; then
+    podman healthcheck run "$NAME" >/dev/null 2>&1
+  else
+    for _ in $(seq 1 40); do
+      s=$(docker inspect -f '{{.State.Health.Status}}' "$NAME")
+      [ "$s" = healthy ] && return 0
+      [ "$s" = unhealthy ] && return 1
+      sleep 0.5
+    done
+    return 1
+  fi
+}
+wait_healthy() {
+  for _ in $(seq 1 40); do health && return 0; sleep 0.5; done
+  return 1
+}
+in_box() { engine exec "$NAME" "$@"; }
+
+echo "== building the image ($ENGINE)"
+scripts/base-images.sh
+VERSION=$(sed -n 's/^project(patd VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)
+bargs=(build --network host --build-arg "VERSION=$VERSION" -t "$IMG")
+[ "$ENGINE" = podman ] && bargs+=(--format docker --pull=never)
+B0=$(date +%s)
+engine "${bargs[@]}" . > "$TMP/build.log" 2>&1 || { cat "$TMP/build.log"; exit 1; }
+size=$(engine image inspect "$IMG" --format '{{.Size}}')
+echo "image built in $(( $(date +%s) - B0 )) s: $((size / 1000000)) MB"
+check "the image runs as uid/gid 10001" \
+  test "$(engine image inspect "$IMG" --format '{{.Config.User}}')" = "10001:10001"
+check "the image has a healthcheck" \
+  test -n "$(engine image inspect "$IMG" --format '{{if .Config.Healthcheck}}{{.Config.Healthcheck.Test}}{{end}}')"
+check "the image stops with SIGTERM" \
+  test "$(engine image inspect "$IMG" --format '{{.Config.StopSignal}}')" = "SIGTERM"
+check "the image carries OCI labels" \
+  test "$(engine image inspect "$IMG" --format '{{index .Config.Labels "org.opencontainers.image.version"}}')" = "$VERSION"
+
+echo "== running it on the host network"
+PORT=$(free_port)
+HPORT=$(free_port)
+engine volume create "$VOL" >/dev/null
+start() {
+  engine run -d --name "$NAME" --network host -v "$VOL:/data" "$IMG" \
+    --listen "127.0.0.1:$PORT" --http-listen "127.0.0.1:$HPORT" >/dev/null
+}
+start
+check "the healthcheck passes on the port patd was given ($PORT)" wait_healthy
+check "patd runs as uid 10001" test "$(in_box id -u)" = 10001
+check "its files are uid 10001's, mode 0600" \
+  test "$(in_box stat -c '%u %a' /data/platform.key)" = "10001 600"
+check "its data directory is 0700" test "$(in_box stat -c '%a' /data)" = 700
+
+in_box patctl --addr-file /data/patd.addr --platform-key-file /data/platform.key \
+  users upsert alice >/dev/null
+in_box patctl --addr-file /data/patd.addr --platform-key-file /data/platform.key --as alice \
+  tokens create ci --expires 30d > "$TMP/created" 2>&1 || { cat "$TMP/created"; exit 1; }
+grep -o 'patp_[0-9A-Za-z]*' "$TMP/created" | head -1 > "$TMP/token"
+check "a token was created inside the container" test -s "$TMP/token"
+verify() { "$HOST_PATCTL" --server "127.0.0.1:$PORT" verify < "$TMP/token" >/dev/null 2>&1; }
+check "the token verifies from the host's own patctl" verify
+
+engine stop -t 10 "$NAME" >/dev/null
+engine rm "$NAME" >/dev/null
+start
+check "after a restart on the same volume: healthy" wait_healthy
+check "and the token still verifies" verify
+
+PID=$(engine inspect -f '{{.State.Pid}}' "$NAME")
+kill -STOP "$PID"
+if health; then bad "the healthcheck fails while patd does not answer"; else ok "the healthcheck fails while patd does not answer"; fi
+kill -CONT "$PID"
+check "and passes again once it answers" wait_healthy
+
+S0=$(date +%s%N)
+engine stop -t 10 "$NAME" >/dev/null
+ms=$(( ($(date +%s%N) - S0) / 1000000 ))
+code=$(engine inspect -f '{{.State.ExitCode}}' "$NAME")
+check "SIGTERM: exit 0 within 5 s (exit $code after $ms ms)" test "$code" = 0 -a "$ms" -lt 5000
+engine logs "$NAME" > "$TMP/logs" 2>&1
+secret=$(cat "$TMP/token")
+key=$(engine run --rm -v "$VOL:/data" --entrypoint cat "$IMG" /data/platform.key | head -1)
+check "the logs hold no token and no platform key" \
+  bash -c "[ -n '$key' ] && ! grep -qF '$secret' '$TMP/logs' && ! grep -qF '$key' '$TMP/logs'"
+check "the logs say it stopped cleanly" grep -q 'event=stopped' "$TMP/logs"
+engine rm "$NAME" >/dev/null
+
+echo "== compose.yaml: patd and patbench on a named volume"
+if [ "$ENGINE" = docker ] && docker compose version >/dev/null 2>&1; then
+  COMPOSE="docker compose"
+else
+  COMPOSE="podman-compose"
+fi
+export PATD_IMAGE=$IMG BENCH_SECONDS=3 PATD_PORT=$(free_port) PATD_HTTP_PORT=$(free_port)
+$COMPOSE -p "$PROJECT" up -d > "$TMP/compose.log" 2>&1 || { cat "$TMP/compose.log"; exit 1; }
+bench=""
+for _ in $(seq 1 60); do
+  bench=$($COMPOSE -p "$PROJECT" logs bench 2>/dev/null || true)
+  grep -q 'requests/s' <<<"$bench" && break
+  sleep 1
+done
+check "patbench ran against patd through compose" grep -q 'requests/s' <<<"$bench"
+$COMPOSE -p "$PROJECT" down -v >/dev/null 2>&1
+COMPOSE=""
+
+echo "test-image: $FAILS failure(s), $(( $(date +%s) - T0 )) s"
+[ "$FAILS" -eq 0 ]
