@@ -30,7 +30,8 @@ case "${1:-}" in
   --runtime) PKGS=("${RUNTIME_PKGS[@]}") ;;
   --build) PKGS=("${BUILD_PKGS[@]}") ;;
   "") PKGS=("${BUILD_PKGS[@]}" "${TEST_PKGS[@]}") ;;
-  --containers) PKGS=(podman buildah runc debuerreotype podman-compose) ;;
+  --containers) PKGS=(podman buildah runc debuerreotype debootstrap podman-compose
+                       golang-github-containernetworking-plugin-dnsname) ;;
   *) echo "usage: install-deps.sh [--runtime | --build | --containers]" >&2; exit 2 ;;
 esac
 
