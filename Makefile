@@ -72,7 +72,7 @@ format:
 
 # CI: fails, naming the files, if any source is not as .clang-format wants.
 format-check: deps
-	@clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h') 2>&1 | grep -o '^[^:]*:' | sort -u | sed 's/:$$/: not clang-formatted (make format)/' ; \
+	@clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h') 2>&1 | grep -oE '^[^ :]+\.[ch]:[0-9]+:' | cut -d: -f1 | sort -u | sed 's/$$/: not clang-formatted (make format)/' ; \
 	  clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h') >/dev/null 2>&1
 
 clean:

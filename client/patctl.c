@@ -588,7 +588,8 @@ static void server_from_addr_file(void)
 {
     static char addr[300];
     FILE *f = fopen(o.addr_file, "r");
-    if (f == NULL) die(EXIT_CONNECT, "cannot read %s: %s; is patd running?", o.addr_file, strerror(errno));
+    if (f == NULL)
+        die(EXIT_CONNECT, "cannot read %s: %s; is patd running?", o.addr_file, strerror(errno));
     char line[320];
     addr[0] = '\0';
     while (fgets(line, sizeof(line), f))
