@@ -130,10 +130,8 @@ check "a token was created inside the container" test -s "$TMP/token"
 verify() { "$HOST_PATCTL" --server "127.0.0.1:$PORT" verify < "$TMP/token" >/dev/null 2>&1; }
 check "the token verifies from the host's own patctl" verify
 
-engine stop -t 10 "$NAME" >/dev/null
-engine rm "$NAME" >/dev/null
-start
-check "after a restart on the same volume: healthy" wait_healthy
+engine restart -t 10 "$NAME" >/dev/null
+check "after a restart of the container (same volume): healthy" wait_healthy
 check "and the token still verifies" verify
 
 PID=$(engine inspect -f '{{.State.Pid}}' "$NAME")
