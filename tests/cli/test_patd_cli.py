@@ -10,7 +10,9 @@ current and the next key, SIGHUP reloads it, calls with either key work
 during the overlap, the old one fails after it, a file that cannot be used
 keeps the keys in force, and connections stay open throughout; --store
 chooses the store by URL and refuses an unknown scheme in one line, and
-`patd check` checks a store wherever it is."""
+`patd check` checks a store wherever it is; <data-dir>/patd.addr names the
+ports patd really has (patctl --addr-file reads it) and goes when it
+stops."""
 import http.client
 import os
 import re
@@ -115,6 +117,24 @@ try:
     check(p.proc.poll() is None, "patd is still running")
     check(key_a not in p.log() and key_b not in p.log(), "no key in the log")
     kept.close()
+    # --- issue 21: <data-dir>/patd.addr names the ports patd really has, and
+    # patctl --addr-file asks it there (a container's healthcheck)
+    addr = open(os.path.join(p.data, "patd.addr")).read()
+    check(addr == f"framed 127.0.0.1:{p.port}\nhttp 127.0.0.1:{p.http_port}\n",
+          "patd.addr names the framed and HTTP listeners' real ports", addr)
+    check(oct(os.stat(os.path.join(p.data, "patd.addr")).st_mode & 0o777) == "0o600",
+          "patd.addr is 0600")
+    r = subprocess.run([os.path.join(bindir, "patctl"), "--addr-file",
+                        os.path.join(p.data, "patd.addr"), "health"], capture_output=True,
+                       text=True, timeout=30)
+    check(r.returncode == 0 and "SERVING" in r.stdout.upper(), "patctl --addr-file health",
+          (r.returncode, r.stdout, r.stderr))
+    r = subprocess.run([os.path.join(bindir, "patctl"), "--addr-file",
+                        os.path.join(p.work, "nope.addr"), "health"], capture_output=True,
+                       text=True, timeout=30)
+    check(r.returncode == 3 and "cannot read" in r.stderr, "a missing address file: cannot connect",
+          (r.returncode, r.stderr))
+
     # --- issue 13: --store URL chooses the store; `patd check` is the subcommand
     r = subprocess.run([PATD, "--data-dir", os.path.join(p.work, "d2"), "--store", "mysql://db/x"],
                        capture_output=True, text=True, timeout=30)
@@ -131,6 +151,8 @@ q = Patd(bindir, extra=["--store", f"rocksdb:{elsewhere}"])
 try:
     q.user("dave", "member")
     q.stop()
+    check(not os.path.exists(os.path.join(q.data, "patd.addr")),
+          "patd.addr goes when patd stops")
     check(os.path.exists(os.path.join(elsewhere, "CURRENT")) and
           not os.path.exists(os.path.join(q.data, "db")),
           "--store rocksdb:DIR keeps the tokens there, not in the data directory")
