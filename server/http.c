@@ -742,13 +742,6 @@ int http_cfg_init(http_cfg_t *cfg, svc_t *svc, stats_t *stats)
     memset(cfg, 0, sizeof(*cfg));
     cfg->svc = svc;
     cfg->stats = stats;
-    cfg->max_header_bytes = 16 * 1024;
-    cfg->max_headers = 100;
-    cfg->max_body_bytes = 64 * 1024;
-    cfg->header_timeout_ms = 10000;
-    cfg->access_log = 1;
-    char err[128];
-    if (http_set_trusted(cfg, "127.0.0.0/8,::1/128", err, sizeof(err)) != 0) return -1;
     if (http_id_base == 0) {
         uint64_t seed = 0;
         if (token_random((uint8_t *)&seed, sizeof(seed)) != 0) seed = metrics_now_ns();

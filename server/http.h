@@ -32,7 +32,9 @@
  * traceparent, never a header value that could be a credential.
  *
  * Ownership: the configuration belongs to the listener and must outlive
- * it; http_cfg_init fills defaults that main may change before listening. */
+ * it; http_cfg_init resolves the service's Verify, and the caller sets the
+ * limits and trusted proxies (main, from config.c's table: the one place
+ * their defaults live). */
 #ifndef PAT_HTTP_H
 #define PAT_HTTP_H
 
@@ -66,7 +68,8 @@ typedef struct {
     disp_method_t verify; /* resolved by http_cfg_init */
 } http_cfg_t;
 
-/* Defaults (see main's help for their reasons) and the Verify method. */
+/* Zeroes cfg, keeps svc and stats and resolves the Verify method; the
+ * limits and trusted proxies are the caller's to set. */
 int http_cfg_init(http_cfg_t *cfg, svc_t *svc, stats_t *stats);
 /* Replaces the trusted proxies with a comma-separated CIDR list such as
  * "127.0.0.0/8,::1/128" (an address alone is one host). 0, or -1 with a

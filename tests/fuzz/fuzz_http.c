@@ -50,7 +50,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argv;
     fuzz_svc_open(&f, "http");
     if (http_cfg_init(&hcfg, &f.svc, &f.stats) != 0) abort();
+    hcfg.max_header_bytes = 16 * 1024;
+    hcfg.max_headers = 100;
+    hcfg.max_body_bytes = 64 * 1024;
+    hcfg.header_timeout_ms = 10000;
     hcfg.access_log = 0;
+    char terr[128];
+    if (http_set_trusted(&hcfg, "127.0.0.0/8,::1/128", terr, sizeof(terr)) != 0) abort();
     scfg.limits = (conn_limits_t){.max_connections = 64,
                                   .max_inflight = 16,
                                   .max_queue = 256,
