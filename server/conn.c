@@ -448,6 +448,24 @@ int conn_peer(const conn_t *c, struct sockaddr_storage *out)
     return c->tr->peer(c->t, out);
 }
 
+void conn_addr_text(const struct sockaddr_storage *a, char *out, size_t cap)
+{
+    const void *bytes = NULL;
+    int family = a->ss_family;
+    if (family == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)a)->sin6_addr;
+        bytes = a6;
+        if (IN6_IS_ADDR_V4MAPPED(a6)) {
+            family = AF_INET;
+            bytes = a6->s6_addr + 12;
+        }
+    } else if (family == AF_INET) {
+        bytes = &((const struct sockaddr_in *)a)->sin_addr;
+    }
+    if (bytes == NULL || inet_ntop(family, bytes, out, (socklen_t)cap) == NULL)
+        snprintf(out, cap, "unknown");
+}
+
 void *conn_protocol_state(const conn_t *c)
 {
     return c->ps;

@@ -157,6 +157,9 @@ int conn_draining(const conn_t *c);
 conn_state_t conn_state(const conn_t *c);
 uint64_t conn_id(const conn_t *c);
 int conn_peer(const conn_t *c, struct sockaddr_storage *out);
+/* An address as text ("192.0.2.1", "2001:db8::1"; an IPv4 peer on a
+ * dual-stack socket as IPv4), "unknown" if it has none. */
+void conn_addr_text(const struct sockaddr_storage *a, char *out, size_t cap);
 /* The protocol's state of c. */
 void *conn_protocol_state(const conn_t *c);
 

@@ -42,6 +42,7 @@ typedef struct {
 typedef struct {
     const char *authorization; /* NULL if absent */
     const char *act_as;        /* NULL if absent */
+    const char *client_ip;     /* the caller's address (the peer, or a trusted proxy's word) */
 } disp_meta_t;
 
 /* Receives the answer while it is alive; it must encode or copy it. */

@@ -1,6 +1,7 @@
 /* framed: the length-prefixed protobuf protocol over a connection. */
 #include "framed.h"
 
+#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -22,6 +23,7 @@ typedef struct {
     frame_decoder_t dec;
     disp_arena_t *spare[FRAMED_SPARE_ARENAS];
     int n_spare;
+    char peer_ip[INET6_ADDRSTRLEN]; /* lives as long as any request of the connection */
 } framed_conn_t;
 
 /* One decoded request; on a worker it travels whole. */
@@ -333,6 +335,7 @@ static int framed_on_frame(void *arg, const uint8_t *data, size_t len)
     if (log_enabled(LOG_DEBUG)) r.t0_ns = metrics_now_ns();
     size_t elen;
     uint8_t *err = framed_decode(&r, data, len, &elen);
+    r.meta.client_ip = fc->peer_ip;
     if (err != NULL) {
         framed_send(fc, err, elen);
     } else if (framed_try_inline(&r)) {
@@ -376,6 +379,11 @@ static void *framed_open(conn_t *c, const void *cfg)
     fc->conn = c;
     fc->cfg = cfg;
     frame_init(&fc->dec, fc->cfg->max_frame);
+    struct sockaddr_storage peer;
+    if (conn_peer(c, &peer) == 0)
+        conn_addr_text(&peer, fc->peer_ip, sizeof(fc->peer_ip));
+    else
+        snprintf(fc->peer_ip, sizeof(fc->peer_ip), "unknown");
     return fc;
 }
 

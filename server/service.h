@@ -36,7 +36,9 @@
 #define SVC_ACTIVITY_DEF  20
 #define SVC_SCIM_PREFIXES 8
 #define SVC_MESSAGE_MAX   256
-#define SVC_PLATFORM_KEYS 2 /* current and next, during a rotation */
+#define SVC_PLATFORM_KEYS 2             /* current and next, during a rotation */
+#define SVC_REVOKE_MAX    1000          /* credentials in one leak report, as GitHub's API */
+#define SVC_LEAK_ACTOR    "leak_report" /* the actor of a revoke by leak report */
 
 typedef struct {
     Pat__V1__TokenService_Service base; /* first: handlers find svc_t from it */
@@ -61,6 +63,7 @@ typedef struct {
     svc_t *svc;
     const char *authorization; /* metadata "authorization", NULL if absent */
     const char *act_as;        /* metadata "x-act-as-user", NULL if absent */
+    const char *client_ip;     /* the caller's address, NULL if unknown */
     pat_err_t err;
     char message[SVC_MESSAGE_MAX];
     /* The dispatcher's closure hands the answer to emit while the handler's

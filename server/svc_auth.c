@@ -166,6 +166,7 @@ int svc_caller(svc_call_t *call, svc_principal_t *p, int need_user)
 {
     p->platform = 0;
     p->user.user_id[0] = '\0';
+    p->token_id = 0;
     const char *a = call->authorization;
     if (a == NULL || *a == '\0') {
         svc_fail(call, PAT_E_MISSING_CREDENTIAL,
@@ -186,6 +187,7 @@ int svc_caller(svc_call_t *call, svc_principal_t *p, int need_user)
             svc_fail(call, PAT_E_SCIM_ONLY, "a SCIM token may only be used on SCIM endpoints");
             return -1;
         }
+        p->token_id = t.id;
         return 0;
     }
     if (!svc_starts_with_ci(a, "Platform ")) {

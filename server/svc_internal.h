@@ -28,6 +28,7 @@
 typedef struct {
     int platform; /* platform key without x-act-as-user */
     store_user_t user;
+    uint64_t token_id; /* the Bearer token that authenticated, 0 for the platform */
 } svc_principal_t;
 
 /* The platform keys in force (svc_t.keys). */
@@ -134,6 +135,14 @@ void svc_update_token(Pat__V1__TokenService_Service *service, const Pat__V1__Upd
                       Pat__V1__TokenInfo_Closure done, void *cd);
 void svc_delete_token(Pat__V1__TokenService_Service *service, const Pat__V1__DeleteTokenRequest *in,
                       Pat__V1__DeleteTokenResponse_Closure done, void *cd);
+void svc_get_token(Pat__V1__TokenService_Service *service, const Pat__V1__GetTokenRequest *in,
+                   Pat__V1__TokenInfo_Closure done, void *cd);
+void svc_get_current_token(Pat__V1__TokenService_Service *service,
+                           const Pat__V1__GetCurrentTokenRequest *in,
+                           Pat__V1__TokenInfo_Closure done, void *cd);
+void svc_revoke_credentials(Pat__V1__TokenService_Service *service,
+                            const Pat__V1__RevokeCredentialsRequest *in,
+                            Pat__V1__RevokeCredentialsResponse_Closure done, void *cd);
 void svc_list_token_activity(Pat__V1__TokenService_Service *service,
                              const Pat__V1__ListTokenActivityRequest *in,
                              Pat__V1__ListTokenActivityResponse_Closure done, void *cd);

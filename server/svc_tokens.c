@@ -1,5 +1,6 @@
-/* svc_tokens: CreateToken, ListTokens, UpdateToken (revoke and restore)
- * and DeleteToken: the token rules R1-R10 and R17-R19. */
+/* svc_tokens: CreateToken, ListTokens, GetToken, GetCurrentToken,
+ * UpdateToken (revoke and restore), DeleteToken and RevokeCredentials
+ * (leaked tokens reported by value): the token rules R1-R10 and R16-R19. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -225,6 +226,65 @@ out:
     free(users);
 }
 
+/* A token as its TokenInfo, with its owner as it is now. */
+static void svc_answer_token(svc_t *svc, const store_token_t *t, int64_t now,
+                             Pat__V1__TokenInfo_Closure done, svc_call_t *call)
+{
+    store_user_t owner;
+    int have_owner = store_user_get(svc->store, t->owner_id, &owner) == STORE_OK;
+    Pat__V1__TokenInfo ti;
+    Pat__V1__User owner_pb;
+    svc_token_pb(svc, t, have_owner ? &owner : NULL, now, 0, &ti, &owner_pb);
+    done(&ti, call);
+}
+
+void svc_get_token(Pat__V1__TokenService_Service *service, const Pat__V1__GetTokenRequest *in,
+                   Pat__V1__TokenInfo_Closure done, void *cd)
+{
+    svc_t *svc = svc_of(service);
+    svc_call_t *call = cd;
+    svc_principal_t p;
+    store_token_t t;
+    /* R3: someone else's personal token is "no token", as a missing id. */
+    if (svc_caller(call, &p, 1) != 0 || svc_load_visible(call, &p, in->id, &t) != 0) goto fail;
+    svc_answer_token(svc, &t, clock_now_ms(), done, call);
+    return;
+fail:
+    done(NULL, call);
+}
+
+void svc_get_current_token(Pat__V1__TokenService_Service *service,
+                           const Pat__V1__GetCurrentTokenRequest *in,
+                           Pat__V1__TokenInfo_Closure done, void *cd)
+{
+    svc_t *svc = svc_of(service);
+    svc_call_t *call = cd;
+    svc_principal_t p;
+    store_token_t t;
+    (void)in;
+    if (svc_caller(call, &p, 1) != 0) goto fail;
+    if (p.token_id == 0) {
+        svc_fail(call, PAT_E_BAD_REQUEST,
+                 "GetCurrentToken describes the Bearer token of the call; the platform key "
+                 "is not a token");
+        goto fail;
+    }
+    store_status_t s = store_token_get(svc->store, p.token_id, &t);
+    if (s == STORE_NOT_FOUND) {
+        /* Deleted between authentication and this read. */
+        svc_fail(call, PAT_E_UNKNOWN_TOKEN, "caller's token is not known (deleted)");
+        goto fail;
+    }
+    if (s != STORE_OK) {
+        svc_store_fail(call, s, "reading the token");
+        goto fail;
+    }
+    svc_answer_token(svc, &t, clock_now_ms(), done, call);
+    return;
+fail:
+    done(NULL, call);
+}
+
 void svc_update_token(Pat__V1__TokenService_Service *service, const Pat__V1__UpdateTokenRequest *in,
                       Pat__V1__TokenInfo_Closure done, void *cd)
 {
@@ -262,12 +322,7 @@ void svc_update_token(Pat__V1__TokenService_Service *service, const Pat__V1__Upd
         log_info("event=token_%s id=%llu by=%s", active ? "restored" : "revoked",
                  (unsigned long long)t.id, p.user.user_id);
     }
-    store_user_t owner;
-    int have_owner = store_user_get(svc->store, t.owner_id, &owner) == STORE_OK;
-    Pat__V1__TokenInfo ti;
-    Pat__V1__User owner_pb;
-    svc_token_pb(svc, &t, have_owner ? &owner : NULL, now, 0, &ti, &owner_pb);
-    done(&ti, call);
+    svc_answer_token(svc, &t, now, done, call);
     return;
 fail:
     done(NULL, call);
@@ -305,6 +360,70 @@ void svc_delete_token(Pat__V1__TokenService_Service *service, const Pat__V1__Del
     log_info("event=token_deleted id=%llu owner=%s by=%s", (unsigned long long)t.id, t.owner_id,
              p.user.user_id);
     Pat__V1__DeleteTokenResponse r = PAT__V1__DELETE_TOKEN_RESPONSE__INIT;
+    done(&r, call);
+    return;
+fail:
+    done(NULL, call);
+}
+
+/* ---------------------------------------------------------------- leaks */
+
+void svc_revoke_credentials(Pat__V1__TokenService_Service *service,
+                            const Pat__V1__RevokeCredentialsRequest *in,
+                            Pat__V1__RevokeCredentialsResponse_Closure done, void *cd)
+{
+    svc_t *svc = svc_of(service);
+    svc_call_t *call = cd;
+    if (in->n_credentials > SVC_REVOKE_MAX) {
+        svc_fail(call, PAT_E_INVALID_FIELD, "credentials: at most %d in one report",
+                 SVC_REVOKE_MAX);
+        goto fail;
+    }
+    unsigned revoked = 0, failed = 0;
+    for (size_t i = 0; i < in->n_credentials; i++) {
+        const char *c = in->credentials[i];
+        size_t len = strlen(c);
+        /* Anything that is not a well-formed patd token is skipped without
+         * a lookup: the checksum lets a scanner (and this loop) tell ours
+         * from noise offline. */
+        if (len == 0 || len > TOKEN_MAX_LEN || token_parse(c, len, NULL) != 0) continue;
+        uint8_t hash[TOKEN_HASH_BYTES];
+        token_hash(c, len, hash);
+        store_token_t t;
+        store_status_t s = store_token_get_by_hash(svc->store, hash, &t);
+        if (s != STORE_OK || !token_ct_equal(t.hash, hash, TOKEN_HASH_BYTES)) {
+            if (s != STORE_OK && s != STORE_NOT_FOUND) failed++;
+            continue;
+        }
+        int64_t now = clock_now_ms();
+        if (!t.active || (t.expiration != 0 && now >= t.expiration)) continue;
+        store_event_t ev;
+        svc_event(svc, &ev, STORE_EVENT_REVOKED, now, SVC_LEAK_ACTOR);
+        snprintf(ev.client_ip, sizeof(ev.client_ip), "%s", call->client_ip ? call->client_ip : "");
+        int changed = 0;
+        s = store_token_set_active(svc->store, t.id, 0, &ev, &t, &changed);
+        if (s != STORE_OK) {
+            failed++;
+            continue;
+        }
+        if (changed) {
+            revoked++;
+            usage_note_rows(svc->usage, t.id, 1);
+            log_info("event=token_revoked id=%llu by=%s reporter=%s", (unsigned long long)t.id,
+                     SVC_LEAK_ACTOR, ev.client_ip);
+        }
+    }
+    /* The reporter learns nothing either way; the operator learns how many. */
+    if (in->n_credentials)
+        log_info("event=leak_report credentials=%zu revoked=%u failed=%u reporter=%s",
+                 in->n_credentials, revoked, failed, call->client_ip ? call->client_ip : "");
+    if (failed) {
+        /* Storage failed on a token that may have leaked: say so, so the
+         * reporter retries, rather than claim it was handled. */
+        svc_fail(call, PAT_E_STORAGE, "storage unavailable; report again later");
+        goto fail;
+    }
+    Pat__V1__RevokeCredentialsResponse r = PAT__V1__REVOKE_CREDENTIALS_RESPONSE__INIT;
     done(&r, call);
     return;
 fail:

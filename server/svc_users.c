@@ -115,6 +115,7 @@ void svc_get_user(Pat__V1__TokenService_Service *service, const Pat__V1__GetUser
      * service users. Anyone else is told the user does not exist. */
     int visible = s == STORE_OK && (p.platform || strcmp(u.user_id, p.user.user_id) == 0 ||
                                     (p.user.role >= ROLE_ADMIN && u.user_type == TYPE_SERVICE));
+    if (in->user_type && s == STORE_OK && u.user_type != (int32_t)in->user_type) visible = 0;
     if (!visible) {
         svc_fail(call, PAT_E_USER_NOT_FOUND, "no user %s", in->user_id);
         goto fail;
@@ -187,8 +188,10 @@ fail:
     done(NULL, call);
 }
 
-static void svc_set_active(Pat__V1__TokenService_Service *service, const char *user_id, int active,
-                           Pat__V1__User_Closure done, svc_call_t *call)
+/* type: when not 0, only a user of that type is found (the request's
+ * user_type). */
+static void svc_set_active(Pat__V1__TokenService_Service *service, const char *user_id, int type,
+                           int active, Pat__V1__User_Closure done, svc_call_t *call)
 {
     svc_t *svc = svc_of(service);
     svc_principal_t p;
@@ -208,6 +211,7 @@ static void svc_set_active(Pat__V1__TokenService_Service *service, const char *u
         svc_fail(call, PAT_E_USER_NOT_FOUND, "no service user %s", user_id);
         goto fail;
     }
+    if (type && s == STORE_OK && u.user_type != type) s = STORE_NOT_FOUND;
     unsigned n_active = 0;
     int was = s == STORE_OK ? u.active : -1;
     /* A service user is deactivated only once none of its tokens works;
@@ -242,13 +246,13 @@ void svc_deactivate_user(Pat__V1__TokenService_Service *service,
                          const Pat__V1__DeactivateUserRequest *in, Pat__V1__User_Closure done,
                          void *cd)
 {
-    svc_set_active(service, in->user_id, 0, done, cd);
+    svc_set_active(service, in->user_id, in->user_type, 0, done, cd);
 }
 
 void svc_activate_user(Pat__V1__TokenService_Service *service,
                        const Pat__V1__ActivateUserRequest *in, Pat__V1__User_Closure done, void *cd)
 {
-    svc_set_active(service, in->user_id, 1, done, cd);
+    svc_set_active(service, in->user_id, in->user_type, 1, done, cd);
 }
 
 /* ---------------------------------------------------------------- service users */
