@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "patclient.h"
+#include "pbjson.h"
 
 #define EXIT_NO      1
 #define EXIT_USAGE   2
@@ -375,11 +376,6 @@ static const char *status_name(int s)
 /* JSON spells enum values as their name without the enum's prefix, in
  * lower case (TOKEN_STATUS_ACTIVE -> "active"), the form of the REST API;
  * an unspecified value is left out (see CHANGELOG.md). */
-static const char *status_enum(int s)
-{
-    return s == 1 ? "active" : s == 2 ? "revoked" : s == 3 ? "expired" : NULL;
-}
-
 static int64_t now_ms(void)
 {
     struct timespec ts;
@@ -419,85 +415,33 @@ static const char *relative(int64_t ms, char *buf, size_t n, int64_t now)
     return buf;
 }
 
+/* A time as the JSON form writes it (RFC 3339, milliseconds, UTC). */
 static void rfc3339(int64_t ms, char *buf, size_t n)
 {
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    snprintf(buf, n, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", (tm.tm_year + 1900) % 10000,
-             (tm.tm_mon + 1) % 100, tm.tm_mday % 100, tm.tm_hour % 100, tm.tm_min % 100,
-             tm.tm_sec % 100, (int)(ms % 1000 + 1000) % 1000);
+    char t[PBJSON_TIME_LEN + 1];
+    pbjson_time_text(ms, t);
+    snprintf(buf, n, "%s", t);
 }
 
-static void json_str(const char *s)
+/* --json: the messages in the project's one JSON form (proto/pbjson.h),
+ * the same as the HTTP API's bodies, one document a line. */
+static void print_json(const ProtobufCMessage *m)
 {
-    putchar('"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            printf("\\%c", *p);
-        else if (*p < 0x20)
-            printf("\\u%04x", *p);
-        else
-            putchar(*p);
-    }
-    putchar('"');
+    char *text = pbjson_dumps(m, 0);
+    printf("%s\n", text);
+    explicit_bzero(text, strlen(text)); /* a CreateToken answer holds the secret */
+    free(text);
 }
 
-static void json_time(int64_t ms)
+/* A json_t built around a message, printed and released. */
+static void print_json_value(json_t *v)
 {
-    if (ms == 0) {
-        printf("null");
-        return;
-    }
-    char b[40];
-    rfc3339(ms, b, sizeof(b));
-    json_str(b);
-}
-
-static void json_user(const Pat__V1__User *u)
-{
-    if (u == NULL) {
-        printf("null");
-        return;
-    }
-    printf("{\"user_id\":");
-    json_str(u->user_id);
-    printf(",\"user_name\":");
-    json_str(u->user_name);
-    printf(",\"email\":");
-    json_str(u->email);
-    printf(",\"name\":");
-    json_str(u->name);
-    if (u->role >= 1 && u->role <= 3) printf(",\"role\":\"%s\"", role_name(u->role));
-    if (u->user_type == 1 || u->user_type == 2)
-        printf(",\"user_type\":\"%s\"", u->user_type == 2 ? "service" : "human");
-    printf(",\"active\":%s,\"created\":", u->active ? "true" : "false");
-    json_time(u->created);
-    printf(",\"created_by\":");
-    json_str(u->created_by);
-    putchar('}');
-}
-
-static void json_token(const Pat__V1__TokenInfo *t)
-{
-    printf("{\"id\":%llu,\"name\":", (unsigned long long)t->id);
-    json_str(t->name);
-    printf(",\"created\":");
-    json_time(t->created);
-    printf(",\"expiration\":");
-    json_time(t->expiration);
-    printf(",\"last_used\":");
-    json_time(t->last_used);
-    printf(",\"active\":%s", t->active ? "true" : "false");
-    if (status_enum(t->status)) printf(",\"status\":\"%s\"", status_enum(t->status));
-    if (t->kind == 1 || t->kind == 2)
-        printf(",\"kind\":\"%s\"", t->kind == 2 ? "service" : "personal");
-    printf(",\"scim_endpoints_only\":%s,\"created_by\":",
-           t->scim_endpoints_only ? "true" : "false");
-    json_str(t->created_by);
-    printf(",\"user\":");
-    json_user(t->user);
-    putchar('}');
+    char *text = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (text == NULL) abort();
+    printf("%s\n", text);
+    explicit_bzero(text, strlen(text));
+    free(text);
+    json_decref(v);
 }
 
 static const char *color(int status)
@@ -730,23 +674,7 @@ static int cmd_health(void)
     Pat__V1__HealthResponse *r = call("Health", &req.base, &pat__v1__health_response__descriptor);
     const char *status = r->status == 1 ? "SERVING" : r->status == 2 ? "DRAINING" : "UNKNOWN";
     if (o.json) {
-        printf("{\"status\":\"%s\",\"version\":", r->status == 1   ? "serving"
-                                                  : r->status == 2 ? "draining"
-                                                                   : "unknown");
-        json_str(r->version);
-        printf(",\"uptime_ms\":%lld,\"now\":", (long long)r->uptime_ms);
-        json_time(r->now);
-        printf(",\"connections\":%llu,\"requests_in_flight\":%llu,\"last_used_lag_ms\":%llu",
-               (unsigned long long)r->connections, (unsigned long long)r->requests_in_flight,
-               (unsigned long long)r->last_used_lag_ms);
-        if (r->cache)
-            printf(",\"cache\":{\"hits\":%llu,\"misses\":%llu,\"evictions\":%llu,"
-                   "\"entries\":%llu,\"capacity\":%llu,\"user_entries\":%llu}",
-                   (unsigned long long)r->cache->hits, (unsigned long long)r->cache->misses,
-                   (unsigned long long)r->cache->evictions, (unsigned long long)r->cache->entries,
-                   (unsigned long long)r->cache->capacity,
-                   (unsigned long long)r->cache->user_entries);
-        printf("}\n");
+        print_json(&r->base);
     } else {
         printf("%s  patd %s at %s, up %llds, %llu connection%s\n", status, r->version, o.server,
                (long long)(r->uptime_ms / 1000), (unsigned long long)r->connections,
@@ -809,16 +737,14 @@ static int cmd_tokens_create(void)
                     out_path, strerror(errno));
     }
     if (o.json) {
-        printf("{\"token\":");
-        json_token(r->token);
-        if (!saved) {
-            printf(",\"bearer_token\":");
-            json_str(r->bearer_token);
-        } else {
-            printf(",\"file\":");
-            json_str(out_path);
+        /* The CreateTokenResponse; saved to a file, the secret is not
+         * printed and "file" says where it is. */
+        json_t *v = pbjson_encode(&r->base);
+        if (saved) {
+            json_object_del(v, "bearer_token");
+            json_object_set_new(v, "file", json_string(out_path));
         }
-        printf("}\n");
+        print_json_value(v);
     } else {
         char e[40];
         fprintf(stderr, "Created token %llu '%s' (%s, expires %s).\n",
@@ -845,12 +771,12 @@ static int cmd_tokens_list(void)
     token_list_t l;
     list_tokens(parse_kind(), &l);
     if (o.json) {
-        printf("{\"tokens\":[");
-        for (size_t i = 0; i < l.n; i++) {
-            if (i) putchar(',');
-            json_token(l.all[i]);
-        }
-        printf("]}\n");
+        /* Every page in one ListTokensResponse. */
+        Pat__V1__ListTokensResponse all = PAT__V1__LIST_TOKENS_RESPONSE__INIT;
+        all.tokens = l.all;
+        all.n_tokens = l.n;
+        all.next_page_token = (char *)"";
+        print_json(&all.base);
     } else {
         table_tokens(l.all, l.n);
     }
@@ -867,8 +793,7 @@ static int cmd_tokens_update(int revoke)
     req.revoke = revoke;
     Pat__V1__TokenInfo *t = call("UpdateToken", &req.base, &pat__v1__token_info__descriptor);
     if (o.json) {
-        json_token(t);
-        putchar('\n');
+        print_json(&t->base);
     } else {
         printf("Token %llu '%s' is now %s%s%s.\n", (unsigned long long)t->id, t->name,
                color(t->status), status_name(t->status), reset());
@@ -931,28 +856,17 @@ static int cmd_tokens_activity(void)
     static const char *const kinds[] = {"unspecified", "used",     "created",
                                         "revoked",     "restored", "deleted"};
     int64_t now = now_ms();
-    if (o.json)
-        printf("{\"events\":[");
-    else
-        printf("%-24s  %-16s  %-9s  %6s  %-24s  %-40s  %s\n", "TIME", "WHEN", "EVENT", "COUNT",
-               "FIRST", "PATH", "FROM / BY");
+    if (o.json) {
+        print_json(&r->base);
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+        return 0;
+    }
+    printf("%-24s  %-16s  %-9s  %6s  %-24s  %-40s  %s\n", "TIME", "WHEN", "EVENT", "COUNT", "FIRST",
+           "PATH", "FROM / BY");
     for (size_t i = 0; i < r->n_events; i++) {
         Pat__V1__ActivityEvent *e = r->events[i];
         const char *kind = e->kind >= 1 && e->kind <= 5 ? kinds[e->kind] : NULL;
-        if (o.json) {
-            printf("%s{\"time\":", i ? "," : "");
-            json_time(e->time);
-            if (kind) printf(",\"kind\":\"%s\"", kind);
-            printf(",\"count\":%u,\"first_time\":", e->count);
-            json_time(e->first_time);
-            printf(",\"path\":");
-            json_str(e->path);
-            printf(",\"client_ip\":");
-            json_str(e->client_ip);
-            printf(",\"actor\":");
-            json_str(e->actor);
-            putchar('}');
-        } else {
+        {
             char t[40], rel[40], first[40] = "-", count[16] = "-";
             rfc3339(e->time, t, sizeof(t));
             if (e->kind == 1) {
@@ -967,10 +881,7 @@ static int cmd_tokens_activity(void)
                        : "-");
         }
     }
-    if (o.json)
-        printf("]}\n");
-    else if (r->n_events == 0)
-        printf("(no activity)\n");
+    if (r->n_events == 0) printf("(no activity)\n");
     protobuf_c_message_free_unpacked(&r->base, NULL);
     return 0;
 }
@@ -1001,12 +912,10 @@ static int cmd_verify(void)
     if (st.code != 0) {
         const char *h = hint(st.reason);
         if (o.json) {
-            printf("{\"valid\":false,\"code\":\"%s\",\"http_status\":%u,\"reason\":",
-                   pat_code_name(st.code), st.http);
-            json_str(st.reason);
-            printf(",\"message\":");
-            json_str(st.message);
-            printf("}\n");
+            /* The refusal in the HTTP API's error shape (AIP-193). */
+            print_json_value(json_pack("{s:b,s:{s:i,s:s,s:s,s:s}}", "valid", 0, "error", "code",
+                                       (int)st.http, "status", pat_code_name(st.code), "reason",
+                                       st.reason, "message", st.message));
         } else {
             printf("invalid: %s (%u %s)\n", st.message, st.http, st.reason);
             if (h) printf("hint: %s\n", h);
@@ -1014,11 +923,11 @@ static int cmd_verify(void)
         return EXIT_NO;
     }
     if (o.json) {
-        printf("{\"valid\":true,\"user\":");
-        json_user(r->user);
-        printf(",\"token\":");
-        json_token(r->token);
-        printf("}\n");
+        /* The VerifyResponse, with "valid" first. */
+        json_t *v = json_pack("{s:b}", "valid", 1), *m = pbjson_encode(&r->base);
+        json_object_update(v, m);
+        json_decref(m);
+        print_json_value(v);
     } else {
         char e[40];
         printf("valid: %s (%s, %s), token %llu '%s', %s%s%s, expires %s\n", r->user->user_id,
@@ -1043,15 +952,8 @@ static void print_user(const Pat__V1__User *u)
            u->active ? "active" : "INACTIVE", or_dash(u->email));
 }
 
-static void print_users(Pat__V1__User **users, size_t n, int json, int header)
+static void print_users(Pat__V1__User **users, size_t n, int header)
 {
-    if (json) {
-        for (size_t i = 0; i < n; i++) {
-            if (i) putchar(',');
-            json_user(users[i]);
-        }
-        return;
-    }
     if (header)
         printf("%-32s  %-16s  %-20s  %-8s  %-7s  %-8s  %s\n", "USER_ID", "USER_NAME", "NAME",
                "ROLE", "TYPE", "STATE", "EMAIL");
@@ -1062,7 +964,7 @@ static void print_users(Pat__V1__User **users, size_t n, int json, int header)
 static int list_users_cmd(int service)
 {
     char page[1024] = "";
-    if (o.json) printf("{\"users\":[");
+    json_t *all = json_array(); /* --json: every page in one ListUsersResponse */
     int first = 1;
     do {
         Pat__V1__ListUsersResponse *r;
@@ -1077,24 +979,30 @@ static int list_users_cmd(int service)
             req.page_token = page;
             r = call("ListUsers", &req.base, &pat__v1__list_users_response__descriptor);
         }
-        if (o.json && !first && r->n_users) putchar(',');
-        print_users(r->users, r->n_users, o.json, first);
+        if (o.json) {
+            for (size_t i = 0; i < r->n_users; i++)
+                json_array_append_new(all, pbjson_encode(&r->users[i]->base));
+        } else {
+            print_users(r->users, r->n_users, first);
+        }
         first = 0;
         snprintf(page, sizeof(page), "%s", r->next_page_token);
         protobuf_c_message_free_unpacked(&r->base, NULL);
     } while (page[0]);
-    if (o.json) printf("]}\n");
+    if (o.json)
+        print_json_value(json_pack("{s:o,s:s}", "users", all, "next_page_token", ""));
+    else
+        json_decref(all);
     return 0;
 }
 
 static void show_user(Pat__V1__User *u, const char *verb)
 {
     if (o.json) {
-        json_user(u);
-        putchar('\n');
+        print_json(&u->base);
     } else {
         if (verb) printf("%s\n", verb);
-        print_users(&u, 1, 0, 1);
+        print_users(&u, 1, 1);
     }
     protobuf_c_message_free_unpacked(&u->base, NULL);
 }
@@ -1172,9 +1080,7 @@ static int cmd_service_users(const char *sub)
             "DeleteServiceUser", &req.base, &pat__v1__delete_service_user_response__descriptor);
         protobuf_c_message_free_unpacked(&r->base, NULL);
         if (o.json) {
-            printf("{\"deleted\":");
-            json_str(o.pos[0]);
-            printf("}\n");
+            print_json_value(json_pack("{s:s}", "deleted", o.pos[0]));
         } else {
             printf("Service user %s deleted.\n", o.pos[0]);
         }

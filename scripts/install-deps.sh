@@ -5,7 +5,7 @@
 set -euo pipefail
 
 # --runtime: only what a built patd needs to run (the image's last stage).
-RUNTIME_PKGS=(libprotobuf-c1 libuv1 librocksdb7.8 libssl3 zlib1g ca-certificates)
+RUNTIME_PKGS=(libprotobuf-c1 libuv1 librocksdb7.8 libssl3 zlib1g libjansson4 ca-certificates)
 
 # --build: what a release build of patd, patctl and patbench needs
 # (cmake -DPATD_TESTS=OFF), without the test and benchmark tools: the
@@ -13,7 +13,7 @@ RUNTIME_PKGS=(libprotobuf-c1 libuv1 librocksdb7.8 libssl3 zlib1g ca-certificates
 BUILD_PKGS=(
   build-essential cmake pkg-config
   libprotobuf-c-dev protobuf-c-compiler
-  libuv1-dev librocksdb-dev libssl-dev zlib1g-dev
+  libuv1-dev librocksdb-dev libssl-dev zlib1g-dev libjansson-dev
   node-llhttp
 )
 
@@ -21,7 +21,7 @@ BUILD_PKGS=(
 TEST_PKGS=(
   git libcmocka-dev
   clang libclang-rt-14-dev clang-format
-  python3 python3-protobuf protobuf-compiler
+  python3 python3-protobuf python3-yaml protobuf-compiler
   redis-server redis-tools rocksdb-tools
   nginx caddy curl wrk prometheus valgrind
 )

@@ -190,7 +190,8 @@ try:
     rc, out, _ = ctl("verify", stdin=ci_secret)
     check(rc == 1 and "401 revoked" in out, "verify explains revoked", out)
     rc, out, _ = ctl("--json", "verify", stdin=ci_secret)
-    check(rc == 1 and json.loads(out)["reason"] == "revoked", "verify --json reason")
+    check(rc == 1 and json.loads(out)["error"]["reason"] == "revoked"
+          and json.loads(out)["error"]["status"] == "UNAUTHENTICATED", "verify --json error (AIP-193 shape)")
     rc, out, _ = ctl("--json", "tokens", "restore", ci_id, env=tok_env)
     check(rc == 0 and json.loads(out)["status"] == "active", "restore by id --json")
     rc, _, err = ctl("tokens", "delete", ci_id, "--yes", env=tok_env)
