@@ -74,6 +74,9 @@ static const config_def_t config_table[] = {
      "Node.js's bound", 0},
     {"http-max-body-bytes", CONFIG_UINT, CFG(http_max_body_bytes), "65536", 0, 16u << 20, "N",
      "request body", "no route reads a larger one", 0},
+    {"revoke-reports-per-minute", CONFIG_UINT, CFG(revoke_per_minute), "10", 1, 100000, "N",
+     "POST /api/credentials/revoke: leak reports per client address and minute",
+     "a secret scanner reports in batches of up to 1000; a flood of lookups is not a report", 0},
     {"http-header-timeout", CONFIG_DURATION, CFG(http_header_timeout_ms), "10", 1, UINT32_MAX, "T",
      "a request must arrive whole within T",
      "what a slowloris can hold a connection for; gateways send at once", 0},
@@ -267,11 +270,12 @@ static void config_wrap(FILE *out, const char *text)
 
 void config_usage(FILE *out)
 {
-    fprintf(out, "usage: patd [check] [options]\n"
+    fprintf(out, "usage: patd [check | routes] [options]\n"
                  "\n"
                  "A personal-access-token service: length-prefixed protobuf over TCP, and HTTP\n"
-                 "for gateways. `patd check` checks that the store agrees with itself, then\n"
-                 "exits (0 clean, 1 problems found, 2 cannot check; --check is the same).\n"
+                 "for gateways and the REST API. `patd check` checks that the store agrees with\n"
+                 "itself, then exits (0 clean, 1 problems found, 2 cannot check; --check is the\n"
+                 "same). `patd routes` prints the REST API's routes and their methods.\n"
                  "\n");
     for (size_t i = 0; i < CONFIG_N; i++) {
         const config_def_t *d = &config_table[i];
@@ -302,8 +306,8 @@ int config_parse(config_t *cfg, int argc, char **argv)
     opts[CONFIG_N + 3] = (struct option){0, 0, 0, 0};
     config_defaults(cfg);
     int given[CONFIG_N] = {0};
-    if (argc > 1 && strcmp(argv[1], "check") == 0) { /* the subcommand */
-        cfg->mode = CONFIG_CHECK;
+    if (argc > 1 && (strcmp(argv[1], "check") == 0 || strcmp(argv[1], "routes") == 0)) {
+        cfg->mode = argv[1][0] == 'c' ? CONFIG_CHECK : CONFIG_ROUTES; /* the subcommands */
         argv[1] = argv[0];
         argv++;
         argc--;

@@ -25,7 +25,7 @@ typedef struct {
     int n;
 } config_list_t;
 
-typedef enum { CONFIG_RUN, CONFIG_CHECK } config_mode_t;
+typedef enum { CONFIG_RUN, CONFIG_CHECK, CONFIG_ROUTES } config_mode_t;
 
 typedef struct {
     config_addr_t listen, http_listen;
@@ -34,7 +34,7 @@ typedef struct {
     uint64_t workers, max_frame_bytes, max_connections, max_inflight, max_queue;
     uint64_t idle_timeout_ms, http_header_timeout_ms, drain_grace_ms;
     uint64_t http_max_header_bytes, http_max_headers, http_max_body_bytes, http_access_log;
-    uint64_t retention_days, max_unread_mb, cache_mb, cache_entries;
+    uint64_t retention_days, max_unread_mb, cache_mb, cache_entries, revoke_per_minute;
     config_list_t scim_prefixes;
     config_mode_t mode;
 } config_t;

@@ -18,6 +18,9 @@
     X(INVALID_FIELD, 3, 400, "invalid_field")                                                      \
     X(FRAME_TOO_LARGE, 8, 413, "frame_too_large")                                                  \
     X(UNKNOWN_METHOD, 12, 501, "unknown_method")                                                   \
+    X(NO_ROUTE, 5, 404, "no_route")                                                                \
+    X(UNSUPPORTED_MEDIA_TYPE, 3, 415, "unsupported_media_type")                                    \
+    X(RATE_LIMITED, 8, 429, "rate_limited")                                                        \
     X(MISSING_CREDENTIAL, 16, 401, "missing_credential")                                           \
     X(BAD_PLATFORM_KEY, 16, 401, "bad_platform_key")                                               \
     X(MALFORMED_TOKEN, 16, 401, "malformed_token")                                                 \

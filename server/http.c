@@ -1,6 +1,6 @@
 /* http: HTTP/1.1 over a connection: llhttp parsing, limits, in-order
  * answers, and the metrics and health routes (design in http.h; the
- * Verify route is http_verify.c). */
+ * Verify route is http_verify.c, the REST API http_api.c). */
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -44,6 +44,10 @@ static const char *http_phrase(unsigned status)
     switch (status) {
     case 200:
         return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
     case 204:
         return "No Content";
     case 400:
@@ -62,6 +66,10 @@ static const char *http_phrase(unsigned status)
         return "Content Too Large";
     case 414:
         return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 429:
+        return "Too Many Requests";
     case 431:
         return "Request Header Fields Too Large";
     case 500:
@@ -158,7 +166,8 @@ void http_flush(http_conn_t *hc)
         hc->head = s->next;
         if (hc->head == NULL) hc->tail = NULL;
         conn_send(hc->conn, s->data, s->len, 1);
-        if (s->close_after) conn_fail(hc->conn); /* close once written */
+        if (s->close_after) conn_fail(hc->conn);      /* close once written */
+        if (s->data) explicit_bzero(s->data, s->len); /* a CreateToken answer holds the secret */
         free(s->data);
         free(s);
     }
@@ -378,14 +387,6 @@ int http_set_trusted(http_cfg_t *cfg, const char *list, char *err, size_t errlen
     return 0;
 }
 
-static void http_addr_text(const struct sockaddr_storage *a, char *out, size_t cap)
-{
-    int family;
-    uint8_t b[16];
-    http_addr_bytes(a, &family, b);
-    if (inet_ntop(family, b, out, (socklen_t)cap) == NULL) snprintf(out, cap, "unknown");
-}
-
 /* The client's address: the peer, or what a trusted proxy says it is. */
 void http_client_ip(const http_conn_t *hc, char *out, size_t cap)
 {
@@ -403,7 +404,7 @@ void http_client_ip(const http_conn_t *hc, char *out, size_t cap)
                 start--;
             if (http_parse_addr(xff + start, end - start, &a) != 0) return;
             if (!http_is_trusted(hc->cfg, &a) || start == 0) {
-                http_addr_text(&a, out, cap);
+                conn_addr_text(&a, out, cap);
                 return;
             }
             end = start - 1;
@@ -411,7 +412,7 @@ void http_client_ip(const http_conn_t *hc, char *out, size_t cap)
         return;
     }
     const char *xri = http_header(hc, "x-real-ip", &len, NULL);
-    if (xri && http_parse_addr(xri, len, &a) == 0) http_addr_text(&a, out, cap);
+    if (xri && http_parse_addr(xri, len, &a) == 0) conn_addr_text(&a, out, cap);
 }
 
 /* ---------------------------------------------------------------- routes */
@@ -451,6 +452,12 @@ static void http_route(http_conn_t *hc)
         }
         /* The rest of the URL, query included, is the original request's. */
         http_route_verify(hc, &ctx, url + vl, plen == vl ? 0 : hc->url_len - vl);
+        return;
+    }
+    static const char api[] = "/api/";
+    if (plen >= sizeof(api) - 1 && memcmp(url, api, sizeof(api) - 1) == 0) {
+        http_context(hc, &ctx, "/api");
+        http_route_api(hc, &ctx, url, plen);
         return;
     }
     const char *route = http_path_is(url, plen, "/metrics")   ? "/metrics"
@@ -572,10 +579,14 @@ static int http_on_headers_complete(llhttp_t *p)
 static int http_on_body(llhttp_t *p, const char *at, size_t len)
 {
     http_conn_t *hc = p->data;
-    (void)at; /* no route here reads a body */
-    hc->body_len += len;
-    if (hc->body_len > hc->cfg->max_body_bytes)
+    if (len > hc->cfg->max_body_bytes - hc->body_len)
         return http_limit(hc, 413, "request body too large");
+    if (hc->body == NULL) {
+        hc->body = malloc(hc->cfg->max_body_bytes ? hc->cfg->max_body_bytes : 1);
+        if (hc->body == NULL) abort();
+    }
+    memcpy(hc->body + hc->body_len, at, len);
+    hc->body_len += len;
     return 0;
 }
 
@@ -620,10 +631,18 @@ static void http_fail(http_conn_t *hc, unsigned status, const char *reason, cons
     ctx.t0_ns = hc->in_request ? hc->t0_ns : metrics_now_ns();
     http_new_id(ctx.request_id);
     http_out_t o = {&hc->ob, &hc->ob_len, &hc->ob_cap};
-    char text[256];
-    snprintf(text, sizeof(text), "%u %s: %s\n", status, reason, why);
     conn_begin_request(hc->conn);
-    http_simple(&o, hc->cfg, &ctx, status, reason, NULL, text);
+    /* A request for the REST API gets its error as JSON, as every answer
+     * there; the URL is known from the request line on. */
+    if (hc->in_request && hc->url_len >= 5 && memcmp(hc->hb, "/api/", 5) == 0) {
+        http_begin(&o, &ctx, status, reason);
+        http_api_fail_json(&o, status, reason, why);
+        http_log(hc->cfg, &ctx, status, reason);
+    } else {
+        char text[256];
+        snprintf(text, sizeof(text), "%u %s: %s\n", status, reason, why);
+        http_simple(&o, hc->cfg, &ctx, status, reason, NULL, text);
+    }
     hc->done = 1;
     http_answer(hc, &ctx);
 }
@@ -675,7 +694,7 @@ static void *http_open(conn_t *c, const void *cfg)
     llhttp_init(&hc->parser, HTTP_REQUEST, &http_settings);
     hc->parser.data = hc;
     if (conn_peer(c, &hc->peer) == 0) {
-        http_addr_text(&hc->peer, hc->peer_ip, sizeof(hc->peer_ip));
+        conn_addr_text(&hc->peer, hc->peer_ip, sizeof(hc->peer_ip));
         hc->peer_trusted = http_is_trusted(hc->cfg, &hc->peer);
     } else {
         snprintf(hc->peer_ip, sizeof(hc->peer_ip), "unknown");
@@ -705,12 +724,14 @@ static void http_close(void *state)
     http_conn_t *hc = state;
     while (hc->head) {
         http_slot_t *next = hc->head->next;
+        if (hc->head->data) explicit_bzero(hc->head->data, hc->head->len);
         free(hc->head->data);
         free(hc->head);
         hc->head = next;
     }
     free(hc->hb);
     free(hc->sbuf);
+    free(hc->body);
     free(hc->ob);
     free(hc);
 }
@@ -747,5 +768,14 @@ int http_cfg_init(http_cfg_t *cfg, svc_t *svc, stats_t *stats)
         if (token_random((uint8_t *)&seed, sizeof(seed)) != 0) seed = metrics_now_ns();
         http_id_base = seed | 1;
     }
-    return disp_find(svc, "pat.v1.TokenService/Verify", &cfg->verify);
+    if (disp_find(svc, "pat.v1.TokenService/Verify", &cfg->verify) != 0 || http_api_init(cfg) != 0)
+        return -1;
+    cfg->rate = http_rate_new();
+    return 0;
+}
+
+void http_cfg_destroy(http_cfg_t *cfg)
+{
+    http_rate_free(cfg->rate);
+    cfg->rate = NULL;
 }

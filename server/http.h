@@ -2,6 +2,7 @@
  * the routes an API gateway and a monitoring system call:
  *
  *   /v1/verify[/<original path>]   any method: forward-auth verification
+ *   /api/...                        the REST API over JSON (http_api.c)
  *   /metrics                        GET: Prometheus text format 0.0.4
  *   /healthz, /readyz               GET: liveness, readiness
  *
@@ -48,6 +49,24 @@
 #include "stats.h"
 
 #define HTTP_MAX_TRUSTED 16
+#define HTTP_API_ROUTES  32 /* room in the REST API's table (http_api.c) */
+
+/* One route of the REST API: a verb and a path pattern for a method. */
+typedef struct {
+    const char *verb;     /* "GET", "POST", "PUT", "DELETE" (GET takes HEAD too) */
+    const char *pattern;  /* "/api/user-tokens/{id}": {field} fills an input field */
+    const char *rpc;      /* the TokenService method */
+    unsigned status;      /* on success: 200, 201, 202 or 204 */
+    const char *fixed;    /* "kind=service": fields the route sets, or NULL */
+    const char *body;     /* the body's message: "" the input, "user" a field; NULL none */
+    const char *location; /* 201: the created resource's path, filled from the answer */
+    unsigned flags;
+} http_api_route_t;
+
+#define HTTP_API_PUBLIC       1u /* needs no credential */
+#define HTTP_API_RATE_LIMITED 2u /* counted against the per-address limit */
+
+typedef struct http_rate http_rate_t;
 
 typedef struct {
     int family; /* AF_INET or AF_INET6 */
@@ -65,12 +84,21 @@ typedef struct {
     int access_log;             /* one info line per request */
     http_cidr_t trusted[HTTP_MAX_TRUSTED];
     int n_trusted;
-    disp_method_t verify; /* resolved by http_cfg_init */
+    unsigned revoke_per_minute;         /* leak reports per client address */
+    disp_method_t verify;               /* resolved by http_cfg_init */
+    disp_method_t api[HTTP_API_ROUTES]; /* the REST routes' methods, in table order */
+    http_rate_t *rate;                  /* the leak reports' limiter (loop thread) */
 } http_cfg_t;
 
-/* Zeroes cfg, keeps svc and stats and resolves the Verify method; the
- * limits and trusted proxies are the caller's to set. */
+/* Zeroes cfg, keeps svc and stats, resolves the methods of Verify and of
+ * the REST routes, and makes the rate limiter; the limits and trusted
+ * proxies are the caller's to set. http_cfg_destroy frees what init made,
+ * once no listener uses cfg. */
 int http_cfg_init(http_cfg_t *cfg, svc_t *svc, stats_t *stats);
+void http_cfg_destroy(http_cfg_t *cfg);
+/* The REST API's route table (static storage), for `patd routes` and
+ * the test that holds docs/openapi.yaml to it. */
+const http_api_route_t *http_api_routes(size_t *n);
 /* Replaces the trusted proxies with a comma-separated CIDR list such as
  * "127.0.0.0/8,::1/128" (an address alone is one host). 0, or -1 with a
  * message in err. */

@@ -16,10 +16,11 @@
 #include "llhttp.h"
 #include "pat/v1/pat.pb-c.h"
 
-#define HTTP_HEADERS_HARD  256 /* the most max_headers may be */
-#define HTTP_ID_MAX        128 /* X-Request-Id taken from a request */
-#define HTTP_TRACE_MAX     55  /* traceparent: version-traceid-parentid-flags */
-#define HTTP_RETRY_AFTER_S 1
+#define HTTP_HEADERS_HARD    256 /* the most max_headers may be */
+#define HTTP_ID_MAX          128 /* X-Request-Id taken from a request */
+#define HTTP_TRACE_MAX       55  /* traceparent: version-traceid-parentid-flags */
+#define HTTP_RETRY_AFTER_S   1
+#define HTTP_QUERY_VALUE_MAX 1024 /* one decoded query value (a page token is ~100 bytes) */
 
 /* ---------------------------------------------------------------- state */
 
@@ -76,6 +77,7 @@ typedef struct {
     char peer_ip[INET6_ADDRSTRLEN];
     struct sockaddr_storage peer;
     int peer_trusted;
+    char *body; /* the request's body, max_body_bytes, made at its first byte */
     char *sbuf; /* scratch for the inline Verify's strings */
     uint8_t *ob;
     size_t ob_len, ob_cap;
@@ -168,5 +170,18 @@ void http_client_ip(const http_conn_t *hc, char *out, size_t cap);
 
 /* GET /v1/verify: the gateway's question (http_verify.c). */
 void http_route_verify(http_conn_t *hc, http_ctx_t *ctx, const char *rest, size_t rest_len);
+
+/* /api/...: the REST API (http_api.c). url and plen: the path, without
+ * the query. */
+void http_route_api(http_conn_t *hc, http_ctx_t *ctx, const char *url, size_t plen);
+int http_api_init(http_cfg_t *cfg);
+http_rate_t *http_rate_new(void);
+void http_rate_free(http_rate_t *r);
+/* An outcome as a JSON error answer (AIP-193); retry_s: Retry-After, 0 for
+ * the default of its status. */
+void http_api_error(http_out_t *o, const http_cfg_t *cfg, const http_ctx_t *ctx, pat_err_t e,
+                    const char *message, unsigned retry_s);
+/* The JSON error body alone, for a request the parser refused. */
+void http_api_fail_json(http_out_t *o, unsigned status, const char *reason, const char *message);
 
 #endif

@@ -232,6 +232,30 @@ static const char *main_store_url(const config_t *cfg, char *buf, size_t cap)
 }
 
 /* patd check: reads a store; never makes one where a typo points. */
+/* `patd routes`: the REST API's table, one route a line. */
+static int main_routes(void)
+{
+    size_t n;
+    const http_api_route_t *r = http_api_routes(&n);
+    for (size_t i = 0; i < n; i++) {
+        /* As documents show it: {user.user_id} is {user_id}. */
+        char shown[128];
+        size_t k = 0;
+        for (const char *p = r[i].pattern; *p && k + 1 < sizeof(shown); p++) {
+            if (*p == '{') {
+                const char *e = strchr(p, '}'), *dot = memchr(p, '.', (size_t)(e - p));
+                shown[k++] = '{';
+                if (dot) p = dot;
+                continue;
+            }
+            shown[k++] = *p;
+        }
+        shown[k] = '\0';
+        printf("%-6s %-44s %s %u\n", r[i].verb, shown, r[i].rpc, r[i].status);
+    }
+    return 0;
+}
+
 static int main_check(const config_t *cfg)
 {
     char ubuf[PATH_MAX + 16];
@@ -270,6 +294,7 @@ static int main_serve(const config_t *cfg)
     }
     store_t *st = NULL;
     usage_t *usage = NULL;
+    http_cfg_t hcfg = {0}; /* destroyed at out: whatever init made */
     cache_t *cache = NULL;
     srv_t *srv = NULL;
     svc_t svc;
@@ -299,13 +324,13 @@ static int main_serve(const config_t *cfg)
              (unsigned long long)cfg->workers);
 
     framed_cfg_t fcfg = {.max_frame = (uint32_t)cfg->max_frame_bytes, .svc = &svc};
-    http_cfg_t hcfg;
-    if (http_cfg_init(&hcfg, &svc, &stats) != 0) abort(); /* Verify is in the descriptor */
+    if (http_cfg_init(&hcfg, &svc, &stats) != 0) abort(); /* the methods are in the descriptor */
     hcfg.max_header_bytes = cfg->http_max_header_bytes;
     hcfg.max_headers = (unsigned)cfg->http_max_headers;
     hcfg.max_body_bytes = cfg->http_max_body_bytes;
     hcfg.header_timeout_ms = cfg->http_header_timeout_ms;
     hcfg.access_log = (int)cfg->http_access_log;
+    hcfg.revoke_per_minute = (unsigned)cfg->revoke_per_minute;
     char terr[128];
     if (http_set_trusted(&hcfg, cfg->trusted_proxies, terr, sizeof(terr)) != 0) {
         log_error("--trusted-proxies: %s", terr);
@@ -359,6 +384,7 @@ static int main_serve(const config_t *cfg)
     }
 out:
     srv_free(srv);
+    http_cfg_destroy(&hcfg);
     /* After the loop: nothing else runs; write what is pending and close. */
     if (usage && usage_flush(usage) != 0)
         log_warn("last-used data could not be written at shutdown");
@@ -398,5 +424,6 @@ int main(int argc, char **argv)
     setenv("UV_THREADPOOL_SIZE", wbuf, 1);
     main_raise_nofile((unsigned)cfg.max_connections);
     umask(077);
+    if (cfg.mode == CONFIG_ROUTES) return main_routes();
     return cfg.mode == CONFIG_CHECK ? main_check(&cfg) : main_serve(&cfg);
 }

@@ -91,6 +91,28 @@ class Patd:
                            text=True, cwd=self.work, timeout=30)
         return r.returncode, r.stdout, r.stderr
 
+    def testing(self, method, payload=b""):
+        """Calls pat.v1.TestingService/<method> (patd-testclock only) over
+        the framed port, with the request message already encoded."""
+        key = open(self.key).read().split()[0]
+        auth = _pb_bytes(1, b"authorization") + _pb_bytes(2, b"Platform " + key.encode())
+        env = (_pb_bytes(2, f"pat.v1.TestingService/{method}".encode()) + _pb_bytes(3, payload)
+               + _pb_bytes(4, auth))
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        try:
+            s.sendall(len(env).to_bytes(4, "big") + env)
+            n = int.from_bytes(_recv_exact(s, 4), "big")
+            body = _recv_exact(s, n)
+        finally:
+            s.close()
+        if _pb_has_error(body):
+            raise RuntimeError(f"TestingService/{method} failed: {body!r}")
+        return body
+
+    def advance_clock(self, ms):
+        """Moves patd-testclock's clock forward by ms (the test clock)."""
+        self.testing("AdvanceClock", _pb_varint_field(1, ms))
+
     def user(self, user_id, role="member"):
         rc, out, err = self.ctl("users", "upsert", user_id, "--role", role, platform=True)
         if rc != 0:
@@ -105,6 +127,60 @@ class Patd:
         if rc != 0:
             raise RuntimeError(f"tokens create {name}: {out}{err}")
         return open(path).read().strip()
+
+
+def _pb_varint(v):
+    out = b""
+    while True:
+        b, v = v & 0x7F, v >> 7
+        out += bytes([b | (0x80 if v else 0)])
+        if not v:
+            return out
+
+
+def _pb_varint_field(field, v):
+    return _pb_varint(field << 3) + _pb_varint(v)
+
+
+def _pb_bytes(field, data):
+    return _pb_varint(field << 3 | 2) + _pb_varint(len(data)) + data
+
+
+def _pb_has_error(response):
+    """A pat.v1.Response whose status (field 2) has a non-zero code."""
+    i = 0
+    while i < len(response):
+        key = response[i]
+        i += 1
+        if key & 7 == 0:
+            while response[i] & 0x80:
+                i += 1
+            i += 1
+        elif key & 7 == 2:
+            n, shift = 0, 0
+            while True:
+                b = response[i]
+                i += 1
+                n |= (b & 0x7F) << shift
+                shift += 7
+                if not b & 0x80:
+                    break
+            if key >> 3 == 2 and n and response[i] == 0x08 and response[i + 1] != 0:
+                return True
+            i += n
+        else:
+            return True
+    return False
+
+
+def _recv_exact(s, n):
+    got = b""
+    while len(got) < n:
+        chunk = s.recv(n - len(got))
+        if not chunk:
+            raise RuntimeError("patd closed the connection")
+        got += chunk
+    return got
 
 
 def raw(port, data, timeout=5.0, until_close=True, read_after=None):

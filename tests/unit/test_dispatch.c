@@ -205,7 +205,9 @@ static void test_error_table_matches_semantics_R_status_codes(void **state)
             break;
         case 3:
         case 9:
-            assert_int_equal(http, 400);
+            /* 415: the REST API's body that is not JSON, a malformed
+             * request that HTTP has its own status for. */
+            assert_int_equal(http, e == PAT_E_UNSUPPORTED_MEDIA_TYPE ? 415 : 400);
             break;
         case 16:
             assert_int_equal(http, 401);
