@@ -23,7 +23,7 @@ TEST_PKGS=(
   clang libclang-rt-14-dev clang-format
   python3 python3-protobuf python3-yaml protobuf-compiler
   redis-server redis-tools rocksdb-tools
-  nginx caddy curl wrk prometheus valgrind
+  nginx caddy curl jq wrk prometheus valgrind
 )
 
 case "${1:-}" in

@@ -118,6 +118,7 @@ static int http_rate_take(http_rate_t *r, unsigned per_minute, const char *ip, u
     uint64_t h = 1469598103934665603ull;
     for (const char *c = ip; *c; c++)
         h = (h ^ (unsigned char)*c) * 1099511628211ull;
+    if (per_minute == 0) per_minute = 1; /* config.c's bound; a caller that left it unset */
     int64_t now = clock_now_ms();
     http_rate_slot_t *s = NULL, *stalest = NULL;
     for (unsigned i = 0; i < HTTP_RATE_PROBE; i++) {

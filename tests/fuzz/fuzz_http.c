@@ -41,6 +41,7 @@ static void fuzz_cleanup(void)
     srv_shutdown(srv, 0);
     pthread_join(loop, NULL);
     srv_free(srv);
+    http_cfg_destroy(&hcfg);
     fuzz_svc_close(&f);
 }
 
@@ -55,6 +56,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     hcfg.max_body_bytes = 64 * 1024;
     hcfg.header_timeout_ms = 10000;
     hcfg.access_log = 0;
+    hcfg.revoke_per_minute = 1000;
     char terr[128];
     if (http_set_trusted(&hcfg, "127.0.0.0/8,::1/128", terr, sizeof(terr)) != 0) abort();
     scfg.limits = (conn_limits_t){.max_connections = 64,

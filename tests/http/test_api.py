@@ -391,7 +391,10 @@ try:
     # every route was called
     missing_routes = [f"{v} {pt}" for v, pt, _, _ in ROUTES if (v, pt) not in called]
     check(not missing_routes, "every route of `patd routes` was called", missing_routes)
+    rc = p.stop()
     log = p.log()
+    check(rc == 0 and "Sanitizer" not in log, "patd stops cleanly (under ASan: nothing leaked)",
+          log[-2000:])
     check(all(t not in log for t in (alice, bob, scim, leaky, svc_tok, KEY)),
           "no secret and no platform key in the log")
 finally:
