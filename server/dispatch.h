@@ -43,6 +43,7 @@ typedef struct {
     const char *authorization; /* NULL if absent */
     const char *act_as;        /* NULL if absent */
     const char *client_ip;     /* the caller's address (the peer, or a trusted proxy's word) */
+    const char *trusted_user;  /* HTTP only: a page session's or auth proxy's user (service.h) */
 } disp_meta_t;
 
 /* Receives the answer while it is alive; it must encode or copy it. */

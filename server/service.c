@@ -178,6 +178,7 @@ void svc_init(svc_t *svc, store_t *st, usage_t *usage, cache_t *cache, stats_t *
     svc->stats = stats;
     if (platform_key) svc_set_platform_keys(svc, platform_key);
     svc->start_mono_ms = clock_mono_ms();
+    svc->ui = svc_ui_new();
     store_page_key(st, svc->page_key);
     store_set_log(svc_store_log);
     store_observer_t obs;
@@ -192,4 +193,6 @@ void svc_destroy(svc_t *svc)
     svc_keys_free(k ? k : svc->retired);
     svc->retired = NULL;
     explicit_bzero(svc->page_key, sizeof(svc->page_key));
+    svc_ui_free(svc->ui);
+    svc->ui = NULL;
 }

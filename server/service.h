@@ -39,6 +39,8 @@
 #define SVC_PLATFORM_KEYS 2             /* current and next, during a rotation */
 #define SVC_REVOKE_MAX    1000          /* credentials in one leak report, as GitHub's API */
 #define SVC_LEAK_ACTOR    "leak_report" /* the actor of a revoke by leak report */
+#define SVC_UI_SECRET_LEN                                                                          \
+    43 /* a login code, session id or CSRF token: 32 random bytes, base64url */
 
 typedef struct {
     Pat__V1__TokenService_Service base; /* first: handlers find svc_t from it */
@@ -51,6 +53,7 @@ typedef struct {
      * freed, not wiped) until svc_destroy, since a worker may be comparing
      * against it. Compared in constant time, never logged. */
     _Atomic(struct svc_keys *) keys;
+    struct svc_ui *ui; /* login codes and sessions (svc_ui.c) */
     struct svc_keys *retired;
     const char *scim_prefixes[SVC_SCIM_PREFIXES]; /* e.g. "/scim/v2", "/api/scim/v2" */
     int n_scim_prefixes;
@@ -64,6 +67,10 @@ typedef struct {
     const char *authorization; /* metadata "authorization", NULL if absent */
     const char *act_as;        /* metadata "x-act-as-user", NULL if absent */
     const char *client_ip;     /* the caller's address, NULL if unknown */
+    /* A user the HTTP layer vouches for: a browser session of the Access
+     * Tokens page, or --ui-auth-header from a trusted proxy. The framed
+     * port never sets it. NULL if none. */
+    const char *trusted_user;
     pat_err_t err;
     char message[SVC_MESSAGE_MAX];
     /* The dispatcher's closure hands the answer to emit while the handler's
@@ -72,6 +79,29 @@ typedef struct {
     void *emit_arg;
     int answered;
 } svc_call_t;
+
+/* ---------------------------------------------------------------- the page's logins
+ *
+ * svc_ui.c: login codes (CreateUiLink) and the browser sessions they
+ * start, in memory, behind one mutex, from any thread. Codes and session
+ * ids are kept only as SHA-256 hashes; a code works once. A session ends
+ * at logout, at its lifetime, or the first time its user is found
+ * deactivated (svc_caller). Sessions are this process's: a restart, or
+ * another node, asks for a new login. */
+
+/* Turns a code into a session: 0 with the session id, its CSRF token and
+ * its end, or -1 for a code that is unknown, used or expired. */
+int svc_ui_redeem(svc_t *svc, const char *code, char sid[SVC_UI_SECRET_LEN + 1],
+                  char csrf[SVC_UI_SECRET_LEN + 1], int64_t *expires);
+/* The live session sid: 0 with its user and CSRF token, else -1. */
+int svc_ui_session(svc_t *svc, const char *sid, char user_id[SVC_USER_ID_MAX + 1],
+                   char csrf[SVC_UI_SECRET_LEN + 1]);
+void svc_ui_logout(svc_t *svc, const char *sid);
+/* The CSRF token of a user signed in by the auth proxy's header: derived
+ * from the user id with this process's key. */
+void svc_ui_proxy_csrf(svc_t *svc, const char *user_id, char csrf[SVC_UI_SECRET_LEN + 1]);
+/* Sets the lifetimes (main, from config.c's table). */
+void svc_ui_set_ttl(svc_t *svc, uint64_t link_ms, uint64_t session_ms);
 
 /* Initializes svc (takes ownership of platform_key, a malloc'd string of
  * one or two keys, one a line) and makes the store tell the cache of every

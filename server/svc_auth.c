@@ -136,10 +136,14 @@ void svc_keys_free(svc_keys_t *k)
     }
 }
 
-/* The platform acting for the user named by x-act-as-user. */
-static int svc_act_as(svc_call_t *call, svc_principal_t *p)
+/* The platform acting for the user named by x-act-as-user, or the HTTP
+ * layer's trusted user (a page session, the auth proxy's header). */
+static int svc_act_as(svc_call_t *call, const char *user_id, svc_principal_t *p)
 {
-    store_status_t s = store_user_get(call->svc->store, call->act_as, &p->user);
+    store_status_t s = store_user_get(call->svc->store, user_id, &p->user);
+    if (user_id == call->trusted_user &&
+        (s == STORE_NOT_FOUND || (s == STORE_OK && !p->user.active)))
+        svc_ui_end_user(call->svc, user_id); /* R14: the session ends with the user */
     if (s == STORE_NOT_FOUND) {
         svc_fail(call, PAT_E_USER_NOT_FOUND, "x-act-as-user names no known user");
         return -1;
@@ -168,6 +172,8 @@ int svc_caller(svc_call_t *call, svc_principal_t *p, int need_user)
     p->user.user_id[0] = '\0';
     p->token_id = 0;
     const char *a = call->authorization;
+    if ((a == NULL || *a == '\0') && call->trusted_user)
+        return svc_act_as(call, call->trusted_user, p);
     if (a == NULL || *a == '\0') {
         svc_fail(call, PAT_E_MISSING_CREDENTIAL,
                  "no credential: send metadata authorization = \"Bearer <token>\"");
@@ -199,7 +205,7 @@ int svc_caller(svc_call_t *call, svc_principal_t *p, int need_user)
         svc_fail(call, PAT_E_BAD_PLATFORM_KEY, "platform key does not match");
         return -1;
     }
-    if (call->act_as && *call->act_as) return svc_act_as(call, p);
+    if (call->act_as && *call->act_as) return svc_act_as(call, call->act_as, p);
     if (need_user) {
         svc_fail(call, PAT_E_MISSING_CREDENTIAL,
                  "this method acts as a user: add metadata x-act-as-user to the platform key, "

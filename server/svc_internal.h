@@ -9,6 +9,7 @@
  *   svc_activity.c  ListTokenActivity
  *   svc_verify.c    Verify, on the loop thread or a worker
  *   svc_valid.c     validation: text, names, roles, paths, page tokens
+ *   svc_ui.c        the Access Tokens page's login codes and sessions
  * Every handler has one error exit: it fails through svc_fail() and a
  * single `done(NULL, call)` at its end. */
 #ifndef PAT_SVC_INTERNAL_H
@@ -39,6 +40,8 @@ typedef struct svc_keys {
     size_t len[SVC_PLATFORM_KEYS];
     int n;
 } svc_keys_t;
+
+typedef struct svc_ui svc_ui_t;
 
 static inline svc_t *svc_of(Pat__V1__TokenService_Service *service)
 {
@@ -143,6 +146,16 @@ void svc_get_current_token(Pat__V1__TokenService_Service *service,
 void svc_revoke_credentials(Pat__V1__TokenService_Service *service,
                             const Pat__V1__RevokeCredentialsRequest *in,
                             Pat__V1__RevokeCredentialsResponse_Closure done, void *cd);
+/* ---------------------------------------------------------------- svc_ui.c */
+
+svc_ui_t *svc_ui_new(void);
+void svc_ui_free(svc_ui_t *ui);
+/* Ends every session of the user (found deactivated). */
+void svc_ui_end_user(svc_t *svc, const char *user_id);
+void svc_create_ui_link(Pat__V1__TokenService_Service *service,
+                        const Pat__V1__CreateUiLinkRequest *in,
+                        Pat__V1__CreateUiLinkResponse_Closure done, void *cd);
+
 void svc_list_token_activity(Pat__V1__TokenService_Service *service,
                              const Pat__V1__ListTokenActivityRequest *in,
                              Pat__V1__ListTokenActivityResponse_Closure done, void *cd);

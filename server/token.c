@@ -228,3 +228,25 @@ long token_open(const uint8_t key[32], const char *context, const char *text, vo
     OPENSSL_cleanse(mac, sizeof(mac));
     return r;
 }
+
+int token_secret(char out[TOKEN_SECRET_LEN + 1])
+{
+    uint8_t rnd[32];
+    char text[48];
+    if (token_random(rnd, sizeof(rnd)) != 0) return -1;
+    token_b64url(rnd, sizeof(rnd), text);
+    memcpy(out, text, TOKEN_SECRET_LEN + 1);
+    OPENSSL_cleanse(rnd, sizeof(rnd));
+    OPENSSL_cleanse(text, sizeof(text));
+    return 0;
+}
+
+void token_mac_text(const uint8_t key[32], const char *msg, char out[TOKEN_SECRET_LEN + 1])
+{
+    uint8_t mac[32];
+    unsigned int n = sizeof(mac);
+    char text[48];
+    HMAC(EVP_sha256(), key, 32, (const unsigned char *)msg, strlen(msg), mac, &n);
+    token_b64url(mac, sizeof(mac), text);
+    memcpy(out, text, TOKEN_SECRET_LEN + 1);
+}

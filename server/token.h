@@ -46,6 +46,13 @@ void token_hash(const char *s, size_t len, uint8_t out[TOKEN_HASH_BYTES]);
 /* Cryptographic random bytes; 0 or -1. */
 int token_random(void *buf, size_t n);
 
+/* A fresh secret of 32 random bytes as unpadded base64url text (login
+ * codes, session ids, CSRF tokens); 0 or -1. */
+#define TOKEN_SECRET_LEN 43
+int token_secret(char out[TOKEN_SECRET_LEN + 1]);
+/* HMAC-SHA256 of msg under key, as base64url text of the same length. */
+void token_mac_text(const uint8_t key[32], const char *msg, char out[TOKEN_SECRET_LEN + 1]);
+
 /* Constant-time equality of two n-byte buffers: 1 if equal. */
 int token_ct_equal(const void *a, const void *b, size_t n);
 
