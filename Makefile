@@ -31,7 +31,10 @@ build: deps $(BUILD)/Makefile
 # it (patctl), not every test binary.
 run: deps $(BUILD)/Makefile
 	@cmake --build $(BUILD) -j $(JOBS) --target patd patctl $(NOPRINT)
-	@echo "patd: framed protobuf on 127.0.0.1:7700, HTTP (gateways, /metrics) on 127.0.0.1:7780; data in ./data"
+	@echo "patd: framed protobuf on 127.0.0.1:7700, HTTP (gateways, REST API, /metrics) on 127.0.0.1:7780; data in ./data"
+	@echo "Access Tokens page: http://127.0.0.1:7780/ui/ - sign in with a one-time link, from another shell:"
+	@echo "  $(BUILD)/patctl --platform-key-file data/platform.key users upsert alice --role admin"
+	@echo "  $(BUILD)/patctl --platform-key-file data/platform.key ui-link --as alice"
 	$(BUILD)/patd $(ARGS)
 
 test: build

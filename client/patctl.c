@@ -30,6 +30,7 @@
 typedef struct {
     const char *server;
     const char *addr_file;
+    const char *ui_url;
     const char *token_file;
     const char *key_file;
     const char *as;
@@ -86,6 +87,7 @@ static const char *const usage_main =
     "  verify [--path P] [--required-role member|manager|admin]   token on stdin\n"
     "  users upsert|get|list|deactivate|activate ...                platform key\n"
     "  service-users create|list|delete ...                          admin\n"
+    "  ui-link --as USER_ID      a one-time login link to the Access Tokens page (platform key)\n"
     "\n"
     "global options:\n"
     "  --server HOST:PORT       default $PATD_SERVER, else 127.0.0.1:7700\n"
@@ -170,14 +172,25 @@ static const char *const usage_service_users =
     "example:\n"
     "  patctl service-users create deploy-bot --role manager\n";
 
+static const char usage_ui_link[] =
+    "usage: patctl ui-link --platform-key-file FILE --as USER_ID [--ui-url URL] [--json]\n"
+    "\n"
+    "Prints a link that signs USER_ID in to the Access Tokens page (docs/ui.md). It works\n"
+    "once, for --ui-link-ttl (default 10 minutes); send it to the user, who opens it.\n"
+    "The page's address is --ui-url, else $PATD_UI_URL, else the http line of\n"
+    "--addr-file, else http://127.0.0.1:7780.\n"
+    "\n"
+    "example:\n"
+    "  patctl --platform-key-file data/platform.key ui-link --as alice\n";
+
 static void usage_exit(const char *text, int code)
 {
     fputs(text, code ? stderr : stdout);
     exit(code);
 }
 
-static const char *const commands[] = {"health",        "tokens", "verify", "users",
-                                       "service-users", "help",   NULL};
+static const char *const commands[] = {"health",        "tokens",  "verify", "users",
+                                       "service-users", "ui-link", "help",   NULL};
 static const char *const tokens_subs[] = {"create", "list",     "revoke", "restore",
                                           "delete", "activity", NULL};
 static const char *const users_subs[] = {"upsert", "get", "list", "deactivate", "activate", NULL};
@@ -291,6 +304,8 @@ static int parse_args(int argc, char **argv, int start, const char *usage_text)
             o.key_file = TAKE();
         else if (strcmp(a, "--as") == 0)
             o.as = TAKE();
+        else if (strcmp(a, "--ui-url") == 0)
+            o.ui_url = TAKE();
         else if (strcmp(a, "--expires") == 0)
             o.expires = TAKE();
         else if (strcmp(a, "--service-user") == 0)
@@ -1007,6 +1022,53 @@ static void show_user(Pat__V1__User *u, const char *verb)
     protobuf_c_message_free_unpacked(&u->base, NULL);
 }
 
+/* The page's address: --ui-url, $PATD_UI_URL, the address file's http
+ * line, or the default listener. */
+static void ui_base(char *out, size_t cap)
+{
+    const char *u = o.ui_url ? o.ui_url : getenv("PATD_UI_URL");
+    if (u && *u) {
+        snprintf(out, cap, "%s", u);
+    } else {
+        char http[300] = "";
+        FILE *f = o.addr_file ? fopen(o.addr_file, "r") : NULL;
+        char line[320];
+        while (f && fgets(line, sizeof(line), f))
+            if (sscanf(line, "http %299s", http) == 1) break;
+        if (f) fclose(f);
+        snprintf(out, cap, "http://%s", http[0] ? http : "127.0.0.1:7780");
+    }
+    size_t n = strlen(out);
+    if (n && out[n - 1] == '/') out[n - 1] = '\0';
+}
+
+static int cmd_ui_link(void)
+{
+    want_args(0, "");
+    if (o.as == NULL) usage_error("ui-link needs --as USER_ID: the user the link signs in");
+    Pat__V1__CreateUiLinkRequest req = PAT__V1__CREATE_UI_LINK_REQUEST__INIT;
+    req.user_id = (char *)o.as;
+    o.as = NULL; /* the platform itself asks, for that user */
+    credentials(2);
+    Pat__V1__CreateUiLinkResponse *r =
+        call("CreateUiLink", &req.base, &pat__v1__create_ui_link_response__descriptor);
+    char base[512], url[1024], e[40];
+    ui_base(base, sizeof(base));
+    snprintf(url, sizeof(url), "%s%s", base, r->path);
+    if (o.json) {
+        print_json_value(json_pack("{s:s,s:s}", "url", url, "expiration",
+                                   (pbjson_time_text(r->expiration, e), e)));
+    } else {
+        printf("%s\n", url);
+        fprintf(stderr, "It signs %s in to the Access Tokens page once, and expires %s.\n",
+                req.user_id, relative(r->expiration, e, sizeof(e), now_ms()));
+    }
+    explicit_bzero(url, sizeof(url));
+    explicit_bzero(r->path, strlen(r->path));
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    return 0;
+}
+
 static int cmd_users(const char *sub)
 {
     if (strcmp(sub, "list") == 0) {
@@ -1136,6 +1198,8 @@ int main(int argc, char **argv)
         text = usage_verify;
     else if (strcmp(cmd, "health") == 0)
         text = usage_health;
+    else if (strcmp(cmd, "ui-link") == 0)
+        text = usage_ui_link;
     else if (strcmp(cmd, "help") == 0)
         usage_exit(usage_main, 0);
     else
@@ -1193,6 +1257,8 @@ int main(int argc, char **argv)
             rc = cmd_tokens_delete();
         else
             rc = cmd_tokens_activity();
+    } else if (strcmp(cmd, "ui-link") == 0) {
+        rc = cmd_ui_link();
     } else if (strcmp(cmd, "users") == 0) {
         rc = cmd_users(sub);
     } else {

@@ -24,6 +24,7 @@ TEST_PKGS=(
   python3 python3-protobuf python3-yaml protobuf-compiler
   redis-server redis-tools rocksdb-tools
   nginx caddy curl jq wrk prometheus valgrind
+  chromium fonts-dejavu-core
 )
 
 case "${1:-}" in
@@ -35,6 +36,24 @@ case "${1:-}" in
   *) echo "usage: install-deps.sh [--runtime | --build | --containers]" >&2; exit 2 ;;
 esac
 
+# The browser tests drive Debian's chromium with npm's playwright-core
+# (tests/ui/package-lock.json, never a downloaded browser); node and npm
+# are Debian's where the machine has none of its own.
+if [ -z "${1:-}" ] && ! command -v npm >/dev/null; then
+  PKGS+=(nodejs npm)
+fi
+
+npm_deps() {
+  [ -z "${1:-}" ] || return 0
+  local dir
+  dir="$(dirname "$0")/../tests/ui"
+  if [ ! -f "$dir/node_modules/.package-lock.json" ] ||
+     [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    echo "install-deps: npm ci in tests/ui" >&2
+    (cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+}
+
 missing=()
 for p in "${PKGS[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
@@ -43,6 +62,7 @@ for p in "${PKGS[@]}"; do
 done
 
 if [ ${#missing[@]} -eq 0 ]; then
+  npm_deps "${1:-}"
   exit 0
 fi
 
@@ -57,3 +77,4 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # redis-server's package starts a system instance; patd's benchmarks start
 # their own on a private port, so the system one is left as the package set it.
+npm_deps "${1:-}"

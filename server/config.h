@@ -30,9 +30,10 @@ typedef enum { CONFIG_RUN, CONFIG_CHECK, CONFIG_ROUTES } config_mode_t;
 typedef struct {
     config_addr_t listen, http_listen;
     const char *data_dir, *store, *platform_key_file, *port_file, *http_port_file;
-    const char *trusted_proxies, *log_level;
+    const char *trusted_proxies, *log_level, *ui_auth_header, *ui_frame_ancestors;
     uint64_t workers, max_frame_bytes, max_connections, max_inflight, max_queue;
-    uint64_t idle_timeout_ms, http_header_timeout_ms, drain_grace_ms;
+    uint64_t idle_timeout_ms, http_header_timeout_ms, drain_grace_ms, ui_link_ttl_ms,
+        ui_session_ttl_ms;
     uint64_t http_max_header_bytes, http_max_headers, http_max_body_bytes, http_access_log;
     uint64_t retention_days, max_unread_mb, cache_mb, cache_entries, revoke_per_minute;
     config_list_t scim_prefixes;

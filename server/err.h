@@ -33,6 +33,7 @@
     X(PLATFORM_ONLY, 7, 403, "platform_only")                                                      \
     X(ADMIN_ONLY, 7, 403, "admin_only")                                                            \
     X(NOT_A_HUMAN, 7, 403, "service_user_caller")                                                  \
+    X(CSRF, 7, 403, "csrf_token_invalid")                                                          \
     X(TOKEN_NOT_FOUND, 5, 404, "token_not_found")                                                  \
     X(USER_NOT_FOUND, 5, 404, "user_not_found")                                                    \
     X(DUPLICATE_NAME, 6, 409, "duplicate_name")                                                    \

@@ -50,6 +50,12 @@ static const char *http_phrase(unsigned status)
         return "Accepted";
     case 204:
         return "No Content";
+    case 301:
+        return "Moved Permanently";
+    case 303:
+        return "See Other";
+    case 304:
+        return "Not Modified";
     case 400:
         return "Bad Request";
     case 401:
@@ -90,7 +96,9 @@ void http_begin(http_out_t *o, const http_ctx_t *ctx, unsigned status, const cha
     http_putu(o, status);
     http_puts(o, " ");
     http_puts(o, http_phrase(status));
-    http_puts(o, "\r\nCache-Control: no-store\r\nX-Patd-Reason: ");
+    http_puts(o, "\r\nCache-Control: ");
+    http_puts(o, ctx->cache_control ? ctx->cache_control : "no-store");
+    http_puts(o, "\r\nX-Patd-Reason: ");
     http_puts(o, reason);
     http_puts(o, "\r\nX-Request-Id: ");
     http_puts(o, ctx->request_id);
@@ -452,6 +460,11 @@ static void http_route(http_conn_t *hc)
         }
         /* The rest of the URL, query included, is the original request's. */
         http_route_verify(hc, &ctx, url + vl, plen == vl ? 0 : hc->url_len - vl);
+        return;
+    }
+    if ((plen == 3 || (plen > 3 && url[3] == '/')) && memcmp(url, "/ui", 3) == 0) {
+        http_context(hc, &ctx, "/ui/");
+        http_route_ui(hc, &ctx, url, plen);
         return;
     }
     static const char api[] = "/api/";

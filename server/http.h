@@ -85,6 +85,8 @@ typedef struct {
     http_cidr_t trusted[HTTP_MAX_TRUSTED];
     int n_trusted;
     unsigned revoke_per_minute;         /* leak reports per client address */
+    const char *ui_auth_header;         /* the page's user from a trusted proxy; NULL or "": off */
+    const char *ui_frame_ancestors;     /* CSP frame-ancestors of the page; NULL: 'none' */
     disp_method_t verify;               /* resolved by http_cfg_init */
     disp_method_t api[HTTP_API_ROUTES]; /* the REST routes' methods, in table order */
     http_rate_t *rate;                  /* the leak reports' limiter (loop thread) */

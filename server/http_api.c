@@ -57,6 +57,7 @@ static const http_api_route_t http_api_table[] = {
     {"GET", "/api/users/{user_id}", "GetUser", 200, NULL, NULL, NULL, 0},
     {"POST", "/api/users/{user_id}/deactivate", "DeactivateUser", 200, NULL, "", NULL, 0},
     {"POST", "/api/users/{user_id}/activate", "ActivateUser", 200, NULL, "", NULL, 0},
+    {"POST", "/api/users/{user_id}/ui-link", "CreateUiLink", 200, NULL, "", NULL, 0},
     {"POST", "/api/credentials/revoke", "RevokeCredentials", 202, NULL, "", NULL,
      HTTP_API_PUBLIC | HTTP_API_RATE_LIMITED},
 };
@@ -638,6 +639,21 @@ void http_route_api(http_conn_t *hc, http_ctx_t *ctx, const char *url, size_t pl
                         0);
         return;
     }
+    /* No Authorization: the Access Tokens page's user, if signed in; what
+     * it changes needs the CSRF token too (a cookie or the proxy's header
+     * comes with every request, a forged one included). */
+    char ui_user[SVC_USER_ID_MAX + 1] = "", csrf[SVC_UI_SECRET_LEN + 1];
+    const char *via;
+    if (auth == NULL && http_ui_user(hc, ui_user, csrf, &via)) {
+        int safe = hc->parser.method == HTTP_GET || hc->parser.method == HTTP_HEAD;
+        int ok = safe || http_ui_csrf_ok(hc, csrf);
+        explicit_bzero(csrf, sizeof(csrf));
+        if (!ok) {
+            http_api_refuse(hc, ctx, PAT_E_CSRF,
+                            "a change from the page needs its X-CSRF-Token (GET /ui/session)", 0);
+            return;
+        }
+    }
     if ((auth && !wire_utf8_valid((const uint8_t *)auth, alen)) ||
         (act && !wire_utf8_valid((const uint8_t *)act, xlen))) {
         http_api_refuse(hc, ctx, PAT_E_INVALID_FIELD,
@@ -686,7 +702,8 @@ void http_route_api(http_conn_t *hc, http_ctx_t *ctx, const char *url, size_t pl
             p = pe, u = ue;
         }
     }
-    size_t need = hc->body_len + 1 + qlen + 1 + alen + 1 + xlen + 1 + sizeof(ip);
+    size_t ul = strlen(ui_user);
+    size_t need = hc->body_len + 1 + qlen + 1 + alen + 1 + xlen + 1 + sizeof(ip) + ul + 1;
     for (int i = 0; i < np; i++)
         need += pl[i] + 1;
     http_awork_t *w = calloc(1, sizeof(*w) + need);
@@ -721,6 +738,11 @@ void http_route_api(http_conn_t *hc, http_ctx_t *ctx, const char *url, size_t pl
         w->meta.act_as = d;
         memcpy(d, act, xlen);
         d += xlen + 1;
+    }
+    if (ul) {
+        w->meta.trusted_user = d;
+        memcpy(d, ui_user, ul + 1);
+        d += ul + 1;
     }
     w->meta.client_ip = d;
     memcpy(d, ip, strlen(ip) + 1);

@@ -45,9 +45,10 @@ typedef struct {
     const char *method;
     const char *route;
     uint64_t t0_ns;
-    int head;    /* HEAD: no body */
-    int no_body; /* /v1/verify: every answer is headers only (see http_end) */
-    int close;   /* Connection: close after this answer */
+    int head;                  /* HEAD: no body */
+    int no_body;               /* /v1/verify: every answer is headers only (see http_end) */
+    int close;                 /* Connection: close after this answer */
+    const char *cache_control; /* NULL: no-store */
 } http_ctx_t;
 
 typedef struct {
@@ -175,6 +176,16 @@ void http_route_verify(http_conn_t *hc, http_ctx_t *ctx, const char *rest, size_
  * the query. */
 void http_route_api(http_conn_t *hc, http_ctx_t *ctx, const char *url, size_t plen);
 int http_api_init(http_cfg_t *cfg);
+
+/* /ui/...: the Access Tokens page (http_ui.c). */
+void http_route_ui(http_conn_t *hc, http_ctx_t *ctx, const char *url, size_t plen);
+/* 1 if the request is signed in to the page (a session cookie, or the
+ * auth proxy's header from a trusted peer): its user, the CSRF token that
+ * goes with it, and how ("session", "proxy"). */
+int http_ui_user(const http_conn_t *hc, char user_id[SVC_USER_ID_MAX + 1],
+                 char csrf[SVC_UI_SECRET_LEN + 1], const char **via);
+/* 1 if X-CSRF-Token carries csrf (compared in constant time). */
+int http_ui_csrf_ok(const http_conn_t *hc, const char *csrf);
 http_rate_t *http_rate_new(void);
 void http_rate_free(http_rate_t *r);
 /* An outcome as a JSON error answer (AIP-193); retry_s: Retry-After, 0 for

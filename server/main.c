@@ -331,6 +331,9 @@ static int main_serve(const config_t *cfg)
     hcfg.header_timeout_ms = cfg->http_header_timeout_ms;
     hcfg.access_log = (int)cfg->http_access_log;
     hcfg.revoke_per_minute = (unsigned)cfg->revoke_per_minute;
+    hcfg.ui_auth_header = cfg->ui_auth_header;
+    hcfg.ui_frame_ancestors = cfg->ui_frame_ancestors;
+    svc_ui_set_ttl(&svc, cfg->ui_link_ttl_ms, cfg->ui_session_ttl_ms);
     char terr[128];
     if (http_set_trusted(&hcfg, cfg->trusted_proxies, terr, sizeof(terr)) != 0) {
         log_error("--trusted-proxies: %s", terr);

@@ -320,6 +320,19 @@ try:
     check(s == 200 and [t["name"] for t in b["tokens"]] == ["bobs"],
           "the platform acts as bob: bob's tokens only", b)
 
+    # ------------------------------------------------------------ the page's login links
+    s, _, b = api("POST", "/api/users/alice/ui-link", auth=PLATFORM)
+    check(s == 200 and b["path"].startswith("/ui/login?code=") and TIME.match(b["expiration"]),
+          "POST /api/users/{user_id}/ui-link: a one-time link", b)
+    s, h, _ = api("GET", b["path"])
+    check(s == 303 and h.get("location") == "/ui/" and "patd_session=" in h.get("set-cookie", ""),
+          "the link signs in once", h)
+    check(api("GET", b["path"])[0] == 400, "and not twice")
+    check(err(api("POST", "/api/users/alice/ui-link", auth="Bearer " + alice)) ==
+          (403, "platform_only"), "only the platform makes login links")
+    check(err(api("POST", "/api/users/nobody/ui-link", auth=PLATFORM)) == (404, "user_not_found"),
+          "a login link for an unknown user is 404")
+
     # ------------------------------------------------------------ leaked tokens
     s, _, b = api("POST", "/api/user-tokens", {"name": "leaky"}, auth="Bearer " + alice)
     leaky_id, leaky = b["token"]["id"], b["bearer_token"]
