@@ -136,6 +136,43 @@ http_figures() {
   stop_patd
 }
 
+# TLS: a CA and a certificate made as docs/tls.md makes them; redis-server
+# with --tls-port on the same certificate (Debian's redis is built with
+# TLS); patd with both listeners on TLS. Clients verify the server.
+mkdir -p "$W/tls"
+(cd "$W/tls" && bash -e -c "$(sed -n '/tls:certs:begin/,/tls:certs:end/p' docs/tls.md | sed '1,2d;$d' | sed '$d')") >/dev/null 2>&1
+RTPORT=$(free_port)
+redis-server --port 0 --tls-port $RTPORT --bind 127.0.0.1 --save '' --appendonly no \
+  --tls-cert-file "$W/tls/server.pem" --tls-key-file "$W/tls/server.key" \
+  --tls-ca-cert-file "$W/tls/ca.pem" --tls-auth-clients no --daemonize no >"$W/redis-tls.log" 2>&1 &
+PIDS+=("$!")
+for _ in $(seq 1 200); do
+  redis-cli --tls --cacert "$W/tls/ca.pem" -p $RTPORT ping >/dev/null 2>&1 && break; sleep 0.02
+done
+redis-cli --tls --cacert "$W/tls/ca.pem" -p $RTPORT set key:__rand_int__ "$(head -c 100 /dev/zero | tr '\0' x)" >/dev/null
+TLSB=(--tls --cacert "$W/tls/ca.pem")
+tls_figures() {
+  read -r rps _ < <(redis-benchmark --tls --cacert "$W/tls/ca.pem" -p $RTPORT -t get -c 50 -n 150000 \
+                    --csv 2>/dev/null | awk -F'"' '/"GET"/ {print $4, $14*1000}')
+  R[redis_tls]+="$rps "
+  j=$($B/patbench --server 127.0.0.1:$RTPORT "${TLSB[@]}" --scenario redis-get -c 50 -d "$DUR" --warmup 1 --json)
+  R[redis_tls_pb]+="$(echo "$j" | jget '["rps"]') "
+  start_patd "$W/small" --workers 32 --listen tls://127.0.0.1:0 --tls-cert "$W/tls/server.pem" \
+    --tls-key "$W/tls/server.key"
+  j=$(bench "${TLSB[@]}" --scenario verify --tokens-file "$W/small.tokens" -c 50 -P 1)
+  R[tls_hot]+="$(echo "$j" | jget '["rps"]') "
+  j=$(WARMUP=0 bench "${TLSB[@]}" --scenario connect --tokens-file "$W/small.tokens" -c 8 -P 1)
+  R[tls_connect]+="$(echo "$j" | jget '["rps"]') "
+  stop_patd
+  j=$($B/patbench --server 127.0.0.1:$RTPORT "${TLSB[@]}" --scenario redis-get --one-per-conn -c 8 \
+        -d "$DUR" --json)
+  R[redis_tls_connect]+="$(echo "$j" | jget '["rps"]') "
+  start_patd "$W/small" --workers 32
+  j=$(bench --scenario verify --tokens-file "$W/small.tokens" -c 50 -P 1)
+  R[clear_hot]+="$(echo "$j" | jget '["rps"]') "
+  stop_patd
+}
+
 declare -A R
 # Each ratio compares figures measured seconds apart, so that they share
 # this VM's phase (hot Verify alone ranges from 55k to 110k req/s between
@@ -180,6 +217,7 @@ for rep in $(seq 1 "$REPS"); do
   stop_patd
 
   http_figures
+  tls_figures
 
   rm -rf "$W/dbb"
   fr=$(db_bench --benchmarks=fillrandom --sync=1 --threads=32 --num=150 --value_size=200 \
@@ -238,6 +276,8 @@ r5=$(pratio create dbfill); r6=$(pratio big_hot hot_p1b hot_p1c)
 s1=$(pratio hot_p1 redis_pb_p1); s2=$(pratio hot_p16 redis_pb_p16); s3=$(pratio hot_p1_p99 redis_pb_p1_p99)
 h1=$(pratio http_verify nginx_ret nginx_retb); h2=$(pratio nginx_auth nginx_plain nginx_plainb)
 h3=$(pratio http_pb nginx_pb)
+t1=$(pratio tls_hot redis_tls); t2=$(pratio tls_hot clear_hot); t3=$(pratio tls_connect redis_tls_connect)
+t4=$(pratio tls_hot redis_tls_pb)
 
 mkdir -p bench/results
 {
@@ -259,6 +299,9 @@ mkdir -p bench/results
   echo "| Start-up with 1M tokens (ms to serving) | $startup | — | — | < 1000 | $(pass "$startup" 999 '<=') |"
   echo "| HTTP /v1/verify hot, wrk 50 conns (req/s) | $(med http_verify) | nginx \`return 200\`, worker_processes 1: $(med nginx_ret), $(med nginx_retb) | $h1 | >= 0.8 | $(pass "$h1" 0.8 '>=') |"
   echo "| nginx with auth_request to patd, wrk 50 conns (req/s) | $(med nginx_auth) | the same nginx without auth_request: $(med nginx_plain), $(med nginx_plainb) | $h2 | >= 0.5 | $(pass "$h2" 0.5 '>=') |"
+  echo "| Verify hot over TLS, 50 conns, 1 in flight (req/s) | $(med tls_hot) | redis-benchmark --tls GET on --tls-port: $(med redis_tls) | $t1 | >= 1.0 | $(pass "$t1" 1.0 '>=') |"
+  echo "| Verify hot over TLS vs patd in clear (req/s) | $(med tls_hot) | clear $(med clear_hot) | $t2 | >= 0.6 | $(pass "$t2" 0.6 '>=') |"
+  echo "| TLS handshakes: connect, one Verify, close, 8 clients (per s) | $(med tls_connect) | redis GET the same way (patbench --tls --one-per-conn): $(med redis_tls_connect) | $t3 | >= 0.8 | $(pass "$t3" 0.8 '>=') |"
   echo "| Memory: bytes per cached token at 1M tokens (RSS growth, cache on minus cache off) | $BYTES_PER | RSS $RSS0 -> $RSS1 KiB cache on; $RSSOFF0 -> $RSSOFF1 KiB off | — | <= 200 | $(pass "$BYTES_PER" 200 '<=') |"
   echo
   echo "The same figures against redis GET driven by patbench instead of redis-benchmark (same client, clock and histogram; no target names this, see bench/run.sh):"
@@ -269,6 +312,7 @@ mkdir -p bench/results
   echo "| hot, 50 conns, pipeline 16 (req/s) | $hot_p16 | $(med redis_pb_p16) | $s2 |"
   echo "| p99 at 50 conns (us) | $hot_p99 | $(med redis_pb_p1_p99) | $s3 |"
   echo "| HTTP /v1/verify, 10k hot tokens, 50 conns (req/s), against nginx \`return 200\` | $(med http_pb) | $(med nginx_pb) (nginx) | $h3 |"
+  echo "| hot over TLS, 50 conns, 1 in flight (req/s) | $(med tls_hot) | $(med redis_tls_pb) | $t4 |"
   echo
   echo "Instructions per request, user space, every thread of the server (valgrind --tool=callgrind; (I(100k) - I(20k)) / 80k requests, 20k and 4k for cold Verify and CreateToken, each run on a fresh copy of its store, 4 connections x 16 in flight; the same for redis). These do not drift with the machine's load; compare them across commits. RocksDB's background compaction is counted too: on the 1M-token store, which the earlier figures leave with compaction pending, it shows as CompressFragment and inflates the 1M and cold rows."
   echo
@@ -276,7 +320,7 @@ mkdir -p bench/results
   echo
   echo "All repetitions (req/s unless noted):"
   echo
-  for k in hot_p1 hot_p1b hot_p1c redis_p1 redis_p1b redis_pb_p1 hot_p16 redis_p16 redis_pb_p16 hot_p1_p99 redis_p1_p99 redis_p1b_p99 redis_pb_p1_p99 cold big_hot create dbfill startup http_verify nginx_ret nginx_retb nginx_plain nginx_auth nginx_plainb http_pb nginx_pb; do
+  for k in hot_p1 hot_p1b hot_p1c redis_p1 redis_p1b redis_pb_p1 hot_p16 redis_p16 redis_pb_p16 hot_p1_p99 redis_p1_p99 redis_p1b_p99 redis_pb_p1_p99 cold big_hot create dbfill startup http_verify nginx_ret nginx_retb nginx_plain nginx_auth nginx_plainb http_pb nginx_pb tls_hot redis_tls redis_tls_pb clear_hot tls_connect redis_tls_connect; do
     echo "- $k: ${R[$k]}"
   done
   echo

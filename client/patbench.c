@@ -6,7 +6,10 @@
  * protobuf) and responses read only for id and status code, to keep the
  * client's share of the CPU small. Latency goes into a log-linear
  * histogram (HdrHistogram-style, 128 sub-buckets per power of two, < 1%
- * error); percentiles come from it, never from an average.
+ * error); percentiles come from it, never from an average. --tls runs any
+ * scenario over TLS (OpenSSL, non-blocking after a blocking handshake);
+ * --one-per-conn closes after each answer, so redis-get's churn compares
+ * with patd's connect.
  *
  * Scenarios:
  *   verify       Verify tokens from --tokens-file, the first --hot of them,
@@ -14,7 +17,8 @@
  *   verify-cold  Verify tokens drawn at random from the whole file
  *   create       CreateToken (synced writes) as --users users via the platform key
  *   mixed        95% Verify, 4% ListTokens, 1% CreateToken or UpdateToken
- *   connect      connect, one Verify, close: connection churn
+ *   connect      connect, one Verify, close: connection churn (with --tls,
+ *                a full TLS handshake each)
  *   redis-get    GET key:__rand_int__ from a Redis server (RESP): the
  *                reference measured by this client, with this clock and
  *                histogram (redis-benchmark times a request from when it
@@ -36,6 +40,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "patclient.h"
 
@@ -91,8 +98,8 @@ static uint64_t hist_pct(const hist_t *h, double pct)
 /* ---------------------------------------------------------------- options */
 
 static struct {
-    const char *server, *scenario, *tokens_file, *key_file, *json_out, *path;
-    int conns, depth, users, json;
+    const char *server, *scenario, *tokens_file, *key_file, *json_out, *path, *cacert;
+    int conns, depth, users, json, tls, one_per_conn;
     double duration, warmup;
     long requests, hot, seed;
 } opt = {.server = PAT_DEFAULT_SERVER,
@@ -279,6 +286,7 @@ static int parse_response(const uint8_t *p, size_t len, uint64_t *id, int *code)
 
 typedef struct {
     int fd;
+    SSL *ssl; /* --tls */
     int idx;
     uint64_t seq;
     uint64_t hot_start; /* verify: where in the hot set this one begins */
@@ -317,9 +325,51 @@ static int connect_fd(void)
     freeaddrinfo(res);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    fcntl(fd, F_SETFL, O_NONBLOCK);
     connects++;
     return fd;
+}
+
+static SSL_CTX *tls_ctx;
+
+/* --tls: the handshake, blocking (it is what the connect scenario times),
+ * then the socket goes non-blocking. No session is kept, so each
+ * connection is a full handshake, on both servers alike. */
+static SSL *tls_start(int fd)
+{
+    if (tls_ctx == NULL) {
+        tls_ctx = SSL_CTX_new(TLS_client_method());
+        SSL_CTX_set_min_proto_version(tls_ctx, TLS1_2_VERSION);
+        SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_PEER, NULL);
+        if (opt.cacert ? SSL_CTX_load_verify_locations(tls_ctx, opt.cacert, NULL) != 1
+                       : SSL_CTX_set_default_verify_paths(tls_ctx) != 1)
+            die("--cacert %s cannot be read", opt.cacert ? opt.cacert : "(system)");
+        SSL_CTX_set_session_cache_mode(tls_ctx, SSL_SESS_CACHE_OFF);
+        SSL_CTX_set_options(tls_ctx, SSL_OP_NO_TICKET);
+    }
+    SSL *s = SSL_new(tls_ctx);
+    SSL_set_mode(s, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_set_fd(s, fd);
+    if (SSL_connect(s) != 1) {
+        char buf[256];
+        ERR_error_string_n(ERR_get_error(), buf, sizeof(buf));
+        die("TLS to %s: %s", opt.server, buf);
+    }
+    return s;
+}
+
+/* A blocking client for the set-up calls (users, seeding). */
+static pat_client_t *bench_connect(int timeout_ms, char *err, size_t errlen)
+{
+    pat_tls_options_t t = {.ca_file = opt.cacert};
+    return opt.tls ? pat_connect_tls(opt.server, timeout_ms, &t, err, errlen)
+                   : pat_connect(opt.server, timeout_ms, err, errlen);
+}
+
+static void close_conn(conn_t *c)
+{
+    if (c->ssl) SSL_free(c->ssl);
+    c->ssl = NULL;
+    close(c->fd);
 }
 
 static const char *user_of(int idx)
@@ -387,7 +437,16 @@ static void queue_one(conn_t *c)
 static void flush_conn(conn_t *c)
 {
     size_t off = 0;
-    while (off < c->wlen) {
+    while (off < c->wlen && c->ssl) {
+        int w = SSL_write(c->ssl, c->wbuf + off, (int)(c->wlen - off));
+        if (w <= 0) {
+            int e = SSL_get_error(c->ssl, w);
+            if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) break;
+            die("TLS write failed");
+        }
+        off += (size_t)w;
+    }
+    while (off < c->wlen && !c->ssl) {
         ssize_t w = send(c->fd, c->wbuf + off, c->wlen - off, MSG_NOSIGNAL);
         if (w < 0) {
             if (errno == EAGAIN) break;
@@ -407,6 +466,8 @@ static int budget_left(void)
 static void open_conn(conn_t *c, int idx)
 {
     c->fd = connect_fd();
+    c->ssl = opt.tls ? tls_start(c->fd) : NULL;
+    fcntl(c->fd, F_SETFL, O_NONBLOCK);
     c->idx = idx;
     /* Each connection starts at its own place in the hot set: in lockstep
      * from token 0, the set would be first seen only as fast as one
@@ -521,8 +582,18 @@ static void on_readable(conn_t *c)
     int resp = strcmp(opt.scenario, "redis-get") == 0;
     int http = strcmp(opt.scenario, "http") == 0;
     for (;;) {
-        ssize_t r = recv(c->fd, c->rbuf + c->rlen, RBUF - c->rlen, 0);
-        if (r < 0 && errno == EAGAIN) break;
+        ssize_t r;
+        if (c->ssl) {
+            r = SSL_read(c->ssl, c->rbuf + c->rlen, (int)(RBUF - c->rlen));
+            if (r <= 0) {
+                int e = SSL_get_error(c->ssl, (int)r);
+                if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) break;
+                die("server closed a TLS connection");
+            }
+        } else {
+            r = recv(c->fd, c->rbuf + c->rlen, RBUF - c->rlen, 0);
+            if (r < 0 && errno == EAGAIN) break;
+        }
         if (r <= 0) die("server closed a connection (%s)", r < 0 ? strerror(errno) : "EOF");
         c->rlen += (size_t)r;
         size_t off = 0, used;
@@ -541,9 +612,9 @@ static void on_readable(conn_t *c)
         memmove(c->rbuf, c->rbuf + off, c->rlen - off);
         c->rlen -= off;
     }
-    if (strcmp(opt.scenario, "connect") == 0 && c->inflight == 0) {
+    if ((strcmp(opt.scenario, "connect") == 0 || opt.one_per_conn) && c->inflight == 0) {
         epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
-        close(c->fd);
+        close_conn(c);
         if (budget_left())
             open_conn(c, c->idx);
         else
@@ -579,7 +650,7 @@ static void load_tokens(void)
 static void seed_tokens(void)
 {
     char err[256];
-    pat_client_t *c = pat_connect(opt.server, 30000, err, sizeof(err));
+    pat_client_t *c = bench_connect(30000, err, sizeof(err));
     if (c == NULL) die("%s", err);
     FILE *f = fopen(opt.tokens_file, "a");
     if (f == NULL) die("cannot write --tokens-file %s", opt.tokens_file);
@@ -622,7 +693,7 @@ static void seed_tokens(void)
 static void make_users(void)
 {
     char err[256];
-    pat_client_t *c = pat_connect(opt.server, 10000, err, sizeof(err));
+    pat_client_t *c = bench_connect(10000, err, sizeof(err));
     if (c == NULL) die("%s", err);
     pat_set_platform(c, platform_key, NULL);
     for (int i = 0; i < opt.users; i++) {
@@ -660,6 +731,9 @@ static void usage(void)
         "  --hot N                   verify: use the first N tokens (default 10000)\n"
         "  --platform-key-file F     create/mixed: the platform key\n"
         "  --users N                 create/mixed: users to spread over (default 32)\n"
+        "  --tls                     over TLS (patd's --listen tls://, redis-server --tls-port)\n"
+        "  --cacert F                --tls: the CA that signs the server (default: the system's)\n"
+        "  --one-per-conn            close each connection after one answer (any scenario)\n"
         "  --json                    print one JSON object\n");
     exit(2);
 }
@@ -698,6 +772,12 @@ int main(int argc, char **argv)
             opt.seed = atol(v);
         else if (strcmp(a, "--json") == 0)
             opt.json = 1;
+        else if (strcmp(a, "--tls") == 0)
+            opt.tls = 1;
+        else if (strcmp(a, "--one-per-conn") == 0)
+            opt.one_per_conn = 1;
+        else if (ARG("--cacert"))
+            opt.cacert = v;
         else
             usage();
 #undef ARG

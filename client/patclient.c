@@ -1,6 +1,10 @@
-/* patclient: blocking TCP client speaking patd's framed protobuf. */
+/* patclient: blocking TCP (or TLS) client speaking patd's framed protobuf. */
 #include "patclient.h"
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -15,6 +19,8 @@
 
 struct pat_client {
     int fd;
+    SSL_CTX *tls_ctx; /* NULL: clear text */
+    SSL *tls;
     int timeout_ms;
     uint64_t next_id;
     char *authorization; /* "Bearer ..." or "Platform ..." */
@@ -39,7 +45,88 @@ static void pat_set_err(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
+static pat_client_t *pat_connect_mode(const char *server, int timeout_ms,
+                                      const pat_tls_options_t *tls, int use_tls, char *err,
+                                      size_t errlen);
+
 pat_client_t *pat_connect(const char *server, int timeout_ms, char *err, size_t errlen)
+{
+    if (strncmp(server, "tls://", 6) == 0)
+        return pat_connect_mode(server + 6, timeout_ms, NULL, 1, err, errlen);
+    return pat_connect_mode(server, timeout_ms, NULL, 0, err, errlen);
+}
+
+pat_client_t *pat_connect_tls(const char *server, int timeout_ms, const pat_tls_options_t *tls,
+                              char *err, size_t errlen)
+{
+    if (strncmp(server, "tls://", 6) == 0) server += 6;
+    return pat_connect_mode(server, timeout_ms, tls, 1, err, errlen);
+}
+
+static void pat_tls_error(char *err, size_t errlen, const char *what, const char *server)
+{
+    unsigned long e = ERR_get_error();
+    char buf[256] = "";
+    if (e) ERR_error_string_n(e, buf, sizeof(buf));
+    ERR_clear_error();
+    pat_set_err(err, errlen, "TLS to %s: %s%s%s", server, what, buf[0] ? ": " : "", buf);
+}
+
+/* The handshake over a connected socket, the server's name checked. */
+static int pat_tls_start(pat_client_t *c, const char *host, const pat_tls_options_t *o,
+                         const char *server, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL) {
+        pat_tls_error(err, errlen, "no context", server);
+        return -1;
+    }
+    c->tls_ctx = ctx;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    int ok = o && o->ca_file ? SSL_CTX_load_verify_locations(ctx, o->ca_file, NULL)
+                             : SSL_CTX_set_default_verify_paths(ctx);
+    if (ok != 1) {
+        pat_tls_error(err, errlen, "cannot read the CA file", server);
+        return -1;
+    }
+    if (o && o->cert_file &&
+        (SSL_CTX_use_certificate_chain_file(ctx, o->cert_file) != 1 ||
+         SSL_CTX_use_PrivateKey_file(ctx, o->key_file ? o->key_file : o->cert_file,
+                                     SSL_FILETYPE_PEM) != 1)) {
+        pat_tls_error(err, errlen, "cannot use the client certificate", server);
+        return -1;
+    }
+    c->tls = SSL_new(ctx);
+    if (c->tls == NULL) abort();
+    const char *name = o && o->server_name ? o->server_name : host;
+    /* An address is checked as an IP SAN, a name as a DNS one (and sent
+     * as SNI, which takes names only). */
+    struct in6_addr a6;
+    struct in_addr a4;
+    if (inet_pton(AF_INET, name, &a4) == 1 || inet_pton(AF_INET6, name, &a6) == 1) {
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->tls), name);
+    } else {
+        SSL_set_tlsext_host_name(c->tls, name);
+        SSL_set1_host(c->tls, name);
+    }
+    SSL_set_fd(c->tls, c->fd);
+    if (SSL_connect(c->tls) != 1) {
+        long v = SSL_get_verify_result(c->tls);
+        if (v != X509_V_OK)
+            pat_set_err(err, errlen, "TLS to %s: the server's certificate is not trusted: %s",
+                        server, X509_verify_cert_error_string(v));
+        else
+            pat_tls_error(err, errlen, "handshake failed", server);
+        ERR_clear_error();
+        return -1;
+    }
+    return 0;
+}
+
+static pat_client_t *pat_connect_mode(const char *server, int timeout_ms,
+                                      const pat_tls_options_t *tls, int use_tls, char *err,
+                                      size_t errlen)
 {
     char host[256];
     const char *colon = strrchr(server, ':');
@@ -91,12 +178,21 @@ pat_client_t *pat_connect(const char *server, int timeout_ms, char *err, size_t 
     c->fd = fd;
     c->timeout_ms = timeout_ms;
     c->next_id = 1;
+    if (use_tls && pat_tls_start(c, host, tls, server, err, errlen) != 0) {
+        pat_close(c);
+        return NULL;
+    }
     return c;
 }
 
 void pat_close(pat_client_t *c)
 {
     if (c == NULL) return;
+    if (c->tls) {
+        SSL_shutdown(c->tls);
+        SSL_free(c->tls);
+    }
+    SSL_CTX_free(c->tls_ctx);
     close(c->fd);
     pat_clear_credentials(c);
     free(c);
@@ -145,6 +241,15 @@ int pat_fd(const pat_client_t *c)
 
 static int pat_write_all(pat_client_t *c, const uint8_t *p, size_t n)
 {
+    while (n > 0 && c->tls) {
+        int w = SSL_write(c->tls, p, n > INT32_MAX ? INT32_MAX : (int)n);
+        if (w <= 0) {
+            ERR_clear_error();
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
     while (n > 0) {
         ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
         if (w < 0) {
@@ -159,6 +264,15 @@ static int pat_write_all(pat_client_t *c, const uint8_t *p, size_t n)
 
 static int pat_read_all(pat_client_t *c, uint8_t *p, size_t n)
 {
+    while (n > 0 && c->tls) {
+        int r = SSL_read(c->tls, p, n > INT32_MAX ? INT32_MAX : (int)n);
+        if (r <= 0) {
+            ERR_clear_error();
+            return -1;
+        }
+        p += r;
+        n -= (size_t)r;
+    }
     while (n > 0) {
         ssize_t r = recv(c->fd, p, n, 0);
         if (r < 0 && errno == EINTR) continue;

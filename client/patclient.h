@@ -35,10 +35,23 @@ typedef struct {
     char message[256];
 } pat_status_t;
 
-/* Connects to "HOST:PORT" (IPv4, IPv6 in brackets, or a name). timeout_ms
- * bounds connect and every later read and write (0 = none). On failure
- * returns NULL with a message in err. */
+/* TLS to patd's `--listen tls://...`. */
+typedef struct {
+    const char *ca_file;     /* CAs that sign the server's certificate; NULL: the system's */
+    const char *cert_file;   /* a client certificate (mutual TLS), or NULL */
+    const char *key_file;    /* its key */
+    const char *server_name; /* checked against the certificate (and SNI); NULL: the host */
+} pat_tls_options_t;
+
+/* Connects to "HOST:PORT" (IPv4, IPv6 in brackets, or a name), or over
+ * TLS to "tls://HOST:PORT" with default options. timeout_ms bounds
+ * connect and every later read and write (0 = none). On failure returns
+ * NULL with a message in err. */
 pat_client_t *pat_connect(const char *server, int timeout_ms, char *err, size_t errlen);
+/* The same over TLS 1.2 or 1.3 with the server's certificate verified
+ * (tls NULL: default options); the handshake is done before it returns. */
+pat_client_t *pat_connect_tls(const char *server, int timeout_ms, const pat_tls_options_t *tls,
+                              char *err, size_t errlen);
 void pat_close(pat_client_t *c);
 
 void pat_set_bearer(pat_client_t *c, const char *token);

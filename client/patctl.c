@@ -31,6 +31,8 @@ typedef struct {
     const char *server;
     const char *addr_file;
     const char *ui_url;
+    int tls;
+    const char *cacert, *cert, *key; /* TLS: --cacert (PATD_CACERT), --cert, --key */
     const char *token_file;
     const char *key_file;
     const char *as;
@@ -96,6 +98,10 @@ static const char *const usage_main =
     "  --token-file FILE        your token, read from a file (or set PATD_TOKEN)\n"
     "  --platform-key-file FILE the platform key (the platform's backend)\n"
     "  --as USER_ID             with the platform key: act as this user\n"
+    "  --tls                    TLS to patd's --listen tls://... (also: --server tls://HOST:PORT)\n"
+    "  --cacert FILE            the CA that signs patd's certificate (or set PATD_CACERT);\n"
+    "                           default: the system's CAs. Implies --tls\n"
+    "  --cert FILE, --key FILE  a client certificate for mutual TLS\n"
     "  --json                   machine-readable output: the proto's field names, enums\n"
     "                           as short lowercase words (\"active\", \"admin\")\n"
     "  --version, --help        (also: patctl COMMAND --help)\n"
@@ -306,6 +312,14 @@ static int parse_args(int argc, char **argv, int start, const char *usage_text)
             o.as = TAKE();
         else if (strcmp(a, "--ui-url") == 0)
             o.ui_url = TAKE();
+        else if (strcmp(a, "--tls") == 0)
+            o.tls = 1;
+        else if (strcmp(a, "--cacert") == 0)
+            o.cacert = TAKE();
+        else if (strcmp(a, "--cert") == 0)
+            o.cert = TAKE();
+        else if (strcmp(a, "--key") == 0)
+            o.key = TAKE();
         else if (strcmp(a, "--expires") == 0)
             o.expires = TAKE();
         else if (strcmp(a, "--service-user") == 0)
@@ -357,6 +371,10 @@ static void want_args(int n, const char *what)
  * usage error (2), not "is patd running?" (3). */
 static void check_server(void)
 {
+    if (strncmp(o.server, "tls://", 6) == 0) {
+        o.tls = 1;
+        o.server += 6;
+    }
     const char *colon = strrchr(o.server, ':');
     if (colon == NULL || colon == o.server)
         usage_error("--server is HOST:PORT, e.g. 127.0.0.1:7700, not '%s'", o.server);
@@ -562,7 +580,22 @@ static void connect_server(void)
 {
     char err[256];
     if (o.addr_file) server_from_addr_file();
-    cli = pat_connect(o.server, 10000, err, sizeof(err));
+    if (strncmp(o.server, "tls://", 6) == 0) {
+        o.tls = 1;
+        o.server += 6;
+    }
+    if (o.cacert || o.cert) o.tls = 1;
+    if (o.tls) {
+        pat_tls_options_t t = {.ca_file = o.cacert, .cert_file = o.cert, .key_file = o.key};
+        cli = pat_connect_tls(o.server, 10000, &t, err, sizeof(err));
+    } else {
+        cli = pat_connect(o.server, 10000, err, sizeof(err));
+    }
+    if (cli == NULL && strncmp(err, "TLS", 3) == 0)
+        die(EXIT_CONNECT,
+            "%s\nhint: --cacert FILE (or PATD_CACERT) names the CA that signs patd's "
+            "certificate",
+            err);
     if (cli == NULL) die(EXIT_CONNECT, "%s; is patd running? (--server or PATD_SERVER)", err);
 }
 
@@ -1036,7 +1069,8 @@ static void ui_base(char *out, size_t cap)
         while (f && fgets(line, sizeof(line), f))
             if (sscanf(line, "http %299s", http) == 1) break;
         if (f) fclose(f);
-        snprintf(out, cap, "http://%s", http[0] ? http : "127.0.0.1:7780");
+        snprintf(out, cap, "%s%s", strstr(http, "://") ? "" : "http://",
+                 http[0] ? http : "127.0.0.1:7780");
     }
     size_t n = strlen(out);
     if (n && out[n - 1] == '/') out[n - 1] = '\0';
@@ -1155,6 +1189,7 @@ int main(int argc, char **argv)
 {
     o.server = getenv("PATD_SERVER") && *getenv("PATD_SERVER") ? getenv("PATD_SERVER")
                                                                : PAT_DEFAULT_SERVER;
+    o.cacert = getenv("PATD_CACERT") && *getenv("PATD_CACERT") ? getenv("PATD_CACERT") : NULL;
     /* Global options come before the command. */
     int i = 1;
     while (i < argc && argv[i][0] == '-') {
@@ -1163,8 +1198,11 @@ int main(int argc, char **argv)
             return 0;
         }
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) usage_exit(usage_main, 0);
-        if (strcmp(argv[i], "--json") == 0) {
-            o.json = 1;
+        if (strcmp(argv[i], "--json") == 0 || strcmp(argv[i], "--tls") == 0) {
+            if (argv[i][2] == 'j')
+                o.json = 1;
+            else
+                o.tls = 1;
             i++;
             continue;
         }
@@ -1176,6 +1214,9 @@ int main(int argc, char **argv)
                             : strcmp(argv[i], "--token-file") == 0        ? &o.token_file
                             : strcmp(argv[i], "--platform-key-file") == 0 ? &o.key_file
                             : strcmp(argv[i], "--as") == 0                ? &o.as
+                            : strcmp(argv[i], "--cacert") == 0            ? &o.cacert
+                            : strcmp(argv[i], "--cert") == 0              ? &o.cert
+                            : strcmp(argv[i], "--key") == 0               ? &o.key
                                                                           : NULL;
         if (slot == NULL) usage_error("unknown option %s", argv[i]);
         if (i + 1 >= argc) usage_error("%s needs a value", argv[i]);

@@ -21,7 +21,7 @@ BUILD_PKGS=(
 TEST_PKGS=(
   git libcmocka-dev
   clang libclang-rt-14-dev clang-format
-  python3 python3-protobuf python3-yaml protobuf-compiler
+  python3 python3-protobuf python3-yaml python3-cryptography protobuf-compiler
   redis-server redis-tools rocksdb-tools
   nginx caddy curl jq wrk prometheus valgrind
   chromium fonts-dejavu-core

@@ -37,11 +37,32 @@ typedef struct {
 /* The one table. Defaults just work on one machine: loopback only, the
  * embedded store under ./data. */
 static const config_def_t config_table[] = {
-    {"listen", CONFIG_ADDR, CFG(listen), "127.0.0.1:7700", 0, 0, "HOST:PORT",
-     "framed protobuf API (port 0: any free port)", "loopback: bearer tokens travel in clear", 0},
-    {"http-listen", CONFIG_ADDR, CFG(http_listen), "127.0.0.1:7780", 0, 0, "HOST:PORT",
-     "HTTP/1.1 for gateways (/v1/verify), /metrics, /healthz, /readyz ('': off)",
+    {"listen", CONFIG_ADDR, CFG(listen), "127.0.0.1:7700", 0, 0, "[tls://]HOST:PORT",
+     "framed protobuf API (port 0: any free port; tls://: over TLS)",
+     "loopback: bearer tokens travel in clear", 0},
+    {"http-listen", CONFIG_ADDR, CFG(http_listen), "127.0.0.1:7780", 0, 0, "[https://]HOST:PORT",
+     "HTTP/1.1 for gateways (/v1/verify), the REST API, the page, /metrics ('': off; "
+     "https://: over TLS)",
      "loopback, next to the gateway that calls it", 1},
+    {"tls-cert", CONFIG_STRING, CFG(tls_cert), "", 0, 0, "FILE",
+     "the TLS certificate chain (PEM) of every TLS listener", "no TLS unless a listener asks", 0},
+    {"tls-key", CONFIG_STRING, CFG(tls_key), "", 0, 0, "FILE",
+     "its private key (PEM), refused if group or others may read it", "as the platform key", 0},
+    {"tls-client-ca", CONFIG_STRING, CFG(tls_client_ca), "", 0, 0, "FILE",
+     "ask TLS clients for a certificate and verify it against these CAs (PEM)",
+     "'': no client certificates", 0},
+    {"tls-require-client-cert", CONFIG_ONOFF, CFG(tls_require_client_cert), "off", 0, 1, "on|off",
+     "refuse TLS clients without a certificate from --tls-client-ca",
+     "off: a gateway may verify with a bearer token alone", 0},
+    {"platform-client-cert-required", CONFIG_ONOFF, CFG(platform_client_cert_required), "off", 0, 1,
+     "on|off",
+     "accept the platform key only over TLS with a client certificate from --tls-client-ca",
+     "off: the key alone, as on loopback", 0},
+    {"tls-handshake-timeout", CONFIG_DURATION, CFG(tls_handshake_timeout_ms), "10", 1, 600000, "T",
+     "a TLS handshake must finish within T", "a stalled handshake holds a slot, not the loop", 0},
+    {"tls-max-handshakes", CONFIG_UINT, CFG(tls_max_handshakes), "256", 1, 100000, "N",
+     "TLS handshakes in progress per listener; beyond, a new connection is closed",
+     "a few ms of CPU each: a flood of half-open ones cannot fill the loop", 0},
     {"data-dir", CONFIG_STRING, CFG(data_dir), "./data", 0, 0, "DIR",
      "platform key, lock file and the embedded store (made 0700)", "make run needs nothing else",
      0},
@@ -203,8 +224,19 @@ static int config_set(config_t *cfg, const config_def_t *d, const char *v, int f
             a->off = 1;
             return 0;
         }
+        /* The scheme that asks for TLS is the one the argument's name
+         * shows, "[tls://]HOST:PORT"; "http://" is clear text, as bare. */
+        a->tls = 0;
+        const char *close = d->arg[0] == '[' ? strchr(d->arg, ']') : NULL;
+        size_t sl = close ? (size_t)(close - d->arg - 1) : 0;
+        if (sl && strncmp(v, d->arg + 1, sl) == 0) {
+            a->tls = 1;
+            v += sl;
+        } else if (strncmp(v, "http://", 7) == 0 && strncmp(d->arg + 1, "https://", 8) == 0) {
+            v += 7;
+        }
         if (config_addr(v, a) != 0) {
-            fprintf(stderr, "patd: --%s takes HOST:PORT, e.g. %s, got '%s'\n", d->name, d->def, v);
+            fprintf(stderr, "patd: --%s takes %s, e.g. %s, got '%s'\n", d->name, d->arg, d->def, v);
             return -1;
         }
         return 0;

@@ -18,6 +18,7 @@ typedef struct {
     char host[CONFIG_HOST_MAX];
     int port;
     int off; /* '' was given: no listener */
+    int tls; /* tls:// or https:// was given */
 } config_addr_t;
 
 typedef struct {
@@ -31,6 +32,9 @@ typedef struct {
     config_addr_t listen, http_listen;
     const char *data_dir, *store, *platform_key_file, *port_file, *http_port_file;
     const char *trusted_proxies, *log_level, *ui_auth_header, *ui_frame_ancestors;
+    const char *tls_cert, *tls_key, *tls_client_ca;
+    uint64_t tls_require_client_cert, platform_client_cert_required, tls_handshake_timeout_ms,
+        tls_max_handshakes;
     uint64_t workers, max_frame_bytes, max_connections, max_inflight, max_queue;
     uint64_t idle_timeout_ms, http_header_timeout_ms, drain_grace_ms, ui_link_ttl_ms,
         ui_session_ttl_ms;

@@ -448,6 +448,11 @@ int conn_peer(const conn_t *c, struct sockaddr_storage *out)
     return c->tr->peer(c->t, out);
 }
 
+int conn_peer_verified(const conn_t *c)
+{
+    return c->tr->peer_verified ? c->tr->peer_verified(c->t) : 0;
+}
+
 void conn_addr_text(const struct sockaddr_storage *a, char *out, size_t cap)
 {
     const void *bytes = NULL;
@@ -487,7 +492,8 @@ conn_set_t *conn_set_new(uv_loop_t *loop, const conn_limits_t *limits, stats_t *
 }
 
 void conn_set_accept(conn_set_t *s, uv_stream_t *listener, const transport_ops_t *tr,
-                     const protocol_ops_t *proto, const void *cfg, int refuse_all)
+                     const void *tr_cfg, const protocol_ops_t *proto, const void *cfg,
+                     int refuse_all)
 {
     conn_t *c = calloc(1, sizeof(*c));
     if (c == NULL) abort();
@@ -495,7 +501,7 @@ void conn_set_accept(conn_set_t *s, uv_stream_t *listener, const transport_ops_t
     c->refs = 1;
     c->id = ++s->next_id;
     c->tr = tr;
-    c->t = tr->accept(listener, c);
+    c->t = tr->accept(listener, c, tr_cfg);
     if (c->t == NULL) {
         free(c);
         return;

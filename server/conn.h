@@ -106,7 +106,8 @@ conn_set_t *conn_set_new(uv_loop_t *loop, const conn_limits_t *limits, stats_t *
 /* Accepts one connection from listener with the listener's transport and
  * protocol (cfg is handed to the protocol's open). */
 void conn_set_accept(conn_set_t *s, uv_stream_t *listener, const transport_ops_t *tr,
-                     const protocol_ops_t *proto, const void *cfg, int refuse_all);
+                     const void *tr_cfg, const protocol_ops_t *proto, const void *cfg,
+                     int refuse_all);
 /* Closes connections without progress for the idle timeout; call it
  * periodically (a fraction of the timeout). */
 void conn_set_sweep(conn_set_t *s);
@@ -157,6 +158,8 @@ int conn_draining(const conn_t *c);
 conn_state_t conn_state(const conn_t *c);
 uint64_t conn_id(const conn_t *c);
 int conn_peer(const conn_t *c, struct sockaddr_storage *out);
+/* 1 if the peer's client certificate was verified (TLS with a client CA). */
+int conn_peer_verified(const conn_t *c);
 /* An address as text ("192.0.2.1", "2001:db8::1"; an IPv4 peer on a
  * dual-stack socket as IPv4), "unknown" if it has none. */
 void conn_addr_text(const struct sockaddr_storage *a, char *out, size_t cap);

@@ -154,6 +154,7 @@ static void disp_call_begin(svc_call_t *call, svc_t *svc, const disp_meta_t *met
     call->act_as = meta->act_as;
     call->client_ip = meta->client_ip;
     call->trusted_user = meta->trusted_user;
+    call->peer_verified = meta->peer_verified;
     call->emit = emit;
     call->emit_arg = arg;
     call->answered = 0;

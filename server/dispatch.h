@@ -44,6 +44,7 @@ typedef struct {
     const char *act_as;        /* NULL if absent */
     const char *client_ip;     /* the caller's address (the peer, or a trusted proxy's word) */
     const char *trusted_user;  /* HTTP only: a page session's or auth proxy's user (service.h) */
+    int peer_verified;         /* the connection's TLS client certificate was verified */
 } disp_meta_t;
 
 /* Receives the answer while it is alive; it must encode or copy it. */

@@ -336,6 +336,7 @@ static int framed_on_frame(void *arg, const uint8_t *data, size_t len)
     size_t elen;
     uint8_t *err = framed_decode(&r, data, len, &elen);
     r.meta.client_ip = fc->peer_ip;
+    r.meta.peer_verified = conn_peer_verified(c);
     if (err != NULL) {
         framed_send(fc, err, elen);
     } else if (framed_try_inline(&r)) {

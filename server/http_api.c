@@ -746,6 +746,7 @@ void http_route_api(http_conn_t *hc, http_ctx_t *ctx, const char *url, size_t pl
     }
     w->meta.client_ip = d;
     memcpy(d, ip, strlen(ip) + 1);
+    w->meta.peer_verified = conn_peer_verified(hc->conn);
     w->cfg = cfg;
     w->route = r;
     w->m = &cfg->api[ri];

@@ -24,6 +24,7 @@
 #include "stats.h"
 #include "store.h"
 #include "tcp.h"
+#include "tls.h"
 #include "token.h"
 #include "usage.h"
 
@@ -177,11 +178,12 @@ static char *main_platform_key(const char *path)
     return key;
 }
 
-/* SIGHUP: reads the key file again. A file that cannot be used keeps the
- * keys in force (main_platform_key logged why). */
+/* SIGHUP: reads the key file again, and the TLS certificate and key. A
+ * file that cannot be used keeps what is in force (logged why). */
 typedef struct {
     const char *key_file;
     svc_t *svc;
+    tls_ctx_t *tls[2]; /* the framed and HTTP listeners' contexts, or NULL */
 } main_reload_t;
 
 static void main_reload(void *arg)
@@ -194,10 +196,43 @@ static void main_reload(void *arg)
     }
     int n = svc_set_platform_keys(r->svc, keys);
     log_info("event=platform_keys_reloaded path=%s keys=%d", r->key_file, n);
+    for (int i = 0; i < 2; i++) {
+        char err[256];
+        if (r->tls[i] == NULL) continue;
+        if (tls_reload(r->tls[i], err, sizeof(err)) != 0)
+            log_warn("event=tls_reload_failed listener=%s: %s; the certificate in force stays",
+                     i ? "http" : "framed", err);
+        else
+            log_info("event=tls_reloaded listener=%s", i ? "http" : "framed");
+    }
+}
+
+/* The TLS context of a listener that asked for one (tls://, https://). */
+static tls_ctx_t *main_tls(const config_t *cfg, const config_addr_t *a, const char *alpn,
+                           const char *name, int *failed)
+{
+    if (a->off || !a->tls) return NULL;
+    tls_config_t tc = {
+        .cert = cfg->tls_cert,
+        .key = cfg->tls_key,
+        .client_ca = cfg->tls_client_ca[0] ? cfg->tls_client_ca : NULL,
+        .require_client_cert = (int)cfg->tls_require_client_cert,
+        .alpn = alpn,
+        .max_handshakes = (unsigned)cfg->tls_max_handshakes,
+        .handshake_timeout_ms = cfg->tls_handshake_timeout_ms,
+    };
+    char err[256];
+    tls_ctx_t *t = tls_new(&tc, err, sizeof(err));
+    if (t == NULL) {
+        log_error("--%s: %s", name, err);
+        *failed = 1;
+    }
+    return t;
 }
 
 /* <data-dir>/patd.addr: where this patd answers, one listener a line
- * ("framed 127.0.0.1:7700", "http 127.0.0.1:7780"), an address a client
+ * ("framed 127.0.0.1:7700", "http 127.0.0.1:7780"; over TLS "framed
+ * tls://...", "http https://..."), an address a client
  * on this host can connect to (a wildcard becomes loopback). A container's
  * healthcheck reads it (patctl --addr-file), so it asks this patd on the
  * port it really has, never a default one where another may answer.
@@ -214,8 +249,9 @@ static void main_write_addr_file(const char *path, const srv_t *srv, const confi
                         : strcmp(a[i]->host, "::") == 0    ? "::1"
                                                            : a[i]->host;
         int v6 = strchr(h, ':') != NULL;
-        len += (size_t)snprintf(text + len, sizeof(text) - len, "%s %s%s%s:%d\n", names[i],
-                                v6 ? "[" : "", h, v6 ? "]" : "", srv_port(srv, li++));
+        const char *scheme = !a[i]->tls ? "" : i ? "https://" : "tls://";
+        len += (size_t)snprintf(text + len, sizeof(text) - len, "%s %s%s%s%s:%d\n", names[i],
+                                scheme, v6 ? "[" : "", h, v6 ? "]" : "", srv_port(srv, li++));
     }
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -295,6 +331,7 @@ static int main_serve(const config_t *cfg)
     store_t *st = NULL;
     usage_t *usage = NULL;
     http_cfg_t hcfg = {0}; /* destroyed at out: whatever init made */
+    tls_ctx_t *tls[2] = {NULL, NULL};
     cache_t *cache = NULL;
     srv_t *srv = NULL;
     svc_t svc;
@@ -340,7 +377,19 @@ static int main_serve(const config_t *cfg)
         rc = 2;
         goto out;
     }
-    main_reload_t reload = {.key_file = key_file, .svc = &svc};
+    int tls_failed = 0;
+    tls[0] = main_tls(cfg, &cfg->listen, NULL, "listen", &tls_failed);
+    tls[1] = main_tls(cfg, &cfg->http_listen, "http/1.1", "http-listen", &tls_failed);
+    if (cfg->platform_client_cert_required && (!cfg->tls_client_ca[0] || !cfg->listen.tls)) {
+        log_error("--platform-client-cert-required needs --tls-client-ca and a tls:// --listen");
+        tls_failed = 1;
+    }
+    if (tls_failed) {
+        rc = 2;
+        goto out;
+    }
+    svc.platform_needs_cert = (int)cfg->platform_client_cert_required;
+    main_reload_t reload = {.key_file = key_file, .svc = &svc, .tls = {tls[0], tls[1]}};
     srv_config_t scfg = {
         .limits =
             {
@@ -361,7 +410,8 @@ static int main_serve(const config_t *cfg)
         .host = cfg->listen.host,
         .port = cfg->listen.port,
         .port_file = cfg->port_file[0] ? cfg->port_file : NULL,
-        .transport = &tcp_transport,
+        .transport = tls[0] ? &tls_transport : &tcp_transport,
+        .transport_cfg = tls[0],
         .protocol = &framed_protocol,
         .protocol_cfg = &fcfg,
     };
@@ -369,7 +419,8 @@ static int main_serve(const config_t *cfg)
         .host = cfg->http_listen.host,
         .port = cfg->http_listen.port,
         .port_file = cfg->http_port_file[0] ? cfg->http_port_file : NULL,
-        .transport = &tcp_transport,
+        .transport = tls[1] ? &tls_transport : &tcp_transport,
+        .transport_cfg = tls[1],
         .protocol = &http_protocol,
         .protocol_cfg = &hcfg,
     };
@@ -388,6 +439,8 @@ static int main_serve(const config_t *cfg)
 out:
     srv_free(srv);
     http_cfg_destroy(&hcfg);
+    tls_free(tls[0]);
+    tls_free(tls[1]);
     /* After the loop: nothing else runs; write what is pending and close. */
     if (usage && usage_flush(usage) != 0)
         log_warn("last-used data could not be written at shutdown");

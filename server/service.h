@@ -53,7 +53,8 @@ typedef struct {
      * freed, not wiped) until svc_destroy, since a worker may be comparing
      * against it. Compared in constant time, never logged. */
     _Atomic(struct svc_keys *) keys;
-    struct svc_ui *ui; /* login codes and sessions (svc_ui.c) */
+    struct svc_ui *ui;       /* login codes and sessions (svc_ui.c) */
+    int platform_needs_cert; /* --platform-client-cert-required */
     struct svc_keys *retired;
     const char *scim_prefixes[SVC_SCIM_PREFIXES]; /* e.g. "/scim/v2", "/api/scim/v2" */
     int n_scim_prefixes;
@@ -71,6 +72,7 @@ typedef struct {
      * Tokens page, or --ui-auth-header from a trusted proxy. The framed
      * port never sets it. NULL if none. */
     const char *trusted_user;
+    int peer_verified; /* the connection's TLS client certificate was verified */
     pat_err_t err;
     char message[SVC_MESSAGE_MAX];
     /* The dispatcher's closure hands the answer to emit while the handler's

@@ -49,6 +49,7 @@ typedef struct {
     int port;         /* 0: any free port, reported in port_file and the log */
     const char *port_file;
     const transport_ops_t *transport;
+    const void *transport_cfg; /* tls: the tls_ctx_t; tcp: NULL */
     const protocol_ops_t *protocol;
     const void *protocol_cfg;
 } srv_listener_t;

@@ -205,6 +205,14 @@ int svc_caller(svc_call_t *call, svc_principal_t *p, int need_user)
         svc_fail(call, PAT_E_BAD_PLATFORM_KEY, "platform key does not match");
         return -1;
     }
+    if (call->svc->platform_needs_cert && !call->peer_verified) {
+        /* --platform-client-cert-required: the key alone, read off a
+         * network or a disk, is not enough. */
+        svc_fail(call, PAT_E_BAD_PLATFORM_KEY,
+                 "the platform key is taken only over TLS with a client certificate from "
+                 "--tls-client-ca");
+        return -1;
+    }
     if (call->act_as && *call->act_as) return svc_act_as(call, call->act_as, p);
     if (need_user) {
         svc_fail(call, PAT_E_MISSING_CREDENTIAL,

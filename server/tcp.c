@@ -36,8 +36,9 @@ static void tcp_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         conn_io(t->conn, CONN_IO_READ, (const uint8_t *)buf->base, nread);
 }
 
-static transport_t *tcp_accept(uv_stream_t *listener, conn_t *c)
+static transport_t *tcp_accept(uv_stream_t *listener, conn_t *c, const void *cfg)
 {
+    (void)cfg;
     transport_t *t = calloc(1, sizeof(*t));
     if (t == NULL) abort();
     t->conn = c;

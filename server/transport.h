@@ -1,7 +1,7 @@
 /* transport: the byte streams a connection runs over, as a table of
  * operations (read, write, close over an accepted socket), chosen per
- * listener. Plain TCP is tcp.c; TLS will be a second table with the same
- * shape, so protocols never learn which one carries them.
+ * listener. Plain TCP is tcp.c, TLS tls.c: the same shape, so protocols
+ * never learn which one carries them.
  *
  * DESIGN. Like Redis's ConnectionType: the connection module (conn.c) calls
  * these operations and the transport reports back through conn_io(), the
@@ -25,9 +25,10 @@ typedef struct transport transport_t;
 
 typedef struct {
     const char *name; /* "tcp", in logs */
-    /* Accepts the pending connection on listener for c. NULL when it could
-     * not (logged); the connection is then dropped. */
-    transport_t *(*accept)(uv_stream_t *listener, conn_t *c);
+    /* Accepts the pending connection on listener for c, with the
+     * listener's transport_cfg (tls: its tls_ctx_t; tcp: none). NULL when
+     * it could not (logged); the connection is then dropped. */
+    transport_t *(*accept)(uv_stream_t *listener, conn_t *c, const void *cfg);
     /* Starts or stops delivering CONN_IO_READ events. */
     int (*read_start)(transport_t *t);
     void (*read_stop)(transport_t *t);
@@ -41,6 +42,9 @@ typedef struct {
     void (*close)(transport_t *t);
     /* The peer's address; 0 or a negative libuv error. */
     int (*peer)(transport_t *t, struct sockaddr_storage *out);
+    /* 1 if the peer presented a certificate that chains to the listener's
+     * client CA; NULL for a transport that has none (TCP). */
+    int (*peer_verified)(transport_t *t);
 } transport_ops_t;
 
 #endif
