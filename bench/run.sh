@@ -140,7 +140,9 @@ http_figures() {
 # with --tls-port on the same certificate (Debian's redis is built with
 # TLS); patd with both listeners on TLS. Clients verify the server.
 mkdir -p "$W/tls"
-(cd "$W/tls" && bash -e -c "$(sed -n '/tls:certs:begin/,/tls:certs:end/p' docs/tls.md | sed '1,2d;$d' | sed '$d')") >/dev/null 2>&1
+CERTS=$(sed -n '/tls:certs:begin/,/tls:certs:end/p' docs/tls.md | sed '1,2d;$d' | sed '$d')
+(cd "$W/tls" && bash -e -c "$CERTS") >/dev/null 2>&1
+[ -s "$W/tls/server.pem" ] || { say "bench: docs/tls.md's commands made no certificate"; exit 1; }
 RTPORT=$(free_port)
 redis-server --port 0 --tls-port $RTPORT --bind 127.0.0.1 --save '' --appendonly no \
   --tls-cert-file "$W/tls/server.pem" --tls-key-file "$W/tls/server.key" \

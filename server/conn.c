@@ -448,6 +448,11 @@ int conn_peer(const conn_t *c, struct sockaddr_storage *out)
     return c->tr->peer(c->t, out);
 }
 
+int conn_is_tls(const conn_t *c)
+{
+    return strcmp(c->tr->name, "tls") == 0;
+}
+
 int conn_peer_verified(const conn_t *c)
 {
     return c->tr->peer_verified ? c->tr->peer_verified(c->t) : 0;

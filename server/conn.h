@@ -160,6 +160,8 @@ uint64_t conn_id(const conn_t *c);
 int conn_peer(const conn_t *c, struct sockaddr_storage *out);
 /* 1 if the peer's client certificate was verified (TLS with a client CA). */
 int conn_peer_verified(const conn_t *c);
+/* 1 if the connection runs over TLS. */
+int conn_is_tls(const conn_t *c);
 /* An address as text ("192.0.2.1", "2001:db8::1"; an IPv4 peer on a
  * dual-stack socket as IPv4), "unknown" if it has none. */
 void conn_addr_text(const struct sockaddr_storage *a, char *out, size_t cap);

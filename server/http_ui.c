@@ -139,14 +139,14 @@ static void http_ui_login(http_conn_t *hc, http_ctx_t *ctx, const char *query, s
                         "was cut short. Ask for a new one (<code>patctl ui-link --as "
                         "USER_ID</code>).");
     } else {
-        /* Secure once the listener speaks TLS; the code leaves the
-         * address bar with the redirect. */
+        /* Secure on an https:// listener, so the browser never sends it
+         * in clear; the code leaves the address bar with the redirect. */
         char extra[256];
         int64_t max_age = (expires - clock_now_ms()) / 1000;
         snprintf(extra, sizeof(extra),
                  "Set-Cookie: " HTTP_UI_COOKIE "=%s; Path=/; Max-Age=%lld; HttpOnly; "
-                 "SameSite=Strict\r\nLocation: /ui/\r\n",
-                 sid, (long long)max_age);
+                 "SameSite=Strict%s\r\nLocation: /ui/\r\n",
+                 sid, (long long)max_age, conn_is_tls(hc->conn) ? "; Secure" : "");
         http_ui_page(&o, cfg, ctx, 303, "", extra, "text/plain; charset=utf-8", "", 0);
         explicit_bzero(extra, sizeof(extra));
     }

@@ -38,8 +38,10 @@ def load_proto(proto_dir, out_dir):
 
 
 class Conn:
-    def __init__(self, port, pb):
+    def __init__(self, port, pb, tls=None):
         self.s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        if tls:
+            self.s = tls.wrap_socket(self.s, server_hostname="localhost")
         self.pb = pb
         self.next_id = 1
 
@@ -201,6 +203,35 @@ def main():
         log.close()
         check(key not in open(os.path.join(work, "patd.log")).read(), "key not logged")
         check(token not in open(os.path.join(work, "patd.log")).read(), "token not logged")
+
+        # The same contract over TLS (--listen tls://), with Python's ssl.
+        import ssl
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                        "-addext", "subjectAltName=DNS:localhost", "-keyout",
+                        os.path.join(work, "k.pem"), "-out", os.path.join(work, "c.pem")],
+                       check=True, capture_output=True)
+        os.chmod(os.path.join(work, "k.pem"), 0o600)
+        os.unlink(port_file)
+        log = open(os.path.join(work, "patd.log"), "a")
+        proc = subprocess.Popen([patd, "--data-dir", data, "--listen", "tls://127.0.0.1:0",
+                                 "--port-file", port_file, "--drain-grace-ms", "0",
+                                 "--http-listen", "", "--tls-cert", os.path.join(work, "c.pem"),
+                                 "--tls-key", os.path.join(work, "k.pem")], stderr=log)
+        for _ in range(500):
+            if os.path.exists(port_file) and open(port_file).read():
+                break
+            time.sleep(0.01)
+        tls = ssl.create_default_context(cafile=os.path.join(work, "c.pem"))
+        t = Conn(int(open(port_file).read()), pb, tls)
+        st, created = t.call("CreateToken", pb.CreateTokenRequest(name="over-tls"),
+                             pb.CreateTokenResponse, as_user)
+        check(st.code == pb.OK, f"CreateToken over TLS: {st.message}")
+        st, v = t.call("Verify", pb.VerifyRequest(bearer_token=created.bearer_token),
+                       pb.VerifyResponse)
+        check(st.code == pb.OK and v.user.user_id == "github|42", "Verify over TLS")
+        proc.send_signal(signal.SIGTERM)
+        check(proc.wait(timeout=10) == 0, "the TLS patd exits 0 on SIGTERM")
     finally:
         if proc and proc.poll() is None:
             proc.kill()

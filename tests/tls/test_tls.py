@@ -167,6 +167,25 @@ try:
                        capture_output=True, text=True)
     check(r.returncode == 0, "patctl with a client certificate and the platform key", r.stderr)
 
+    # The page's session cookie is Secure over https://.
+    import http.client
+    import json
+
+    def call(method, path, body=None):
+        h = http.client.HTTPSConnection("127.0.0.1", p.http_port, context=ctx(), timeout=5)
+        hdrs = {"Authorization": "Platform " + key, "Content-Type": "application/json"}
+        h.request(method, path, body=json.dumps(body) if body is not None else None, headers=hdrs)
+        resp = h.getresponse()
+        data = resp.read()
+        h.close()
+        return resp, data
+    call("PUT", "/api/users/alice", {"user_name": "alice"})
+    link = json.loads(call("POST", "/api/users/alice/ui-link")[1])["path"]
+    _, resp, _ = https(p.http_port, link)
+    cookie = resp.getheader("Set-Cookie") or ""
+    check(resp.status == 303 and "HttpOnly" in cookie and "; Secure" in cookie,
+          "over https:// the page's session cookie is Secure", cookie.split(";", 1)[-1])
+
     # Refusals, each followed by a good client.
     check(refused(lambda: framed(p.port, "Health", context=ctx("ca.pem", "other-client.pem",
                                                                  "other-client.key"))),
