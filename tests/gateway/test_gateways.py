@@ -21,7 +21,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from patdtest import Checks, Patd  # noqa: E402
+from patdtest import Checks, Patd, start_nginx  # noqa: E402
 
 bindir, doc = sys.argv[1], sys.argv[2]
 C = Checks()
@@ -113,19 +113,7 @@ try:
     conf = block("nginx").replace("127.0.0.1:7780", f"127.0.0.1:{p.http_port}") \
         .replace("127.0.0.1:8000", f"127.0.0.1:{nginx_port}") \
         .replace("127.0.0.1:8080", f"127.0.0.1:{up_port}")
-    ndir = os.path.join(work, "nginx")
-    os.makedirs(os.path.join(ndir, "tmp"), exist_ok=True)
-    os.chmod(ndir, 0o755)
-    os.chmod(work, 0o755)
-    with open(os.path.join(ndir, "nginx.conf"), "w") as f:
-        f.write(f"daemon off;\nworker_processes 1;\npid {ndir}/nginx.pid;\n"
-                f"error_log {ndir}/error.log;\nevents {{ worker_connections 256; }}\n"
-                f"http {{\n  access_log off;\n  client_body_temp_path {ndir}/tmp/body;\n"
-                f"  proxy_temp_path {ndir}/tmp/proxy;\n  fastcgi_temp_path {ndir}/tmp/fcgi;\n"
-                f"  uwsgi_temp_path {ndir}/tmp/uwsgi;\n  scgi_temp_path {ndir}/tmp/scgi;\n"
-                f"{conf}\n}}\n")
-    nginx = subprocess.Popen(["nginx", "-c", os.path.join(ndir, "nginx.conf"), "-p", ndir],
-                             stderr=open(os.path.join(ndir, "stderr"), "w"))
+    nginx = start_nginx(work, conf)
     procs.append(nginx)
     wait_port(nginx_port, nginx, "nginx")
 

@@ -225,3 +225,21 @@ def responses(blob):
                     rest[:n]))
         blob = rest[n:]
     return out
+
+
+def start_nginx(work, conf):
+    """nginx in the foreground with conf as its http block's content, its
+    files under work/nginx; returns the process (the caller terminates it)."""
+    ndir = os.path.join(work, "nginx")
+    os.makedirs(os.path.join(ndir, "tmp"), exist_ok=True)
+    os.chmod(work, 0o755)
+    os.chmod(ndir, 0o755)
+    with open(os.path.join(ndir, "nginx.conf"), "w") as f:
+        f.write(f"daemon off;\nworker_processes 1;\npid {ndir}/nginx.pid;\n"
+                f"error_log {ndir}/error.log;\nevents {{ worker_connections 256; }}\n"
+                f"http {{\n  access_log off;\n  client_body_temp_path {ndir}/tmp/body;\n"
+                f"  proxy_temp_path {ndir}/tmp/proxy;\n  fastcgi_temp_path {ndir}/tmp/fcgi;\n"
+                f"  uwsgi_temp_path {ndir}/tmp/uwsgi;\n  scgi_temp_path {ndir}/tmp/scgi;\n"
+                f"{conf}\n}}\n")
+    return subprocess.Popen(["nginx", "-c", os.path.join(ndir, "nginx.conf"), "-p", ndir],
+                            stderr=open(os.path.join(ndir, "stderr"), "w"))

@@ -23,7 +23,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from patdtest import Checks, Patd, _pb_bytes, _pb_has_error, _recv_exact  # noqa: E402
+from patdtest import (Checks, Patd, _pb_bytes, _pb_has_error, _recv_exact,  # noqa: E402
+                      start_nginx)
 
 bindir, doc = sys.argv[1], sys.argv[2]
 warnings.simplefilter("ignore", DeprecationWarning)  # TLS 1.1 is asked for on purpose
@@ -421,19 +422,7 @@ try:
         .replace("127.0.0.1:8080", f"127.0.0.1:{up}")
     for f in ("ca.pem", "client.pem", "client.key"):
         conf = conf.replace(f" {f};", f" {cf(f)};")
-    ndir = os.path.join(p.work, "nginx")
-    os.makedirs(os.path.join(ndir, "tmp"), exist_ok=True)
-    os.chmod(p.work, 0o755)
-    os.chmod(ndir, 0o755)
-    with open(os.path.join(ndir, "nginx.conf"), "w") as f:
-        f.write(f"daemon off;\nworker_processes 1;\npid {ndir}/nginx.pid;\n"
-                f"error_log {ndir}/error.log;\nevents {{ worker_connections 256; }}\n"
-                f"http {{\n  access_log off;\n  client_body_temp_path {ndir}/tmp/body;\n"
-                f"  proxy_temp_path {ndir}/tmp/proxy;\n  fastcgi_temp_path {ndir}/tmp/fcgi;\n"
-                f"  uwsgi_temp_path {ndir}/tmp/uwsgi;\n  scgi_temp_path {ndir}/tmp/scgi;\n"
-                f"{conf}\n}}\n")
-    nginx = subprocess.Popen(["nginx", "-c", os.path.join(ndir, "nginx.conf"), "-p", ndir],
-                             stderr=open(os.path.join(ndir, "stderr"), "w"))
+    nginx = start_nginx(p.work, conf)
     procs.append(nginx)
     for _ in range(500):
         try:
