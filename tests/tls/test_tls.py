@@ -53,6 +53,21 @@ subprocess.run(["bash", "-e", "-c", block("certs").replace("ca.", "other-ca.")
                cwd=certs, capture_output=True, check=True)
 cf = lambda n: os.path.join(certs, n)  # noqa: E731
 
+# A key that group or others may read is refused, as the platform key is.
+shutil.copy(cf("server.key"), cf("open.key"))
+os.chmod(cf("open.key"), 0o644)
+r = subprocess.run([os.path.join(bindir, "patd"), "--data-dir", os.path.join(certs, "d"),
+                    "--listen", "tls://127.0.0.1:0", "--http-listen", "", "--tls-cert",
+                    cf("server.pem"), "--tls-key", cf("open.key")], capture_output=True, text=True,
+                   timeout=20)
+check(r.returncode != 0 and "chmod 600" in r.stderr and "PRIVATE" not in r.stderr,
+      "a TLS key readable by others is refused, saying why", r.stderr[-300:])
+r = subprocess.run([os.path.join(bindir, "patd"), "--data-dir", os.path.join(certs, "d"),
+                    "--listen", "tls://127.0.0.1:0", "--http-listen", ""], capture_output=True,
+                   text=True, timeout=20)
+check(r.returncode != 0 and "--tls-cert" in r.stderr, "a tls:// listener without a certificate "
+      "is refused at start", r.stderr[-300:])
+
 run = block("run").replace("\\\n", " ").split()
 check(run[0] == "patd", "docs/tls.md runs patd", run)
 args = [a if not a.endswith((".pem", ".key")) else cf(a) for a in run[1:]]
