@@ -209,7 +209,7 @@ static void main_reload(void *arg)
 
 /* The TLS context of a listener that asked for one (tls://, https://). */
 static tls_ctx_t *main_tls(const config_t *cfg, const config_addr_t *a, const char *alpn,
-                           const char *name, int *failed)
+                           const char *name, stats_t *stats, int *failed)
 {
     if (a->off || !a->tls) return NULL;
     tls_config_t tc = {
@@ -220,6 +220,7 @@ static tls_ctx_t *main_tls(const config_t *cfg, const config_addr_t *a, const ch
         .alpn = alpn,
         .max_handshakes = (unsigned)cfg->tls_max_handshakes,
         .handshake_timeout_ms = cfg->tls_handshake_timeout_ms,
+        .stats = stats,
     };
     char err[256];
     tls_ctx_t *t = tls_new(&tc, err, sizeof(err));
@@ -378,8 +379,8 @@ static int main_serve(const config_t *cfg)
         goto out;
     }
     int tls_failed = 0;
-    tls[0] = main_tls(cfg, &cfg->listen, NULL, "listen", &tls_failed);
-    tls[1] = main_tls(cfg, &cfg->http_listen, "http/1.1", "http-listen", &tls_failed);
+    tls[0] = main_tls(cfg, &cfg->listen, NULL, "listen", &stats, &tls_failed);
+    tls[1] = main_tls(cfg, &cfg->http_listen, "http/1.1", "http-listen", &stats, &tls_failed);
     if (cfg->platform_client_cert_required && (!cfg->tls_client_ca[0] || !cfg->listen.tls)) {
         log_error("--platform-client-cert-required needs --tls-client-ca and a tls:// --listen");
         tls_failed = 1;

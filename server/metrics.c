@@ -185,6 +185,20 @@ char *metrics_render(svc_t *svc, const stats_t *stats, size_t *len)
     metrics_head(&b, "patd_connections", "gauge", "Open connections on every listener.");
     metrics_put(&b, "patd_connections %llu\n",
                 (unsigned long long)atomic_load(&stats->connections));
+    metrics_head(&b, "patd_tls_handshakes_total", "counter",
+                 "TLS handshakes by how they ended: done (resumed: of those, from a session "
+                 "ticket), failed, timed_out, refused_busy (beyond --tls-max-handshakes).");
+    metrics_put(&b,
+                "patd_tls_handshakes_total{result=\"done\"} %llu\n"
+                "patd_tls_handshakes_total{result=\"resumed\"} %llu\n"
+                "patd_tls_handshakes_total{result=\"failed\"} %llu\n"
+                "patd_tls_handshakes_total{result=\"timed_out\"} %llu\n"
+                "patd_tls_handshakes_total{result=\"refused_busy\"} %llu\n",
+                (unsigned long long)atomic_load(&stats->tls_done),
+                (unsigned long long)atomic_load(&stats->tls_resumed),
+                (unsigned long long)atomic_load(&stats->tls_failed),
+                (unsigned long long)atomic_load(&stats->tls_timed_out),
+                (unsigned long long)atomic_load(&stats->tls_refused_busy));
     metrics_head(&b, "patd_connections_accepted_total", "counter",
                  "Connections accepted since start (a gateway that churns them shows here).");
     metrics_put(&b, "patd_connections_accepted_total %llu\n",

@@ -16,6 +16,9 @@ typedef struct {
     _Atomic uint64_t requests;    /* read and not yet answered, every listener */
     _Atomic uint64_t in_flight;   /* requests on the worker pool */
     _Atomic int draining;         /* 1 from the shutdown signal on: not ready */
+    /* TLS listeners (tls.c): handshakes by how they ended. */
+    _Atomic uint64_t tls_done, tls_failed, tls_timed_out, tls_refused_busy;
+    _Atomic uint64_t tls_resumed; /* of tls_done: resumed from a ticket */
 } stats_t;
 
 #endif

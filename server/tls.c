@@ -36,6 +36,13 @@ struct tls_ctx {
 
 static int tls_ctx_index = -1; /* SSL_CTX ex_data: its tls_ctx_t */
 
+/* Counts a handshake's outcome in the server's stats (for /metrics). */
+#define TLS_COUNT(ctx, field)                                                                      \
+    do {                                                                                           \
+        if ((ctx)->cfg.stats)                                                                      \
+            atomic_fetch_add_explicit(&(ctx)->cfg.stats->field, 1, memory_order_relaxed);          \
+    } while (0)
+
 /* OpenSSL's error queue as one sentence, then cleared: converted here, at
  * the module's boundary, never further. */
 static void tls_errors(char *err, size_t errlen, const char *what)
@@ -357,6 +364,7 @@ static void tls_on_deadline(uv_timer_t *timer)
 {
     transport_t *t = timer->data;
     if (!t->handshaking || t->closing) return;
+    TLS_COUNT(t->ctx, tls_timed_out);
     log_debug("tls: conn %llu: handshake not done within %llu ms",
               (unsigned long long)conn_id(t->conn),
               (unsigned long long)t->ctx->cfg.handshake_timeout_ms);
@@ -399,6 +407,8 @@ static void tls_handshake(transport_t *t)
         uv_timer_stop(&t->timer);
         t->verified =
             SSL_get0_peer_certificate(t->ssl) != NULL && SSL_get_verify_result(t->ssl) == X509_V_OK;
+        TLS_COUNT(t->ctx, tls_done);
+        if (SSL_session_reused(t->ssl)) TLS_COUNT(t->ctx, tls_resumed);
         if (t->early) {
             const unsigned char *e = t->early;
             t->early = NULL;
@@ -416,6 +426,7 @@ static void tls_handshake(transport_t *t)
         tls_flush(t);
         return;
     }
+    TLS_COUNT(t->ctx, tls_failed);
     tls_fail(t, "handshake failed");
 }
 
@@ -476,6 +487,7 @@ static transport_t *tls_accept(uv_stream_t *listener, conn_t *c, const void *cfg
         else
             log_debug("tls: %u handshakes in progress: a new connection is closed",
                       ctx->handshakes);
+        if (rc == 0) TLS_COUNT(ctx, tls_refused_busy);
         uv_close((uv_handle_t *)&t->tcp, (uv_close_cb)free);
         return NULL;
     }

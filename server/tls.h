@@ -38,6 +38,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "stats.h"
 #include "transport.h"
 
 #define TLS_TICKET_ROTATE_S (12 * 3600)
@@ -50,6 +51,7 @@ typedef struct {
     const char *alpn; /* "http/1.1", or NULL */
     unsigned max_handshakes;
     uint64_t handshake_timeout_ms;
+    stats_t *stats; /* counts handshakes by outcome; may be NULL */
 } tls_config_t;
 
 typedef struct tls_ctx tls_ctx_t;

@@ -282,6 +282,13 @@ try:
     check(p.proc.poll() is None and good(p),
           "clients that reset right after the handshake: patd lives (SIGPIPE ignored)")
 
+    # The handshakes so far, by outcome, on /metrics.
+    page = https(p.http_port, "/metrics")[2].decode()
+    got = dict(re.findall(r'patd_tls_handshakes_total\{result="(\w+)"\} (\d+)', page))
+    check(int(got.get("done", 0)) > 10 and int(got.get("failed", 0)) >= 3 and
+          int(got.get("timed_out", 0)) >= 1 and int(got.get("refused_busy", 0)) >= 100,
+          "/metrics counts TLS handshakes by outcome", got)
+
     # Certificate reload under load: no request fails during it.
     before = ssl.DER_cert_to_PEM_cert(
         ctx().wrap_socket(socket.create_connection(("127.0.0.1", p.http_port)),
