@@ -21,7 +21,7 @@ mkdir -p "$CG"
 # run_patd NAME STORE N patbench-args... -> total instructions
 run_patd() {
   local name=$1 store=$2 n=$3; shift 3
-  rm -rf "$CG/store" "$CG/port" "$CG/$name.$n"
+  rm -rf "$CG/store" "$CG/port" "$CG/hport" "$CG/$name.$n"
   cp -r "$store" "$CG/store"
   valgrind --tool=callgrind --callgrind-out-file="$CG/$name.$n" "$B/patd" --data-dir "$CG/store" \
     --listen 127.0.0.1:0 --port-file "$CG/port" --http-listen 127.0.0.1:0 \
