@@ -155,6 +155,12 @@ static SSL_CTX *tls_build(tls_ctx_t *t, char *err, size_t errlen)
             NULL);
     }
     if (t->alpn_len) SSL_CTX_set_alpn_select_cb(c, tls_alpn_select, t);
+    /* Resumption with client certificates asked for needs a session id
+     * context, else OpenSSL ends the resumed handshake with an internal
+     * error (test_tls); one per kind of listener, so a session of one
+     * never resumes on the other. */
+    const char *sid_ctx = t->alpn ? t->alpn : "patd-framed";
+    SSL_CTX_set_session_id_context(c, (const unsigned char *)sid_ctx, (unsigned)strlen(sid_ctx));
     SSL_CTX_set_ex_data(c, tls_ctx_index, t);
     SSL_CTX_set_tlsext_ticket_key_evp_cb(c, tls_ticket_cb);
     return c;

@@ -282,10 +282,27 @@ try:
     check(p.proc.poll() is None and good(p),
           "clients that reset right after the handshake: patd lives (SIGPIPE ignored)")
 
+    # Session tickets: a second connection resumes the first one's session.
+    resumed = []
+    for v in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+        c = ctx(maxv=v, minv=v)
+        s1 = c.wrap_socket(socket.create_connection(("127.0.0.1", p.http_port)),
+                           server_hostname="127.0.0.1")
+        s1.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        s1.recv(4096)  # the answer, and with TLS 1.3 the tickets before it
+        sess = s1.session
+        s1.close()
+        s2 = c.wrap_socket(socket.create_connection(("127.0.0.1", p.http_port)),
+                           server_hostname="127.0.0.1", session=sess)
+        resumed.append(s2.session_reused)
+        s2.close()
+    check(resumed == [True, True], "session tickets resume a session (TLS 1.2 and 1.3)", resumed)
+
     # The handshakes so far, by outcome, on /metrics.
     page = https(p.http_port, "/metrics")[2].decode()
     got = dict(re.findall(r'patd_tls_handshakes_total\{result="(\w+)"\} (\d+)', page))
-    check(int(got.get("done", 0)) > 10 and int(got.get("failed", 0)) >= 3 and
+    check(int(got.get("done", 0)) > 10 and int(got.get("resumed", 0)) >= 2 and
+          int(got.get("failed", 0)) >= 3 and
           int(got.get("timed_out", 0)) >= 1 and int(got.get("refused_busy", 0)) >= 100,
           "/metrics counts TLS handshakes by outcome", got)
 
