@@ -21,19 +21,11 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from patdtest import Checks, Patd, start_nginx  # noqa: E402
+from patdtest import Checks, Patd, free_port, start_nginx  # noqa: E402
 
 bindir, doc = sys.argv[1], sys.argv[2]
 C = Checks()
 check = C.check
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def block(name):

@@ -243,3 +243,12 @@ def start_nginx(work, conf):
                 f"{conf}\n}}\n")
     return subprocess.Popen(["nginx", "-c", os.path.join(ndir, "nginx.conf"), "-p", ndir],
                             stderr=open(os.path.join(ndir, "stderr"), "w"))
+
+
+def free_port():
+    """A loopback port free now (for servers that cannot take port 0)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port

@@ -24,7 +24,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from patdtest import (Checks, Patd, _pb_bytes, _pb_has_error, _recv_exact,  # noqa: E402
-                      start_nginx)
+                      free_port, start_nginx)
 
 bindir, doc = sys.argv[1], sys.argv[2]
 warnings.simplefilter("ignore", DeprecationWarning)  # TLS 1.1 is asked for on purpose
@@ -434,13 +434,6 @@ procs = []
 try:
     p.user("alice")
     alice = p.token("alice", "gw", "--expires", "30d")
-
-    def free_port():
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        return port
 
     class Echo(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
