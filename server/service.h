@@ -92,7 +92,8 @@ typedef struct {
  * another node, asks for a new login. */
 
 /* Turns a code into a session: 0 with the session id, its CSRF token and
- * its end, or -1 for a code that is unknown, used or expired. */
+ * its end, or -1 for a code that is unknown, used or expired (and sid,
+ * csrf untouched). */
 int svc_ui_redeem(svc_t *svc, const char *code, char sid[SVC_UI_SECRET_LEN + 1],
                   char csrf[SVC_UI_SECRET_LEN + 1], int64_t *expires);
 /* The live session sid: 0 with its user and CSRF token, else -1. */

@@ -4,8 +4,9 @@
  * Two fixed tables behind one mutex, held for a scan and a copy, never
  * across I/O; any thread (CreateUiLink on a worker, the HTTP routes on
  * the loop). Each entry keeps the SHA-256 of its secret, never the
- * secret: a dump of patd's memory yields no usable session. A full table
- * evicts the entry nearest its end. */
+ * secret: a dump of patd's memory yields no usable session. The hash
+ * also places it (svc_ui_at); a full window evicts the entry nearest its
+ * end. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 
 #define SVC_UI_CODES    256  /* codes waiting to be opened */
 #define SVC_UI_SESSIONS 4096 /* browser sessions open at once */
+#define SVC_UI_PROBE    16   /* slots a secret's hash may sit in */
 
 typedef struct {
     uint8_t hash[TOKEN_HASH_BYTES];
@@ -58,30 +60,42 @@ void svc_ui_set_ttl(svc_t *svc, uint64_t link_ms, uint64_t session_ms)
     svc->ui->session_ms = session_ms;
 }
 
-/* The entry whose hash matches, or NULL (hash NULL: none); expired ones
- * are freed on the way. */
+/* An entry lives in a window of SVC_UI_PROBE slots that starts where its
+ * hash points, so a lookup reads 16 slots, not the table, on the loop
+ * thread. A window is always read whole: freeing a slot in it loses
+ * nothing. */
+static svc_ui_entry_t *svc_ui_at(svc_ui_entry_t *t, size_t n, const uint8_t *hash, size_t i)
+{
+    uint32_t h;
+    memcpy(&h, hash, sizeof(h));
+    return &t[(h + i) % n];
+}
+
+/* The live entry of hash, or NULL; expired entries of its window are freed. */
 static svc_ui_entry_t *svc_ui_find(svc_ui_entry_t *t, size_t n, const uint8_t *hash, int64_t now)
 {
     svc_ui_entry_t *found = NULL;
-    for (size_t i = 0; i < n; i++) {
-        if (t[i].expires == 0) continue;
-        if (t[i].expires <= now) {
-            explicit_bzero(&t[i], sizeof(t[i]));
+    for (size_t i = 0; i < SVC_UI_PROBE; i++) {
+        svc_ui_entry_t *e = svc_ui_at(t, n, hash, i);
+        if (e->expires == 0) continue;
+        if (e->expires <= now) {
+            explicit_bzero(e, sizeof(*e));
             continue;
         }
-        if (hash && found == NULL && token_ct_equal(t[i].hash, hash, TOKEN_HASH_BYTES))
-            found = &t[i];
+        if (found == NULL && token_ct_equal(e->hash, hash, TOKEN_HASH_BYTES)) found = e;
     }
     return found;
 }
 
-/* A free slot, else the one that ends first. */
-static svc_ui_entry_t *svc_ui_slot(svc_ui_entry_t *t, size_t n)
+/* Where hash goes: a free (or expired) slot of its window, else the one
+ * there that ends first. */
+static svc_ui_entry_t *svc_ui_slot(svc_ui_entry_t *t, size_t n, const uint8_t *hash, int64_t now)
 {
-    svc_ui_entry_t *best = &t[0];
-    for (size_t i = 0; i < n; i++) {
-        if (t[i].expires == 0) return &t[i];
-        if (t[i].expires < best->expires) best = &t[i];
+    svc_ui_entry_t *best = NULL;
+    for (size_t i = 0; i < SVC_UI_PROBE; i++) {
+        svc_ui_entry_t *e = svc_ui_at(t, n, hash, i);
+        if (e->expires == 0 || e->expires <= now) return e;
+        if (best == NULL || e->expires < best->expires) best = e;
     }
     return best;
 }
@@ -100,22 +114,30 @@ int svc_ui_redeem(svc_t *svc, const char *code, char sid[SVC_UI_SECRET_LEN + 1],
     svc_ui_t *ui = svc->ui;
     uint8_t hash[TOKEN_HASH_BYTES];
     if (svc_ui_hash(code, hash) != 0) return -1;
-    if (token_secret(sid) != 0 || token_secret(csrf) != 0) return -1;
+    /* sid and csrf are written only on success. */
+    char new_sid[SVC_UI_SECRET_LEN + 1], new_csrf[SVC_UI_SECRET_LEN + 1];
+    if (token_secret(new_sid) != 0 || token_secret(new_csrf) != 0) return -1;
     int64_t now = clock_now_ms();
     pthread_mutex_lock(&ui->mu);
     svc_ui_entry_t *c = svc_ui_find(ui->code, SVC_UI_CODES, hash, now);
     int rc = -1;
     if (c) {
-        svc_ui_entry_t *s = svc_ui_slot(ui->session, SVC_UI_SESSIONS);
-        token_hash(sid, SVC_UI_SECRET_LEN, s->hash);
+        uint8_t sh[TOKEN_HASH_BYTES];
+        token_hash(new_sid, SVC_UI_SECRET_LEN, sh);
+        svc_ui_entry_t *s = svc_ui_slot(ui->session, SVC_UI_SESSIONS, sh, now);
+        memcpy(s->hash, sh, sizeof(sh));
         snprintf(s->user_id, sizeof(s->user_id), "%s", c->user_id);
-        memcpy(s->csrf, csrf, sizeof(s->csrf));
+        memcpy(s->csrf, new_csrf, sizeof(s->csrf));
+        memcpy(sid, new_sid, sizeof(new_sid));
+        memcpy(csrf, new_csrf, sizeof(new_csrf));
         s->expires = *expires = now + (int64_t)ui->session_ms;
         log_info("event=ui_login user_id=%s", c->user_id);
         explicit_bzero(c, sizeof(*c)); /* once */
         rc = 0;
     }
     pthread_mutex_unlock(&ui->mu);
+    explicit_bzero(new_sid, sizeof(new_sid));
+    explicit_bzero(new_csrf, sizeof(new_csrf));
     return rc;
 }
 
@@ -205,9 +227,10 @@ void svc_create_ui_link(Pat__V1__TokenService_Service *service,
     svc_ui_t *ui = svc->ui;
     int64_t expires = clock_now_ms() + (int64_t)ui->link_ms;
     pthread_mutex_lock(&ui->mu);
-    svc_ui_find(ui->code, SVC_UI_CODES, NULL, clock_now_ms()); /* frees expired codes */
-    svc_ui_entry_t *c = svc_ui_slot(ui->code, SVC_UI_CODES);
-    token_hash(code, SVC_UI_SECRET_LEN, c->hash);
+    uint8_t ch[TOKEN_HASH_BYTES];
+    token_hash(code, SVC_UI_SECRET_LEN, ch);
+    svc_ui_entry_t *c = svc_ui_slot(ui->code, SVC_UI_CODES, ch, clock_now_ms());
+    memcpy(c->hash, ch, sizeof(ch));
     snprintf(c->user_id, sizeof(c->user_id), "%s", u.user_id);
     c->expires = expires;
     pthread_mutex_unlock(&ui->mu);
