@@ -641,10 +641,11 @@ void http_route_api(http_conn_t *hc, http_ctx_t *ctx, const char *url, size_t pl
     }
     /* No Authorization: the Access Tokens page's user, if signed in; what
      * it changes needs the CSRF token too (a cookie or the proxy's header
-     * comes with every request, a forged one included). */
+     * comes with every request, a forged one included). A public route
+     * needs no credential, so a cookie means nothing there. */
     char ui_user[SVC_USER_ID_MAX + 1] = "", csrf[SVC_UI_SECRET_LEN + 1];
     const char *via;
-    if (auth == NULL && http_ui_user(hc, ui_user, csrf, &via)) {
+    if (auth == NULL && !(r->flags & HTTP_API_PUBLIC) && http_ui_user(hc, ui_user, csrf, &via)) {
         int safe = hc->parser.method == HTTP_GET || hc->parser.method == HTTP_HEAD;
         int ok = safe || http_ui_csrf_ok(hc, csrf);
         explicit_bzero(csrf, sizeof(csrf));

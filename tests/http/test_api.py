@@ -328,6 +328,14 @@ try:
     check(s == 303 and h.get("location") == "/ui/" and "patd_session=" in h.get("set-cookie", ""),
           "the link signs in once", h)
     check(api("GET", b["path"])[0] == 400, "and not twice")
+    cookie = h["set-cookie"].split(";")[0]
+    s, _, b2 = api("POST", "/api/credentials/revoke", {"credentials": []},
+                   headers={"Cookie": cookie})
+    check(s == 202, "a leak report with a page cookie and no CSRF token: still 202 (public)", b2)
+    p.advance_clock(60 * 1000)  # that report's share of the rate limit comes back
+    s, _, b2 = api("POST", "/api/user-tokens", {"name": "csrf"}, headers={"Cookie": cookie})
+    check((s, b2["error"]["reason"]) == (403, "csrf_token_invalid"),
+          "a change with the page's cookie and no CSRF token is refused", b2)
     check(err(api("POST", "/api/users/alice/ui-link", auth="Bearer " + alice)) ==
           (403, "platform_only"), "only the platform makes login links")
     check(err(api("POST", "/api/users/nobody/ui-link", auth=PLATFORM)) == (404, "user_not_found"),
