@@ -649,7 +649,7 @@ static void http_fail(http_conn_t *hc, unsigned status, const char *reason, cons
      * there; the URL is known from the request line on. */
     if (hc->in_request && hc->url_len >= 5 && memcmp(hc->hb, "/api/", 5) == 0) {
         http_begin(&o, &ctx, status, reason);
-        http_api_fail_json(&o, status, reason, why);
+        http_api_fail_json(&o, &ctx, status, reason, why);
         http_log(hc->cfg, &ctx, status, reason);
     } else {
         char text[256];

@@ -150,9 +150,24 @@ static int http_rate_take(http_rate_t *r, unsigned per_minute, const char *ip, u
 
 /* ---------------------------------------------------------------- answers */
 
+/* Ends the headers of a JSON answer and adds text and a newline; for
+ * HEAD only the headers, with Content-Length 0. Every JSON answer of the
+ * API ends here. */
+static void http_api_json_end(http_out_t *o, const http_ctx_t *ctx, const char *text)
+{
+    size_t n = ctx->head ? 0 : strlen(text) + 1;
+    http_puts(o, "Content-Type: application/json\r\nContent-Length: ");
+    http_putu(o, n);
+    http_puts(o, "\r\n\r\n");
+    if (n) {
+        http_put_bytes(o, text, n - 1);
+        http_puts(o, "\n");
+    }
+}
+
 /* The AIP-193 error shape: {"error": {code, status, reason, message}}. */
-static void http_api_error_json(http_out_t *o, unsigned http_status, const char *status_word,
-                                const char *reason, const char *message)
+static void http_api_error_json(http_out_t *o, const http_ctx_t *ctx, unsigned http_status,
+                                const char *status_word, const char *reason, const char *message)
 {
     json_t *e = json_pack("{s:{s:i,s:s,s:s,s:s}}", "error", "code", (int)http_status, "status",
                           status_word, "reason", reason, "message", message);
@@ -160,11 +175,7 @@ static void http_api_error_json(http_out_t *o, unsigned http_status, const char 
     char *text = json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(e);
     if (text == NULL) abort();
-    http_puts(o, "Content-Type: application/json\r\nContent-Length: ");
-    http_putu(o, strlen(text) + 1);
-    http_puts(o, "\r\n\r\n");
-    http_puts(o, text);
-    http_puts(o, "\n");
+    http_api_json_end(o, ctx, text);
     free(text);
 }
 
@@ -193,28 +204,35 @@ void http_api_error(http_out_t *o, const http_cfg_t *cfg, const http_ctx_t *ctx,
         http_putu(o, retry_s);
         http_puts(o, "\r\n");
     }
-    if (ctx->head) {
-        http_puts(o, "Content-Type: application/json\r\nContent-Length: 0\r\n\r\n");
-    } else {
-        http_api_error_json(o, status, http_api_status_word(e), pat_err_reason(e), message);
-    }
+    http_api_error_json(o, ctx, status, http_api_status_word(e), pat_err_reason(e), message);
     http_log(cfg, ctx, status, pat_err_reason(e));
 }
 
-void http_api_fail_json(http_out_t *o, unsigned status, const char *reason, const char *message)
+void http_api_fail_json(http_out_t *o, const http_ctx_t *ctx, unsigned status, const char *reason,
+                        const char *message)
 {
-    http_api_error_json(o, status, status == 400 ? "INVALID_ARGUMENT" : "RESOURCE_EXHAUSTED",
+    http_api_error_json(o, ctx, status, status == 400 ? "INVALID_ARGUMENT" : "RESOURCE_EXHAUSTED",
                         reason, message);
 }
 
 /* ---------------------------------------------------------------- matching */
 
+#define HTTP_API_PARAMS 2 /* placeholders in one pattern */
+
+/* One placeholder's text in the path, still percent-encoded. */
+typedef struct {
+    const char *at;
+    size_t len;
+} http_api_span_t;
+
 /* Compares the path with a pattern segment by segment. Returns the number
- * of literal segments matched (more is more specific), or -1. */
-static int http_api_match(const char *pattern, const char *path, size_t plen)
+ * of literal segments matched (more is more specific), or -1; params (may
+ * be NULL) receives where each placeholder's segment is. */
+static int http_api_match(const char *pattern, const char *path, size_t plen,
+                          http_api_span_t params[HTTP_API_PARAMS])
 {
     const char *p = pattern, *u = path, *end = path + plen;
-    int literal = 0;
+    int literal = 0, np = 0;
     while (*p && u < end) {
         if (*p != '/' || *u != '/') return -1;
         p++, u++;
@@ -223,6 +241,8 @@ static int http_api_match(const char *pattern, const char *path, size_t plen)
         if (ue == NULL) ue = end;
         if (*p == '{') {
             if (ue == u) return -1; /* an empty parameter */
+            if (params && np < HTTP_API_PARAMS)
+                params[np++] = (http_api_span_t){u, (size_t)(ue - u)};
         } else {
             if ((size_t)(pe - p) != (size_t)(ue - u) || memcmp(p, u, (size_t)(pe - p)) != 0)
                 return -1;
@@ -264,8 +284,6 @@ static int http_api_unescape(const char *s, size_t len, int plus, char *out, siz
 }
 
 /* ---------------------------------------------------------------- the work */
-
-#define HTTP_API_PARAMS 2 /* placeholders in one pattern */
 
 typedef struct {
     conn_work_t work;
@@ -497,15 +515,8 @@ static void http_api_emit(void *arg, const ProtobufCMessage *answer)
         http_puts(&e->o, "\r\n");
     } else {
         char *text = pbjson_dumps(answer, 0);
-        size_t n = strlen(text);
-        http_puts(&e->o, "Content-Type: application/json\r\nContent-Length: ");
-        http_putu(&e->o, ctx->head ? 0 : n + 1);
-        http_puts(&e->o, "\r\n\r\n");
-        if (!ctx->head) {
-            http_put_bytes(&e->o, text, n);
-            http_puts(&e->o, "\n");
-        }
-        explicit_bzero(text, n); /* a CreateToken answer holds the secret */
+        http_api_json_end(&e->o, ctx, text);
+        explicit_bzero(text, strlen(text)); /* a CreateToken answer holds the secret */
         free(text);
     }
     http_log(e->w->cfg, ctx, r->status, "");
@@ -587,7 +598,7 @@ void http_route_api(http_conn_t *hc, http_ctx_t *ctx, const char *url, size_t pl
     const http_api_route_t *r = NULL;
     size_t ri = 0;
     for (size_t i = 0; i < HTTP_API_N; i++) {
-        int s = http_api_match(http_api_table[i].pattern, url, plen);
+        int s = http_api_match(http_api_table[i].pattern, url, plen, NULL);
         if (s > best) best = s, r = NULL;
         if (s == best && s >= 0 && strcmp(http_api_table[i].verb, verb) == 0)
             r = &http_api_table[i], ri = i;
@@ -601,7 +612,7 @@ void http_route_api(http_conn_t *hc, http_ctx_t *ctx, const char *url, size_t pl
         char allow[96] = "", msg[160];
         size_t n = 0;
         for (size_t i = 0; i < HTTP_API_N; i++)
-            if (http_api_match(http_api_table[i].pattern, url, plen) == best)
+            if (http_api_match(http_api_table[i].pattern, url, plen, NULL) == best)
                 n += (size_t)snprintf(allow + n, sizeof(allow) - n, "%s%s", n ? ", " : "",
                                       http_api_table[i].verb);
         ctx->route = "/api/method_not_allowed";
@@ -611,10 +622,7 @@ void http_route_api(http_conn_t *hc, http_ctx_t *ctx, const char *url, size_t pl
         http_puts(&o, "Allow: ");
         http_puts(&o, allow);
         http_puts(&o, "\r\n");
-        if (ctx->head)
-            http_puts(&o, "Content-Type: application/json\r\nContent-Length: 0\r\n\r\n");
-        else
-            http_api_error_json(&o, 405, "UNIMPLEMENTED", "method_not_allowed", msg);
+        http_api_error_json(&o, ctx, 405, "UNIMPLEMENTED", "method_not_allowed", msg);
         http_log(cfg, ctx, 405, "method_not_allowed");
         http_answer(hc, ctx);
         return;
@@ -688,31 +696,22 @@ void http_route_api(http_conn_t *hc, http_ctx_t *ctx, const char *url, size_t pl
             return;
         }
     }
-    /* The path's parameters, decoded. */
-    const char *pv[HTTP_API_PARAMS];
-    size_t pl[HTTP_API_PARAMS];
+    /* The path's parameters, where the chosen route's pattern puts them. */
+    http_api_span_t pv[HTTP_API_PARAMS];
     int np = 0;
-    {
-        const char *p = r->pattern, *u = url, *end = url + plen;
-        while (*p && u < end) {
-            p++, u++;
-            const char *pe = strchr(p, '/'), *ue = memchr(u, '/', (size_t)(end - u));
-            if (pe == NULL) pe = p + strlen(p);
-            if (ue == NULL) ue = end;
-            if (*p == '{' && np < HTTP_API_PARAMS) pv[np] = u, pl[np++] = (size_t)(ue - u);
-            p = pe, u = ue;
-        }
-    }
+    for (const char *b = strchr(r->pattern, '{'); b; b = strchr(b + 1, '{'))
+        np++;
+    http_api_match(r->pattern, url, plen, pv);
     size_t ul = strlen(ui_user);
     size_t need = hc->body_len + 1 + qlen + 1 + alen + 1 + xlen + 1 + sizeof(ip) + ul + 1;
     for (int i = 0; i < np; i++)
-        need += pl[i] + 1;
+        need += pv[i].len + 1;
     http_awork_t *w = calloc(1, sizeof(*w) + need);
     if (w == NULL) abort();
     char *d = w->data;
     for (int i = 0; i < np; i++) {
         size_t n;
-        if (http_api_unescape(pv[i], pl[i], 0, d, &n) != 0) {
+        if (http_api_unescape(pv[i].at, pv[i].len, 0, d, &n) != 0) {
             free(w);
             http_api_refuse(hc, ctx, PAT_E_INVALID_FIELD,
                             "a path parameter has a bad %-escape, a NUL or invalid UTF-8", 0);

@@ -193,6 +193,7 @@ void http_rate_free(http_rate_t *r);
 void http_api_error(http_out_t *o, const http_cfg_t *cfg, const http_ctx_t *ctx, pat_err_t e,
                     const char *message, unsigned retry_s);
 /* The JSON error body alone, for a request the parser refused. */
-void http_api_fail_json(http_out_t *o, unsigned status, const char *reason, const char *message);
+void http_api_fail_json(http_out_t *o, const http_ctx_t *ctx, unsigned status, const char *reason,
+                        const char *message);
 
 #endif
