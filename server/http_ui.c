@@ -54,25 +54,33 @@ static void http_ui_message(http_out_t *o, const http_cfg_t *cfg, const http_ctx
 
 /* ---------------------------------------------------------------- who is signed in */
 
+/* The secret named `name` in v (len bytes) of `name=value` pairs split by
+ * any of seps (a Cookie header: "; ", a query string: "&"), copied into
+ * out; 0, or -1 if it is missing or not a secret's length. */
+static int http_ui_secret(const char *v, size_t len, const char *name, const char *seps,
+                          char out[SVC_UI_SECRET_LEN + 1])
+{
+    size_t nl = strlen(name);
+    for (size_t i = 0; v && i + nl + 1 <= len; i++) {
+        if ((i > 0 && !strchr(seps, v[i - 1])) || memcmp(v + i, name, nl) != 0 || v[i + nl] != '=')
+            continue;
+        size_t s = i + nl + 1, e = s;
+        while (e < len && !strchr(seps, v[e]))
+            e++;
+        if (e - s != SVC_UI_SECRET_LEN) return -1;
+        memcpy(out, v + s, SVC_UI_SECRET_LEN);
+        out[SVC_UI_SECRET_LEN] = '\0';
+        return 0;
+    }
+    return -1;
+}
+
 /* The session id in the Cookie header, copied into sid; 0, or -1 if none. */
 static int http_ui_cookie(const http_conn_t *hc, char sid[SVC_UI_SECRET_LEN + 1])
 {
     size_t len = 0;
     const char *v = http_header(hc, "cookie", &len, NULL);
-    static const char name[] = HTTP_UI_COOKIE "=";
-    size_t nl = sizeof(name) - 1;
-    for (size_t i = 0; v && i + nl <= len; i++) {
-        if ((i == 0 || v[i - 1] == ' ' || v[i - 1] == ';') && memcmp(v + i, name, nl) == 0) {
-            size_t s = i + nl, e = s;
-            while (e < len && v[e] != ';' && v[e] != ' ')
-                e++;
-            if (e - s != SVC_UI_SECRET_LEN) return -1;
-            memcpy(sid, v + s, SVC_UI_SECRET_LEN);
-            sid[SVC_UI_SECRET_LEN] = '\0';
-            return 0;
-        }
-    }
-    return -1;
+    return http_ui_secret(v, len, HTTP_UI_COOKIE, "; ", sid);
 }
 
 int http_ui_user(const http_conn_t *hc, char user_id[SVC_USER_ID_MAX + 1],
@@ -118,19 +126,7 @@ static void http_ui_login(http_conn_t *hc, http_ctx_t *ctx, const char *query, s
     const http_cfg_t *cfg = hc->cfg;
     http_out_t o = {&hc->ob, &hc->ob_len, &hc->ob_cap};
     char code[SVC_UI_SECRET_LEN + 1] = "";
-    static const char key[] = "code=";
-    for (size_t i = 0; query && i + 5 <= qlen; i++) {
-        if ((i == 0 || query[i - 1] == '&') && memcmp(query + i, key, 5) == 0) {
-            size_t s = i + 5, e = s;
-            while (e < qlen && query[e] != '&')
-                e++;
-            if (e - s == SVC_UI_SECRET_LEN) {
-                memcpy(code, query + s, SVC_UI_SECRET_LEN);
-                code[SVC_UI_SECRET_LEN] = '\0';
-            }
-            break;
-        }
-    }
+    if (http_ui_secret(query, qlen, "code", "&", code) != 0) code[0] = '\0';
     char sid[SVC_UI_SECRET_LEN + 1], csrf[SVC_UI_SECRET_LEN + 1];
     int64_t expires = 0;
     if (code[0] == '\0' || svc_ui_redeem(cfg->svc, code, sid, csrf, &expires) != 0) {
