@@ -13,32 +13,12 @@
 #include <cmocka.h>
 
 #include "framed.h"
-#include "service.h"
-#include "store.h"
-#include "usage.h"
-
-typedef struct {
-    char dir[64];
-    store_t *st;
-    usage_t *usage;
-    cache_t *cache;
-    stats_t stats;
-    svc_t svc;
-} fixture_t;
+#include "svc_fixture.h"
 
 static int setup(void **state)
 {
-    fixture_t *f = calloc(1, sizeof(*f));
-    snprintf(f->dir, sizeof(f->dir), "/tmp/patd-disp-XXXXXX");
-    if (mkdtemp(f->dir) == NULL) return -1;
-    char url[96];
-    snprintf(url, sizeof(url), "rocksdb:%s", f->dir);
-    f->st = store_open(url, NULL, NULL);
-    if (f->st == NULL) return -1;
-    f->usage = usage_new(f->st);
-    f->cache = cache_new(1000);
-    svc_init(&f->svc, f->st, f->usage, f->cache, &f->stats,
-             strdup("0123456789abcdef0123456789abcdef"));
+    fixture_t *f = svc_fixture_new();
+    if (f == NULL) return -1;
     svc_add_scim_prefix(&f->svc, "/scim/v2");
     svc_add_scim_prefix(&f->svc, "/api/scim/v2");
     *state = f;
@@ -47,16 +27,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    fixture_t *f = *state;
-    svc_destroy(&f->svc);
-    cache_free(f->cache);
-    usage_free(f->usage);
-    store_close(f->st);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-    int rc = system(cmd);
-    free(f);
-    return rc == 0 ? 0 : -1;
+    return svc_fixture_free(*state);
 }
 
 /* Packs a Request and runs it through framed_handle(). */

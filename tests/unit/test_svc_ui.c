@@ -15,32 +15,14 @@
 
 #include "clock.h"
 #include "dispatch.h"
-#include "service.h"
-#include "store.h"
-#include "usage.h"
+#include "svc_fixture.h"
 
-#define KEY "0123456789abcdef0123456789abcdef"
-
-typedef struct {
-    char dir[64];
-    store_t *st;
-    usage_t *usage;
-    cache_t *cache;
-    stats_t stats;
-    svc_t svc;
-} fixture_t;
+#define KEY SVC_FIXTURE_KEY
 
 static int setup(void **state)
 {
-    fixture_t *f = calloc(1, sizeof(*f));
-    snprintf(f->dir, sizeof(f->dir), "/tmp/patd-ui-XXXXXX");
-    if (mkdtemp(f->dir) == NULL) return -1;
-    char url[96];
-    snprintf(url, sizeof(url), "rocksdb:%s", f->dir);
-    f->st = store_open(url, NULL, NULL);
-    f->usage = usage_new(f->st);
-    f->cache = cache_new(1000);
-    svc_init(&f->svc, f->st, f->usage, f->cache, &f->stats, strdup(KEY));
+    fixture_t *f = svc_fixture_new();
+    if (f == NULL) return -1;
     store_user_t u = {.role = STORE_ROLE_MEMBER, .user_type = STORE_USER_HUMAN, .active = 1};
     snprintf(u.user_id, sizeof(u.user_id), "alice");
     u.created = clock_now_ms();
@@ -51,16 +33,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    fixture_t *f = *state;
-    svc_destroy(&f->svc);
-    cache_free(f->cache);
-    usage_free(f->usage);
-    store_close(f->st);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-    int rc = system(cmd);
-    free(f);
-    return rc == 0 ? 0 : -1;
+    return svc_fixture_free(*state);
 }
 
 static char link_path[256];
