@@ -2,6 +2,7 @@
  * output and drain (the design is in conn.h). */
 #include "conn.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,7 +53,18 @@ struct conn_set {
     uint64_t requests; /* read and not yet answered (published in stats) */
     uint64_t next_id;
     int draining;
+    /* The pool's two lanes (conn.h), shared with the workers. */
+    pthread_mutex_t lanes_lock;
+    conn_work_t *lane_head[2], *lane_tail[2]; /* [0] urgent, [1] the rest */
 };
+
+/* One per submitted work: libuv runs it on a worker, where it takes the
+ * first work of the lanes, which need not be the one submitted with it. */
+typedef struct {
+    uv_work_t uv;
+    conn_set_t *set;
+    conn_work_t *w;
+} conn_runner_t;
 
 static void conn_settle(conn_t *c);
 
@@ -381,13 +393,23 @@ void conn_fail(conn_t *c)
 
 static void conn_work_run(uv_work_t *uv)
 {
-    conn_work_t *w = uv->data;
+    conn_runner_t *r = uv->data;
+    conn_set_t *s = r->set;
+    pthread_mutex_lock(&s->lanes_lock);
+    int lane = s->lane_head[0] ? 0 : 1;
+    conn_work_t *w = s->lane_head[lane]; /* never NULL: one runner per work */
+    s->lane_head[lane] = w->next;
+    if (w->next == NULL) s->lane_tail[lane] = NULL;
+    pthread_mutex_unlock(&s->lanes_lock);
+    r->w = w;
     w->run(w);
 }
 
 static void conn_work_done(uv_work_t *uv, int status)
 {
-    conn_work_t *w = uv->data;
+    conn_runner_t *r = uv->data;
+    conn_work_t *w = r->w;
+    free(r);
     conn_t *c = w->conn;
     conn_set_t *s = c->set;
     (void)status; /* only UV_ECANCELED, and nothing cancels */
@@ -403,14 +425,30 @@ static void conn_work_done(uv_work_t *uv, int status)
 int conn_submit(conn_t *c, conn_work_t *w)
 {
     conn_set_t *s = c->set;
-    if (s->queued >= s->lim->max_queue) return -1;
+    /* An eighth of the queue is kept for the urgent lane: a flood of other
+     * work cannot refuse a Verify. */
+    unsigned bound = s->lim->max_queue;
+    if (!w->urgent) bound -= bound / 8;
+    if (s->queued >= bound) return -1;
+    conn_runner_t *r = malloc(sizeof(*r));
+    if (r == NULL) abort();
+    r->set = s;
+    r->uv.data = r;
     w->conn = c;
-    w->uv.data = w;
+    w->next = NULL;
+    int lane = w->urgent ? 0 : 1;
+    pthread_mutex_lock(&s->lanes_lock);
+    if (s->lane_tail[lane])
+        s->lane_tail[lane]->next = w;
+    else
+        s->lane_head[lane] = w;
+    s->lane_tail[lane] = w;
+    pthread_mutex_unlock(&s->lanes_lock);
     c->refs++;
     c->on_pool++;
     s->queued++;
     atomic_fetch_add(&s->stats->in_flight, 1);
-    uv_queue_work(s->loop, &w->uv, conn_work_run, conn_work_done);
+    uv_queue_work(s->loop, &r->uv, conn_work_run, conn_work_done);
     return 0;
 }
 
@@ -490,6 +528,7 @@ conn_set_t *conn_set_new(uv_loop_t *loop, const conn_limits_t *limits, stats_t *
     s->loop = loop;
     s->lim = limits;
     s->stats = stats;
+    pthread_mutex_init(&s->lanes_lock, NULL);
     uv_check_init(loop, &s->writer);
     s->writer.data = s;
     uv_check_start(&s->writer, conn_on_check);
@@ -602,5 +641,6 @@ void conn_set_close(conn_set_t *s)
 
 void conn_set_free(conn_set_t *s)
 {
+    if (s) pthread_mutex_destroy(&s->lanes_lock);
     free(s);
 }

@@ -87,11 +87,18 @@ typedef struct {
 
 typedef struct conn_set conn_set_t;
 
-/* Work for the pool. The protocol embeds it in its request and fills run
- * and done; conn_submit() fills the rest. */
+/* Work for the pool. The protocol embeds it in its request and fills run,
+ * done and urgent; conn_submit() fills the rest.
+ *
+ * Two lanes: a worker that becomes free takes the oldest urgent work
+ * first (a Verify that must read the store), then the oldest of the rest,
+ * so a cold Verify waits for a free worker, not behind a queue of pages
+ * of tokens; and the last eighth of the queue's bound is the urgent
+ * lane's alone. */
 typedef struct conn_work {
-    uv_work_t uv;
+    struct conn_work *next; /* in its lane */
     conn_t *conn;
+    int urgent;
     /* On a worker thread: must not touch the connection. */
     void (*run)(struct conn_work *w);
     /* On the loop thread, always called: alive is 0 when the connection
