@@ -5,7 +5,7 @@
 set -euo pipefail
 
 # --runtime: only what a built patd needs to run (the image's last stage).
-RUNTIME_PKGS=(libprotobuf-c1 libuv1 librocksdb7.8 libssl3 zlib1g libjansson4 ca-certificates)
+RUNTIME_PKGS=(libprotobuf-c1 libuv1 librocksdb7.8 libssl3 zlib1g libjansson4 libpq5 ca-certificates)
 
 # --build: what a release build of patd, patctl and patbench needs
 # (cmake -DPATD_TESTS=OFF), without the test and benchmark tools: the
@@ -13,7 +13,7 @@ RUNTIME_PKGS=(libprotobuf-c1 libuv1 librocksdb7.8 libssl3 zlib1g libjansson4 ca-
 BUILD_PKGS=(
   build-essential cmake pkg-config
   libprotobuf-c-dev protobuf-c-compiler
-  libuv1-dev librocksdb-dev libssl-dev zlib1g-dev libjansson-dev
+  libuv1-dev librocksdb-dev libssl-dev zlib1g-dev libjansson-dev libpq-dev
   node-llhttp
 )
 
@@ -22,7 +22,7 @@ TEST_PKGS=(
   git libcmocka-dev
   clang libclang-rt-14-dev clang-format
   python3 python3-protobuf python3-yaml python3-cryptography protobuf-compiler
-  redis-server redis-tools rocksdb-tools
+  redis-server redis-tools rocksdb-tools postgresql-15 postgresql-client-15
   nginx caddy curl jq wrk prometheus valgrind
   chromium fonts-dejavu-core
 )

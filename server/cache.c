@@ -34,6 +34,9 @@ typedef struct {
 typedef struct {
     cshard_t shards[CACHE_SHARDS];
     int digest_keys; /* keys are SHA-256 digests: their first bytes are the hash */
+    /* Counts invalidations of any shard, bumped under the shard's lock: the
+     * epoch of a reader that did not know the key before it read. */
+    _Atomic uint64_t changes;
 } cmap_t;
 
 struct cache {
@@ -198,8 +201,9 @@ static int cmap_get(cache_t *c, cmap_t *m, const void *key, size_t klen,
     return e != NULL;
 }
 
+/* epoch: the shard's, or with any_shard the map's count of changes. */
 static void cmap_put(cache_t *c, cmap_t *m, const void *key, size_t klen, const void *payload,
-                     size_t plen, uint64_t epoch)
+                     size_t plen, uint64_t epoch, int any_shard)
 {
     uint64_t h = cache_hash(m, key, klen);
     cshard_t *s = cmap_shard(m, h);
@@ -210,7 +214,7 @@ static void cmap_put(cache_t *c, cmap_t *m, const void *key, size_t klen, const 
     memcpy(e->data, key, klen);
     memcpy(CACHE_PAYLOAD(e), payload, plen);
     pthread_mutex_lock(&s->lock);
-    if (s->epoch != epoch) {
+    if (any_shard ? atomic_load(&m->changes) != epoch : s->epoch != epoch) {
         /* A write invalidated this shard since the reader looked: what it
          * read may be older than that write, so it must not be cached. */
         pthread_mutex_unlock(&s->lock);
@@ -240,7 +244,22 @@ static void cmap_invalidate(cmap_t *m, const void *key, size_t klen)
     centry_t **pp = cmap_slot(s, h, key, klen);
     if (*pp) cmap_remove(s, pp);
     s->epoch++;
+    atomic_fetch_add(&m->changes, 1);
     pthread_mutex_unlock(&s->lock);
+}
+
+static void cmap_clear(cmap_t *m)
+{
+    for (int i = 0; i < CACHE_SHARDS; i++) {
+        cshard_t *s = &m->shards[i];
+        pthread_mutex_lock(&s->lock);
+        while (s->head)
+            cmap_remove(s, cmap_slot(s, cache_hash(m, s->head->data, s->head->klen), s->head->data,
+                                     s->head->klen));
+        s->epoch++;
+        atomic_fetch_add(&m->changes, 1);
+        pthread_mutex_unlock(&s->lock);
+    }
 }
 
 cache_t *cache_new(size_t capacity)
@@ -321,7 +340,7 @@ void cache_token_put(cache_t *c, const store_token_t *t, uint64_t epoch)
     s += h.owner_len + 1;
     memcpy(s, t->created_by, h.by_len);
     s[h.by_len] = '\0';
-    cmap_put(c, &c->tokens, t->hash, STORE_HASH_BYTES, buf, plen, epoch);
+    cmap_put(c, &c->tokens, t->hash, STORE_HASH_BYTES, buf, plen, epoch, 0);
 }
 
 void cache_token_invalidate(cache_t *c, const uint8_t hash[STORE_HASH_BYTES])
@@ -358,7 +377,7 @@ int cache_user_get(cache_t *c, const char *user_id, store_user_t *out, uint64_t 
     return hit;
 }
 
-void cache_user_put(cache_t *c, const store_user_t *u, uint64_t epoch)
+static void cache_user_insert(cache_t *c, const store_user_t *u, uint64_t epoch, int any_shard)
 {
     cusr_t h = {.role = u->role,
                 .user_type = u->user_type,
@@ -381,8 +400,30 @@ void cache_user_put(cache_t *c, const store_user_t *u, uint64_t epoch)
         s[h.lens[i]] = '\0';
         s += h.lens[i] + 1;
     }
-    cmap_put(c, &c->users, u->user_id, strnlen(u->user_id, STORE_ID_MAX), buf, plen, epoch);
+    cmap_put(c, &c->users, u->user_id, strnlen(u->user_id, STORE_ID_MAX), buf, plen, epoch,
+             any_shard);
     free(buf);
+}
+
+void cache_user_put(cache_t *c, const store_user_t *u, uint64_t epoch)
+{
+    cache_user_insert(c, u, epoch, 0);
+}
+
+uint64_t cache_users_epoch(cache_t *c)
+{
+    return atomic_load(&c->users.changes);
+}
+
+void cache_user_put_since(cache_t *c, const store_user_t *u, uint64_t users_epoch)
+{
+    cache_user_insert(c, u, users_epoch, 1);
+}
+
+void cache_clear(cache_t *c)
+{
+    cmap_clear(&c->tokens);
+    cmap_clear(&c->users);
 }
 
 void cache_user_invalidate(cache_t *c, const char *user_id)
@@ -402,10 +443,16 @@ static void cache_on_user(void *arg, const char *user_id)
     cache_user_invalidate(arg, user_id);
 }
 
+static void cache_on_everything(void *arg)
+{
+    cache_clear(arg);
+}
+
 void cache_observer(cache_t *c, store_observer_t *out)
 {
     out->token_changed = cache_on_token;
     out->user_changed = cache_on_user;
+    out->everything_changed = cache_on_everything;
     out->arg = c;
 }
 

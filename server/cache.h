@@ -58,6 +58,14 @@ int cache_user_get(cache_t *c, const char *user_id, store_user_t *out, uint64_t 
                    int count_miss);
 void cache_user_put(cache_t *c, const store_user_t *u, uint64_t epoch);
 void cache_user_invalidate(cache_t *c, const char *user_id);
+/* For a reader that learns the user's id only from what it reads (a cold
+ * Verify reads a token with its owner): take the users' epoch before the
+ * read, and insert with it; the insert is dropped if any user changed
+ * meanwhile (rare: users change far less often than they are read). */
+uint64_t cache_users_epoch(cache_t *c);
+void cache_user_put_since(cache_t *c, const store_user_t *u, uint64_t users_epoch);
+/* Forgets everything (the store says anything may have changed). */
+void cache_clear(cache_t *c);
 
 /* The invalidations as a store observer: the store calls them for every
  * committed change (and a clustered store for other nodes' changes). */

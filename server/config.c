@@ -66,8 +66,19 @@ static const config_def_t config_table[] = {
     {"data-dir", CONFIG_STRING, CFG(data_dir), "./data", 0, 0, "DIR",
      "platform key, lock file and the embedded store (made 0700)", "make run needs nothing else",
      0},
-    {"store", CONFIG_STRING, CFG(store), "", 0, 0, "URL", "where tokens are kept: rocksdb:DIR",
+    {"store", CONFIG_STRING, CFG(store), "", 0, 0, "URL",
+     "where tokens are kept: rocksdb:DIR, or postgresql://HOST[:PORT]/DB?... (libpq's URI; "
+     "the password from PGPASSFILE or ~/.pgpass, never in the URL)",
      "rocksdb:<data-dir>/db, the embedded store", 0},
+    {"store-connections", CONFIG_UINT, CFG(store_connections), "8", 1, 1000, "N",
+     "PostgreSQL: connections the workers share",
+     "a cold Verify holds one for a round trip; 8 keep 2 cores busy and leave the database's "
+     "100 default connections to the platform",
+     0},
+    {"from", CONFIG_STRING, CFG(copy_from), "", 0, 0, "URL", "patd copy-store: the store to copy",
+     "no default: say which", 0},
+    {"to", CONFIG_STRING, CFG(copy_to), "", 0, 0, "URL",
+     "patd copy-store: the empty store to copy into", "no default: say which", 0},
     {"platform-key-file", CONFIG_STRING, CFG(platform_key_file), "", 0, 0, "PATH",
      "platform key(s), one a line (SIGHUP reloads)",
      "<data-dir>/platform.key, made 0600 with a fresh random key if missing", 0},
@@ -313,13 +324,19 @@ static void config_wrap(FILE *out, const char *text)
 
 void config_usage(FILE *out)
 {
-    fprintf(out, "usage: patd [check | routes] [options]\n"
-                 "\n"
-                 "A personal-access-token service: length-prefixed protobuf over TCP, and HTTP\n"
-                 "for gateways and the REST API. `patd check` checks that the store agrees with\n"
-                 "itself, then exits (0 clean, 1 problems found, 2 cannot check; --check is the\n"
-                 "same). `patd routes` prints the REST API's routes and their methods.\n"
-                 "\n");
+    fprintf(out,
+            "usage: patd [check | migrate | copy-store | routes] [options]\n"
+            "\n"
+            "A personal-access-token service: length-prefixed protobuf over TCP, and HTTP\n"
+            "for gateways and the REST API. Without a subcommand it serves --store.\n"
+            "  patd check       checks that the store agrees with itself, then exits (0\n"
+            "                   clean, 1 problems found, 2 cannot check; --check is the same)\n"
+            "  patd migrate     brings the store's schema up to date, then exits\n"
+            "  patd copy-store --from URL --to URL\n"
+            "                   copies users, tokens, last-used times and activity into an\n"
+            "                   empty store (patd stopped), then checks both\n"
+            "  patd routes      prints the REST API's routes and their methods\n"
+            "\n");
     for (size_t i = 0; i < CONFIG_N; i++) {
         const config_def_t *d = &config_table[i];
         char flag[64], text[512];
@@ -349,11 +366,20 @@ int config_parse(config_t *cfg, int argc, char **argv)
     opts[CONFIG_N + 3] = (struct option){0, 0, 0, 0};
     config_defaults(cfg);
     int given[CONFIG_N] = {0};
-    if (argc > 1 && (strcmp(argv[1], "check") == 0 || strcmp(argv[1], "routes") == 0)) {
-        cfg->mode = argv[1][0] == 'c' ? CONFIG_CHECK : CONFIG_ROUTES; /* the subcommands */
+    static const struct {
+        const char *name;
+        config_mode_t mode;
+    } subcommands[] = {{"check", CONFIG_CHECK},
+                       {"routes", CONFIG_ROUTES},
+                       {"migrate", CONFIG_MIGRATE},
+                       {"copy-store", CONFIG_COPY_STORE}};
+    for (size_t i = 0; argc > 1 && i < sizeof(subcommands) / sizeof(subcommands[0]); i++) {
+        if (strcmp(argv[1], subcommands[i].name) != 0) continue;
+        cfg->mode = subcommands[i].mode;
         argv[1] = argv[0];
         argv++;
         argc--;
+        break;
     }
     optind = 1;
     int o;

@@ -26,11 +26,19 @@ typedef struct {
     int n;
 } config_list_t;
 
-typedef enum { CONFIG_RUN, CONFIG_CHECK, CONFIG_ROUTES } config_mode_t;
+/* patd [subcommand]: serve, or one offline tool. */
+typedef enum {
+    CONFIG_RUN,
+    CONFIG_CHECK,
+    CONFIG_ROUTES,
+    CONFIG_MIGRATE,
+    CONFIG_COPY_STORE
+} config_mode_t;
 
 typedef struct {
     config_addr_t listen, http_listen;
     const char *data_dir, *store, *platform_key_file, *port_file, *http_port_file;
+    const char *copy_from, *copy_to;
     const char *trusted_proxies, *log_level, *ui_auth_header, *ui_frame_ancestors;
     const char *tls_cert, *tls_key, *tls_client_ca;
     uint64_t tls_require_client_cert, platform_client_cert_required, tls_handshake_timeout_ms,
@@ -40,12 +48,13 @@ typedef struct {
         ui_session_ttl_ms;
     uint64_t http_max_header_bytes, http_max_headers, http_max_body_bytes, http_access_log;
     uint64_t retention_days, max_unread_mb, cache_mb, cache_entries, revoke_per_minute;
+    uint64_t store_connections;
     config_list_t scim_prefixes;
     config_mode_t mode;
 } config_t;
 
-/* Parses argv (defaults first, then each flag; "patd check" is the
- * subcommand of --check). Returns 0 to go on, 1 when it has answered
+/* Parses argv (defaults first, then each flag; the subcommands are check
+ * (also --check), routes, migrate and copy-store). Returns 0 to go on, 1 when it has answered
  * (--help, --version: exit 0), or -1 after a one-line error on stderr
  * (exit 2). */
 int config_parse(config_t *cfg, int argc, char **argv);

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <malloc.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 #include "service.h"
 #include "srv.h"
 #include "stats.h"
+#include "copy_store.h"
 #include "store.h"
 #include "tcp.h"
 #include "tls.h"
@@ -293,11 +295,18 @@ static int main_routes(void)
     return 0;
 }
 
+/* The embedded store is one process's: its data directory is locked. A
+ * database has its own locks (storage/postgresql/). */
+static int main_store_embedded(const char *url)
+{
+    return strncmp(url, "rocksdb:", 8) == 0;
+}
+
 static int main_check(const config_t *cfg)
 {
     char ubuf[PATH_MAX + 16];
     const char *url = main_store_url(cfg, ubuf, sizeof(ubuf));
-    int lock_fd = main_lock_data_dir(cfg->data_dir, 0);
+    int lock_fd = main_store_embedded(url) ? main_lock_data_dir(cfg->data_dir, 0) : -1;
     if (lock_fd == -2) return 2;
     char *err = NULL;
     store_options_t sopt = {.cache_bytes = (size_t)cfg->cache_mb << 20, .must_exist = 1};
@@ -316,6 +325,74 @@ static int main_check(const config_t *cfg)
     }
     if (lock_fd >= 0) close(lock_fd);
     return rc;
+}
+
+/* patd migrate: applies the store's migrations (as a start would), says
+ * where its schema is, and exits. Beside a serving patd, too. */
+static int main_migrate(const config_t *cfg)
+{
+    char ubuf[PATH_MAX + 16];
+    const char *url = main_store_url(cfg, ubuf, sizeof(ubuf));
+    int lock_fd = -1;
+    if (main_store_embedded(url)) {
+        if (main_mkdir_private(cfg->data_dir) != 0) return 2;
+        if ((lock_fd = main_lock_data_dir(cfg->data_dir, 1)) < 0) return 2;
+    }
+    char *err = NULL;
+    store_options_t sopt = {.shared = 1, .connections = 1};
+    store_t *st = store_open(url, &sopt, &err);
+    int rc = 2;
+    if (st == NULL) {
+        fprintf(stderr, "patd migrate: %s\n", err ? err : "cannot open store");
+        free(err);
+    } else {
+        unsigned version, known;
+        store_schema(st, &version, &known);
+        printf("patd migrate: %s is at schema version %u (this patd knows %u)\n", store_url(st),
+               version, known);
+        store_close(st);
+        rc = 0;
+    }
+    if (lock_fd >= 0) close(lock_fd);
+    return rc;
+}
+
+/* patd copy-store: the embedded source's directory is locked as a server
+ * would lock it (it must not be served meanwhile). */
+static int main_copy_store(const config_t *cfg)
+{
+    int lock_fd = -1;
+    if (main_store_embedded(cfg->copy_from) && strcmp(cfg->copy_from, "rocksdb:") != 0) {
+        /* rocksdb:DIR/db is what patd serves from --data-dir DIR. */
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof(dir), "%s", cfg->copy_from + 8);
+        char *slash = strrchr(dir, '/');
+        if (slash && strcmp(slash, "/db") == 0) {
+            *slash = '\0';
+            if ((lock_fd = main_lock_data_dir(dir, 0)) == -2) return 2;
+        }
+    }
+    int rc = copy_store(cfg->copy_from, cfg->copy_to, stdout);
+    if (lock_fd >= 0) close(lock_fd);
+    return rc;
+}
+
+/* The store's log lines, in patd's log (set before the store opens, so
+ * that its migrations and connection troubles are logged as ours). */
+static void main_store_log(int level, const char *line)
+{
+    log_msg(level <= 0   ? LOG_DEBUG
+            : level == 1 ? LOG_INFO
+            : level == 2 ? LOG_WARN
+                         : LOG_ERROR,
+            "storage: %s", line);
+}
+
+/* Another patd took over the store: stop serving, as on SIGTERM. */
+static void main_store_lost(const char *why)
+{
+    log_error("event=store_lost %s", why);
+    kill(getpid(), SIGTERM);
 }
 
 /* Serves until a signal stops it; every module is made here and freed
@@ -341,7 +418,9 @@ static int main_serve(const config_t *cfg)
 
     if (main_mkdir_private(cfg->data_dir) != 0) goto out;
     if ((lock_fd = main_lock_data_dir(cfg->data_dir, 1)) < 0) goto out;
-    store_options_t sopt = {.cache_bytes = (size_t)cfg->cache_mb << 20};
+    store_options_t sopt = {.cache_bytes = (size_t)cfg->cache_mb << 20,
+                            .connections = (unsigned)cfg->store_connections,
+                            .on_lost = main_store_lost};
     if ((st = store_open(url, &sopt, &err)) == NULL) {
         log_error("%s", err ? err : "cannot open store");
         goto out;
@@ -482,5 +561,15 @@ int main(int argc, char **argv)
     main_raise_nofile((unsigned)cfg.max_connections);
     umask(077);
     if (cfg.mode == CONFIG_ROUTES) return main_routes();
-    return cfg.mode == CONFIG_CHECK ? main_check(&cfg) : main_serve(&cfg);
+    store_set_log(main_store_log);
+    switch (cfg.mode) {
+    case CONFIG_CHECK:
+        return main_check(&cfg);
+    case CONFIG_MIGRATE:
+        return main_migrate(&cfg);
+    case CONFIG_COPY_STORE:
+        return main_copy_store(&cfg);
+    default:
+        return main_serve(&cfg);
+    }
 }

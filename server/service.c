@@ -156,16 +156,6 @@ void svc_health(Pat__V1__TokenService_Service *service, const Pat__V1__HealthReq
 
 /* ---------------------------------------------------------------- setup */
 
-/* The store's log lines, in patd's log. */
-static void svc_store_log(int level, const char *line)
-{
-    log_msg(level <= 0   ? LOG_DEBUG
-            : level == 1 ? LOG_INFO
-            : level == 2 ? LOG_WARN
-                         : LOG_ERROR,
-            "storage: %s", line);
-}
-
 void svc_init(svc_t *svc, store_t *st, usage_t *usage, cache_t *cache, stats_t *stats,
               char *platform_key)
 {
@@ -180,7 +170,6 @@ void svc_init(svc_t *svc, store_t *st, usage_t *usage, cache_t *cache, stats_t *
     svc->start_mono_ms = clock_mono_ms();
     svc->ui = svc_ui_new();
     store_page_key(st, svc->page_key);
-    store_set_log(svc_store_log);
     store_observer_t obs;
     cache_observer(cache, &obs);
     store_set_observer(st, &obs);

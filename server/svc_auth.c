@@ -36,8 +36,20 @@ int svc_authenticate(svc_t *svc, const char *tok, int64_t now, int try_only, sto
     token_hash(tok, len, hash);
     uint64_t epoch = 0;
     store_status_t s = STORE_OK;
+    int have_owner = 0;
     if (!cache_token_get(svc->cache, hash, t, &epoch, 0)) {
-        if (svc_read_token(svc, hash, try_only, t, &s)) return 1; /* the worker counts it */
+        if (try_only) {
+            if (svc_read_token(svc, hash, 1, t, &s)) return 1; /* the worker counts it */
+        } else {
+            /* On a worker: the token with its owner, one read (PostgreSQL:
+             * one round trip). */
+            uint64_t users_epoch = cache_users_epoch(svc->cache);
+            s = store_token_get_with_owner(svc->store, hash, t, u);
+            if (s == STORE_OK && u->user_id[0] && strcmp(u->user_id, t->owner_id) == 0) {
+                have_owner = 1;
+                cache_user_put_since(svc->cache, u, users_epoch);
+            }
+        }
         cache_count_miss(svc->cache);
         if (s == STORE_OK && !token_ct_equal(t->hash, hash, TOKEN_HASH_BYTES))
             s = STORE_NOT_FOUND; /* an index entry pointing at another token */
@@ -59,7 +71,7 @@ int svc_authenticate(svc_t *svc, const char *tok, int64_t now, int try_only, sto
         *why = "token has been revoked";
         return 0;
     }
-    if (!cache_user_get(svc->cache, t->owner_id, u, &epoch, 0)) {
+    if (!have_owner && !cache_user_get(svc->cache, t->owner_id, u, &epoch, 0)) {
         if (svc_read_user(svc, t->owner_id, try_only, u, &s)) return 1;
         cache_count_miss(svc->cache);
         if (s == STORE_OK) cache_user_put(svc->cache, u, epoch);

@@ -45,6 +45,9 @@ typedef struct {
     store_status_t (*token_get)(store_t *st, uint64_t id, store_token_t *out);
     store_status_t (*token_get_by_hash)(store_t *st, const uint8_t *hash, store_token_t *out,
                                         int try_only);
+    /* Optional: NULL reads the token, then its owner. */
+    store_status_t (*token_get_with_owner)(store_t *st, const uint8_t *hash, store_token_t *out,
+                                           store_user_t *owner);
     store_status_t (*token_create)(store_t *st, store_token_t *t, const store_event_t *ev);
     store_status_t (*token_set_active)(store_t *st, uint64_t id, int active,
                                        const store_event_t *ev, store_token_t *out, int *changed);
@@ -53,6 +56,9 @@ typedef struct {
     store_status_t (*tokens_list)(store_t *st, int32_t kind, const char *owner,
                                   const store_cursor_t *after, unsigned limit, store_token_t *out,
                                   unsigned *n, int *more, store_cursor_t *next);
+
+    store_status_t (*import_users)(store_t *st, const store_user_t *u, size_t n);
+    store_status_t (*import_tokens)(store_t *st, const store_token_t *t, size_t n);
 
     store_status_t (*last_used_get)(store_t *st, uint64_t id, int64_t *ms);
     store_usage_t *(*usage_begin)(store_t *st);
@@ -71,6 +77,7 @@ struct store {
     char *url;
     store_observer_t observer;
     uint8_t page_key[STORE_PAGE_KEY]; /* the backend fills it at open */
+    unsigned schema, schema_known;    /* the backend fills them at open */
     _Atomic uint64_t event_seq;
     _Atomic int fail_writes;    /* test fault injection */
     _Atomic int decline_tries;  /* test fault injection */
@@ -82,6 +89,7 @@ struct store {
 /* For backends: tell the observer (after the commit, before returning). */
 void store_notify_token(store_t *st, const uint8_t hash[STORE_HASH_BYTES]);
 void store_notify_user(store_t *st, const char *user_id);
+void store_notify_everything(store_t *st);
 /* True (and the failure logged as a write failure) while fail_writes is
  * on: a backend calls it before each commit. */
 int store_injected_fault(store_t *st, const char *what);
@@ -108,5 +116,6 @@ void store_log(int level, const char *fmt, ...) __attribute__((format(printf, 2,
 
 /* The backends. */
 extern const store_backend_t store_rocksdb_backend;
+extern const store_backend_t store_postgresql_backend; /* also "postgres://" */
 
 #endif

@@ -12,7 +12,8 @@
 
 #include "backend.h"
 
-static const store_backend_t *const store_backends[] = {&store_rocksdb_backend};
+static const store_backend_t *const store_backends[] = {&store_rocksdb_backend,
+                                                        &store_postgresql_backend};
 
 /* Write durations, from 50 us (a write without sync) to 1 s. */
 static const uint64_t store_write_le_ns[STORE_WRITE_BUCKETS] = {
@@ -112,6 +113,11 @@ void store_notify_user(store_t *st, const char *user_id)
     if (st->observer.user_changed) st->observer.user_changed(st->observer.arg, user_id);
 }
 
+void store_notify_everything(store_t *st)
+{
+    if (st->observer.everything_changed) st->observer.everything_changed(st->observer.arg);
+}
+
 void store_set_observer(store_t *st, const store_observer_t *obs)
 {
     st->observer = *obs;
@@ -182,19 +188,26 @@ store_t *store_open(const char *url, const store_options_t *opt, char **errmsg)
     static const store_options_t defaults = {0};
     const char *colon = strchr(url, ':');
     const store_backend_t *be = NULL;
+    size_t scheme_len = colon ? (size_t)(colon - url) : 0;
+    if (scheme_len == 8 && strncmp(url, "postgres", 8) == 0) /* libpq's other spelling */
+        be = &store_postgresql_backend;
     for (size_t i = 0; colon && i < sizeof(store_backends) / sizeof(store_backends[0]); i++) {
         size_t n = strlen(store_backends[i]->scheme);
-        if ((size_t)(colon - url) == n && strncmp(url, store_backends[i]->scheme, n) == 0)
+        if (scheme_len == n && strncmp(url, store_backends[i]->scheme, n) == 0)
             be = store_backends[i];
     }
     if (be == NULL) {
         if (errmsg)
-            *errmsg = store_errf("store URL '%.64s' names no known store: use rocksdb:DIR", url);
+            *errmsg = store_errf("store URL '%.64s' names no known store: use rocksdb:DIR or "
+                                 "postgresql://...",
+                                 url);
         return NULL;
     }
     if (colon[1] == '\0') {
         if (errmsg)
-            *errmsg = store_errf("store URL '%s' says where the store is: rocksdb:DIR", url);
+            *errmsg = store_errf("store URL '%s' says where the store is: rocksdb:DIR or "
+                                 "postgresql://HOST/DB",
+                                 url);
         return NULL;
     }
     store_t *st = be->open(colon + 1, opt ? opt : &defaults, errmsg);
@@ -324,6 +337,39 @@ store_status_t store_token_try_get_by_hash(store_t *st, const uint8_t hash[STORE
 {
     if (atomic_load_explicit(&st->decline_tries, memory_order_relaxed)) return STORE_DECLINED;
     return st->backend->token_get_by_hash(st, hash, out, 1);
+}
+
+store_status_t store_token_get_with_owner(store_t *st, const uint8_t hash[STORE_HASH_BYTES],
+                                          store_token_t *out, store_user_t *owner)
+{
+    owner->user_id[0] = '\0';
+    if (st->backend->token_get_with_owner)
+        return st->backend->token_get_with_owner(st, hash, out, owner);
+    store_status_t s = st->backend->token_get_by_hash(st, hash, out, 0);
+    if (s != STORE_OK) return s;
+    store_status_t us = store_user_get(st, out->owner_id, owner);
+    if (us == STORE_NOT_FOUND) owner->user_id[0] = '\0';
+    return us == STORE_NOT_FOUND ? STORE_OK : us;
+}
+
+store_status_t store_import_users(store_t *st, const store_user_t *u, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!store_id_ok(u[i].user_id)) return STORE_NOT_FOUND;
+    return n ? st->backend->import_users(st, u, n) : STORE_OK;
+}
+
+store_status_t store_import_tokens(store_t *st, const store_token_t *t, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!store_id_ok(t[i].owner_id) || t[i].id == 0) return STORE_NOT_FOUND;
+    return n ? st->backend->import_tokens(st, t, n) : STORE_OK;
+}
+
+void store_schema(const store_t *st, unsigned *version, unsigned *known)
+{
+    *version = st->schema;
+    *known = st->schema_known;
 }
 
 store_status_t store_token_create(store_t *st, store_token_t *t, const store_event_t *ev)

@@ -12,7 +12,8 @@
  * cannot interleave between check and change.
  *
  * A backend is chosen at start-up by the scheme of a URL (store_open):
- * "rocksdb:DIR" is the embedded one (storage/rocksdb/). A backend plugs in
+ * "rocksdb:DIR" is the embedded one (storage/rocksdb/), "postgresql://..."
+ * a PostgreSQL database (storage/postgresql/). A backend plugs in
  * through storage/backend.h; docs/architecture.md says what it must
  * guarantee.
  *
@@ -117,22 +118,34 @@ typedef struct {
     uint8_t bytes[STORE_CURSOR_MAX];
 } store_cursor_t;
 
-/* Told of committed changes (the verification cache listens). */
+/* Told of committed changes (the verification cache listens). A change
+ * whose outcome is unknown (the database went away during its commit) is
+ * told too: forgetting an entry is always safe. everything_changed: the
+ * store may have been changed by someone else while this process could
+ * not see it (PostgreSQL: the session lock was lost and taken again), so
+ * nothing read before may be kept. */
 typedef struct {
     void (*token_changed)(void *arg, const uint8_t hash[STORE_HASH_BYTES]);
     void (*user_changed)(void *arg, const char *user_id);
+    void (*everything_changed)(void *arg);
     void *arg;
 } store_observer_t;
 
 typedef struct {
-    size_t cache_bytes; /* the backend's own read cache; 0: its default */
-    int bulk;           /* loading tools: commits need not be durable until close */
-    int must_exist;     /* open only a store that exists (patd check): create nothing */
+    size_t cache_bytes;   /* the backend's own read cache; 0: its default */
+    int bulk;             /* loading tools: commits need not be durable until close */
+    int must_exist;       /* open only a store that exists (patd check): create nothing */
+    int shared;           /* a tool beside a serving patd (check, migrate): no exclusive hold */
+    unsigned connections; /* PostgreSQL: the pool's size; 0: its default */
+    /* Called (from any thread) when the store can no longer be served by
+     * this process: another patd took over the database. May be NULL. */
+    void (*on_lost)(const char *why);
 } store_options_t;
 
-/* Opens the store named by url ("rocksdb:DIR"; DIR must exist), creating
- * it if empty. On failure returns NULL and, if errmsg is not NULL, a
- * malloc'd message to free. */
+/* Opens the store named by url ("rocksdb:DIR", DIR must exist; or a libpq
+ * URI "postgresql://..."), creating it if empty and bringing its schema up
+ * to date. On failure returns NULL and, if errmsg is not NULL, a malloc'd
+ * message to free. */
 store_t *store_open(const char *url, const store_options_t *opt, char **errmsg);
 /* Closes the store, leaving it quick to open again. NULL is a no-op. */
 void store_close(store_t *st);
@@ -188,6 +201,11 @@ store_status_t store_token_get_by_hash(store_t *st, const uint8_t hash[STORE_HAS
                                        store_token_t *out);
 store_status_t store_token_try_get_by_hash(store_t *st, const uint8_t hash[STORE_HASH_BYTES],
                                            store_token_t *out);
+/* The token of a hash and its owner, in one read where the backend can
+ * (PostgreSQL: one statement, one round trip): what a cold Verify needs.
+ * owner->user_id is "" when the owner does not exist. */
+store_status_t store_token_get_with_owner(store_t *st, const uint8_t hash[STORE_HASH_BYTES],
+                                          store_token_t *out, store_user_t *owner);
 /* Creates t with its CREATED event (ev; NULL for a bulk loader that
  * writes no history), assigning t->id. NOT_FOUND if the
  * owner does not exist, CONFLICT if the owner is deactivated, EXISTS if
@@ -209,6 +227,14 @@ store_status_t store_token_delete(store_t *st, uint64_t id, int64_t now_ms, cons
 store_status_t store_tokens_list(store_t *st, int32_t kind, const char *owner,
                                  const store_cursor_t *after, unsigned limit, store_token_t *out,
                                  unsigned *n, int *more, store_cursor_t *next);
+
+/* Loading tools (patd copy-store): writes users, or tokens keeping their
+ * ids (the id counter moves past them), as they are; no history, no
+ * checks beyond the store's uniqueness (EXISTS). */
+store_status_t store_import_users(store_t *st, const store_user_t *u, size_t n);
+store_status_t store_import_tokens(store_t *st, const store_token_t *t, size_t n);
+/* The backend's schema version and the newest it knows (for messages). */
+void store_schema(const store_t *st, unsigned *version, unsigned *known);
 
 /* ---------------------------------------------------------------- usage */
 

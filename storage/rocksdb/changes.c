@@ -475,3 +475,36 @@ store_status_t rdb_activity_next_id(store_t *st, uint64_t after, uint64_t *id)
     rocksdb_iter_destroy(it);
     return s;
 }
+
+/* ---------------------------------------------------------------- import */
+
+store_status_t rdb_import_users(store_t *st, const store_user_t *u, size_t n)
+{
+    rdb_t *r = rdb_of(st);
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    for (size_t i = 0; i < n; i++)
+        rdb_wb_put_user(r, wb, &u[i]);
+    return rdb_commit_one(r, wb, "import users");
+}
+
+store_status_t rdb_import_tokens(store_t *st, const store_token_t *t, size_t n)
+{
+    rdb_t *r = rdb_of(st);
+    uint64_t top = 0;
+    for (size_t i = 0; i < n; i++)
+        if (t[i].id > top) top = t[i].id;
+    /* The counter first: an id below the mark is never handed out again. */
+    pthread_mutex_lock(&r->id_lock);
+    store_status_t s = STORE_OK;
+    if (top >= r->id_hw) {
+        s = rdb_reserve_ids(r, top + 1 + RDB_ID_BLOCK);
+        if (s == STORE_OK) r->id_hw = top + 1 + RDB_ID_BLOCK;
+    }
+    if (s == STORE_OK && top >= r->id_next) r->id_next = top + 1;
+    pthread_mutex_unlock(&r->id_lock);
+    if (s != STORE_OK) return s;
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    for (size_t i = 0; i < n; i++)
+        rdb_wb_put_token(r, wb, &t[i]);
+    return rdb_commit_one(r, wb, "import tokens");
+}

@@ -92,6 +92,8 @@ store_status_t rdb_get_record(rdb_t *r, int cf, const void *key, size_t klen,
                               const ProtobufCMessageDescriptor *desc, void **out, int mem_only);
 store_status_t rdb_get_u64_value(rdb_t *r, int cf, const void *key, size_t klen, uint64_t *out);
 store_status_t rdb_next_token_id(rdb_t *r, uint64_t *id);
+/* Writes the id high-water mark (synced); caller holds id_lock. */
+store_status_t rdb_reserve_ids(rdb_t *r, uint64_t hw);
 
 /* Records and domain values. */
 void rdb_user_from_rec(const rdb_user_rec_t *rec, store_user_t *out);
@@ -141,5 +143,7 @@ store_status_t rdb_activity_list(store_t *st, uint64_t id, unsigned limit, store
 store_status_t rdb_activity_trim(store_t *st, uint64_t id, unsigned keep);
 store_status_t rdb_activity_next_id(store_t *st, uint64_t after, uint64_t *id);
 long rdb_check(store_t *st, FILE *out);
+store_status_t rdb_import_users(store_t *st, const store_user_t *u, size_t n);
+store_status_t rdb_import_tokens(store_t *st, const store_token_t *t, size_t n);
 
 #endif

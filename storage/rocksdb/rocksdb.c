@@ -136,12 +136,17 @@ static store_status_t rdb_put_meta_u64(rdb_t *r, const char *key, uint64_t v)
     return rdb_put_meta(r, key, buf, 8);
 }
 
+store_status_t rdb_reserve_ids(rdb_t *r, uint64_t hw)
+{
+    return rdb_put_meta_u64(r, "token_id_hw", hw);
+}
+
 store_status_t rdb_next_token_id(rdb_t *r, uint64_t *id)
 {
     store_status_t s = STORE_OK;
     pthread_mutex_lock(&r->id_lock);
     if (r->id_next >= r->id_hw) {
-        s = rdb_put_meta_u64(r, "token_id_hw", r->id_next + RDB_ID_BLOCK);
+        s = rdb_reserve_ids(r, r->id_next + RDB_ID_BLOCK);
         if (s == STORE_OK) r->id_hw = r->id_next + RDB_ID_BLOCK;
     }
     if (s == STORE_OK) *id = r->id_next++;
@@ -354,6 +359,7 @@ static int rdb_load_meta(rdb_t *r, const char *dir, char **errmsg)
         return -1;
     }
     r->id_next = r->id_hw = hw ? hw : 1;
+    r->base.schema = r->base.schema_known = RDB_SCHEMA_VERSION;
 
     char *err = NULL;
     size_t len = 0;
@@ -635,6 +641,8 @@ const store_backend_t store_rocksdb_backend = {
     .token_set_active = rdb_token_set_active,
     .token_delete = rdb_token_delete,
     .tokens_list = rdb_tokens_list,
+    .import_users = rdb_import_users,
+    .import_tokens = rdb_import_tokens,
     .last_used_get = rdb_last_used_get,
     .usage_begin = rdb_usage_begin,
     .usage_last_used = rdb_usage_last_used,

@@ -1,0 +1,159 @@
+/* postgresql/schema: the SQL of the PostgreSQL backend: its numbered
+ * migrations and its prepared statements. All of patd's SQL is here.
+ *
+ * Migrations are applied in order at open (and by `patd migrate`), each in
+ * the one transaction that holds the migration lock, and never edited once
+ * released: a change of schema is a new migration. */
+#include "internal.h"
+
+const pg_migration_t pg_migrations[] = {
+    {1, "users, tokens, last-used times and activity",
+     /* Strings that patd pages through are ordered by their bytes (COLLATE
+      * "C"), as RocksDB orders keys, whatever the database's locale. */
+     "CREATE TABLE patd_meta (\n"
+     "  key text PRIMARY KEY,\n"
+     "  value bytea NOT NULL);\n"
+     "CREATE TABLE patd_users (\n"
+     "  user_id text COLLATE \"C\" PRIMARY KEY,\n"
+     "  user_name text NOT NULL,\n"
+     "  email text NOT NULL,\n"
+     "  name text NOT NULL,\n"
+     "  created_by text NOT NULL,\n"
+     "  role integer NOT NULL,\n"
+     "  user_type integer NOT NULL,\n"
+     "  active boolean NOT NULL,\n"
+     "  created bigint NOT NULL);\n"
+     "CREATE SEQUENCE patd_token_ids;\n"
+     "CREATE TABLE patd_tokens (\n"
+     "  id bigint PRIMARY KEY,\n"
+     "  hash bytea NOT NULL UNIQUE CHECK (length(hash) = 32),\n"
+     "  name text COLLATE \"C\" NOT NULL,\n"
+     "  owner_id text COLLATE \"C\" NOT NULL REFERENCES patd_users (user_id),\n"
+     "  created_by text NOT NULL,\n"
+     "  kind integer NOT NULL,\n"
+     "  scim boolean NOT NULL,\n"
+     "  active boolean NOT NULL,\n"
+     "  created bigint NOT NULL,\n"
+     "  expiration bigint NOT NULL,\n"
+     "  UNIQUE (kind, owner_id, name));\n"
+     /* No foreign key: a batch of uses must not fail because one of its
+      * tokens was deleted meanwhile (the batch skips those). */
+     "CREATE TABLE patd_last_used (\n"
+     "  token_id bigint PRIMARY KEY,\n"
+     "  ms bigint NOT NULL);\n"
+     /* A deleted token's history stays (its owner can still read why it
+      * went), so no foreign key here either. */
+     "CREATE TABLE patd_activity (\n"
+     "  token_id bigint NOT NULL,\n"
+     "  time bigint NOT NULL,\n"
+     "  seq bigint NOT NULL,\n"
+     "  kind integer NOT NULL,\n"
+     "  count bigint NOT NULL,\n"
+     "  first_time bigint NOT NULL,\n"
+     "  path text NOT NULL,\n"
+     "  client_ip text NOT NULL,\n"
+     "  actor text NOT NULL,\n"
+     "  owner_id text NOT NULL,\n"
+     "  token_kind integer NOT NULL,\n"
+     "  PRIMARY KEY (token_id, time, seq));\n"},
+};
+const size_t pg_n_migrations = sizeof(pg_migrations) / sizeof(pg_migrations[0]);
+
+#define PG_EVENT_COLS                                                                              \
+    "token_id, time, seq, kind, count, first_time, path, client_ip, actor, owner_id, token_kind"
+/* pg_p_event's ten parameters from $n: time, seq, kind, count, first_time,
+ * path, client_ip, actor, owner_id, token_kind. */
+#define PG_EVENT_PARAMS(a, b, c, d, e, f, g, h, i, j)                                              \
+    "$" #a "::bigint, $" #b "::bigint, $" #c "::integer, $" #d "::bigint, $" #e "::bigint, "      \
+    "$" #f "::text, $" #g "::text, $" #h "::text, $" #i "::text, $" #j "::integer"
+#define PG_EVENT_ARRAYS(a, b, c, d, e, f, g, h, i, j, k)                                           \
+    "unnest($" #a "::bigint[], $" #b "::bigint[], $" #c "::bigint[], $" #d "::integer[], "         \
+    "$" #e "::bigint[], $" #f "::bigint[], $" #g "::text[], $" #h "::text[], $" #i "::text[], "   \
+    "$" #j "::text[], $" #k "::integer[])"
+
+const char *const pg_statements[PG_STMT__COUNT] = {
+    [PG_USER_GET] = "SELECT " PG_USER_COLS " FROM patd_users WHERE user_id = $1::text",
+    [PG_USER_LOCK] = "SELECT " PG_USER_COLS " FROM patd_users WHERE user_id = $1::text FOR UPDATE",
+    [PG_USER_SHARE] = "SELECT " PG_USER_COLS " FROM patd_users WHERE user_id = $1::text FOR SHARE",
+    [PG_USER_INSERT] = "INSERT INTO patd_users (" PG_USER_COLS ") VALUES ($1::text, $2::text, "
+                       "$3::text, $4::text, $5::text, $6::integer, $7::integer, $8::boolean, "
+                       "$9::bigint) ON CONFLICT (user_id) DO NOTHING",
+    [PG_USER_UPDATE] = "UPDATE patd_users SET user_name = $2::text, email = $3::text, name = "
+                       "$4::text, role = $5::integer, active = $6::boolean WHERE user_id = $1::text",
+    [PG_USER_DELETE] = "DELETE FROM patd_users WHERE user_id = $1::text",
+    [PG_USERS_LIST] = "SELECT " PG_USER_COLS " FROM patd_users WHERE ($1::integer = 0 OR "
+                      "user_type = $1::integer) AND user_id > $2::text ORDER BY user_id "
+                      "LIMIT $3::integer",
+    [PG_TOKEN_GET] = "SELECT " PG_TOKEN_COLS " FROM patd_tokens WHERE id = $1::bigint",
+    [PG_TOKEN_LOCK] = "SELECT " PG_TOKEN_COLS " FROM patd_tokens WHERE id = $1::bigint FOR UPDATE",
+    [PG_TOKEN_BY_HASH] = "SELECT " PG_TOKEN_COLS " FROM patd_tokens WHERE hash = $1::bytea",
+    /* A cold Verify: the token and its owner in one round trip. */
+    [PG_TOKEN_WITH_OWNER] =
+        "SELECT t.id, t.hash, t.name, t.owner_id, t.created_by, t.kind, t.scim, t.active, "
+        "t.created, t.expiration, u.user_id, u.user_name, u.email, u.name, u.created_by, u.role, "
+        "u.user_type, u.active, u.created FROM patd_tokens t LEFT JOIN patd_users u ON "
+        "u.user_id = t.owner_id WHERE t.hash = $1::bytea",
+    /* One statement, so one round trip and one transaction: the owner's
+     * row is locked FOR SHARE (a deactivation waits for it, or it sees the
+     * deactivation), the unique index refuses a taken name, and the
+     * CREATED event goes in with the token. Answers (owner active, new id):
+     * NULL owner: no such user; false: deactivated; NULL id: name taken. */
+    [PG_TOKEN_CREATE] =
+        "WITH o AS (SELECT active FROM patd_users WHERE user_id = $1::text FOR SHARE), "
+        "t AS (INSERT INTO patd_tokens (" PG_TOKEN_COLS ") SELECT nextval('patd_token_ids'), "
+        "$2::bytea, $3::text, $1::text, $4::text, $5::integer, $6::boolean, true, $7::bigint, "
+        "$8::bigint FROM o WHERE o.active ON CONFLICT (kind, owner_id, name) DO NOTHING "
+        "RETURNING id), "
+        "e AS (INSERT INTO patd_activity (" PG_EVENT_COLS ") SELECT t.id, " PG_EVENT_PARAMS(
+            10, 11, 12, 13, 14, 15, 16, 17, 18, 19) " FROM t WHERE $9::boolean) "
+                                                    "SELECT (SELECT active FROM o), (SELECT id "
+                                                    "FROM t)",
+    [PG_TOKEN_SET_ACTIVE] = "UPDATE patd_tokens SET active = $2::boolean WHERE id = $1::bigint",
+    [PG_TOKEN_DELETE] = "WITH l AS (DELETE FROM patd_last_used WHERE token_id = $1::bigint) "
+                        "DELETE FROM patd_tokens WHERE id = $1::bigint",
+    [PG_OWNED_LOCK] = "SELECT " PG_TOKEN_COLS " FROM patd_tokens WHERE kind = $1::integer AND "
+                      "owner_id = $2::text ORDER BY name FOR UPDATE",
+    [PG_OWNED_DELETE] = "WITH d AS (DELETE FROM patd_tokens WHERE kind = $1::integer AND owner_id "
+                        "= $2::text RETURNING id) DELETE FROM patd_last_used WHERE token_id IN "
+                        "(SELECT id FROM d)",
+    [PG_COUNT_ACTIVE] = "SELECT count(*) FROM patd_tokens WHERE kind = $1::integer AND owner_id = "
+                        "$2::text AND active AND (expiration = 0 OR expiration > $3::bigint)",
+    [PG_TOKENS_OF_OWNER] = "SELECT " PG_TOKEN_COLS " FROM patd_tokens WHERE kind = $1::integer "
+                           "AND owner_id = $2::text AND name > $3::text ORDER BY name "
+                           "LIMIT $4::integer",
+    [PG_TOKENS_ALL] = "SELECT " PG_TOKEN_COLS " FROM patd_tokens WHERE kind = $1::integer AND "
+                      "(owner_id, name) > ($2::text, $3::text) ORDER BY owner_id, name "
+                      "LIMIT $4::integer",
+    [PG_EVENT_INSERT] = "INSERT INTO patd_activity (" PG_EVENT_COLS ") VALUES ($1::bigint, " PG_EVENT_PARAMS(
+        2, 3, 4, 5, 6, 7, 8, 9, 10, 11) ")",
+    [PG_EVENTS_INSERT] = "INSERT INTO patd_activity (" PG_EVENT_COLS ") SELECT * FROM " PG_EVENT_ARRAYS(
+        1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11) " ON CONFLICT DO NOTHING",
+    [PG_LAST_USED_GET] = "SELECT ms FROM patd_last_used WHERE token_id = $1::bigint",
+    /* A flush of uses: every last-used time and every event in one
+     * statement. Tokens deleted meanwhile are skipped; a time never goes
+     * back. */
+    [PG_USAGE] =
+        "WITH l AS (INSERT INTO patd_last_used (token_id, ms) SELECT u.id, max(u.ms) FROM "
+        "unnest($1::bigint[], $2::bigint[]) AS u(id, ms) JOIN patd_tokens t ON t.id = u.id "
+        "GROUP BY u.id ON CONFLICT (token_id) DO UPDATE SET ms = greatest(patd_last_used.ms, "
+        "excluded.ms)) "
+        "INSERT INTO patd_activity (" PG_EVENT_COLS ") SELECT * FROM " PG_EVENT_ARRAYS(
+            3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13) " ON CONFLICT DO NOTHING",
+    [PG_ACTIVITY_LIST] = "SELECT seq, kind, time, count, first_time, path, client_ip, actor, "
+                         "owner_id, token_kind FROM patd_activity WHERE token_id = $1::bigint "
+                         "ORDER BY time DESC, seq DESC LIMIT $2::integer",
+    [PG_ACTIVITY_TRIM] = "DELETE FROM patd_activity WHERE token_id = $1::bigint AND (time, seq) "
+                         "NOT IN (SELECT time, seq FROM patd_activity WHERE token_id = $1::bigint "
+                         "ORDER BY time DESC, seq DESC LIMIT $2::integer)",
+    [PG_ACTIVITY_NEXT] = "SELECT min(token_id) FROM patd_activity WHERE token_id > $1::bigint",
+    [PG_IMPORT_USERS] = "INSERT INTO patd_users (" PG_USER_COLS ") SELECT * FROM unnest("
+                        "$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
+                        "$6::integer[], $7::integer[], $8::boolean[], $9::bigint[])",
+    /* The sequence moves past the imported ids (never back). */
+    [PG_IMPORT_TOKENS] =
+        "WITH i AS (INSERT INTO patd_tokens (" PG_TOKEN_COLS ") SELECT * FROM unnest("
+        "$1::bigint[], $2::bytea[], $3::text[], $4::text[], $5::text[], $6::integer[], "
+        "$7::boolean[], $8::boolean[], $9::bigint[], $10::bigint[]) RETURNING id) "
+        "SELECT setval('patd_token_ids', greatest((SELECT max(id) FROM i), (SELECT last_value "
+        "FROM patd_token_ids)))",
+};
