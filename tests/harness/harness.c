@@ -4,6 +4,7 @@
 
 #include "pat/v1/testing.pb-c.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -53,6 +54,10 @@ static int h_spawn(patd_t *p)
      * comes later, and so wins) asks for one. */
     argv[n++] = "--drain-grace-ms";
     argv[n++] = "0";
+    if (p->store[0]) {
+        argv[n++] = "--store";
+        argv[n++] = p->store;
+    }
     for (int i = 0; p->extra[i] && n < 38; i++)
         argv[n++] = p->extra[i];
     argv[n] = NULL;
@@ -98,12 +103,62 @@ static int h_spawn(patd_t *p)
     return -1;
 }
 
+const char *h_backend(void)
+{
+    return getenv("PATD_TEST_PG_DIR") ? "postgresql" : "rocksdb";
+}
+
+/* A fresh database for this patd, named after its data directory. */
+static int h_make_db(patd_t *p)
+{
+    const char *pg = getenv("PATD_TEST_PG_DIR");
+    if (pg == NULL) return 0;
+    const char *base = strrchr(p->dir, '/') + 1;
+    snprintf(p->db, sizeof(p->db), "%s", base);
+    for (char *c = p->db; *c; c++)
+        *c = *c == '-' ? '_' : (char)tolower((unsigned char)*c);
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "createdb -h '%s' -U postgres '%s'", pg, p->db);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "harness: %s failed\n", cmd);
+        return -1;
+    }
+    snprintf(p->store, sizeof(p->store), "postgresql:///%s?host=%s&user=postgres", p->db, pg);
+    return 0;
+}
+
+int h_sql(const patd_t *p, const char *sql, char *out, size_t cap)
+{
+    const char *pg = getenv("PATD_TEST_PG_DIR");
+    if (pg == NULL || !p->db[0]) return -1;
+    char path[320];
+    snprintf(path, sizeof(path), "%s/sql.txt", p->dir);
+    FILE *f = fopen(path, "w");
+    if (f == NULL) return -1;
+    fputs(sql, f);
+    fclose(f);
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "psql -X -q -v ON_ERROR_STOP=1 -A -t -h '%s' -U postgres -d '%s' -f '%s' 2>&1", pg,
+             p->db, path);
+    FILE *pp = popen(cmd, "r");
+    if (pp == NULL) return -1;
+    size_t got = out && cap ? fread(out, 1, cap - 1, pp) : 0;
+    if (out && cap) out[got] = '\0';
+    char sink[256];
+    while (fread(sink, 1, sizeof(sink), pp) > 0) {
+    }
+    int st = pclose(pp);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
 int h_start(patd_t *p, int testclock, const char *const *extra)
 {
     memset(p, 0, sizeof(*p));
     p->testclock = testclock;
     snprintf(p->dir, sizeof(p->dir), "/tmp/patd-test-XXXXXX");
     if (mkdtemp(p->dir) == NULL) return -1;
+    if (h_make_db(p) != 0) return -1;
     snprintf(p->log_path, sizeof(p->log_path), "%s/patd.log", p->dir);
     for (int i = 0; extra && extra[i] && i < 15; i++)
         p->extra[i] = extra[i];
@@ -160,6 +215,13 @@ void h_cleanup(patd_t *p)
         explicit_bzero(p->key, strlen(p->key));
         free(p->key);
         p->key = NULL;
+    }
+    const char *pg = getenv("PATD_TEST_PG_DIR");
+    if (pg && p->db[0] && getenv("PATD_KEEP_TEST_DIRS") == NULL) {
+        char cmd[600];
+        snprintf(cmd, sizeof(cmd), "dropdb --force -h '%s' -U postgres '%s'", pg, p->db);
+        if (system(cmd) != 0) fprintf(stderr, "harness: could not drop %s\n", p->db);
+        p->db[0] = '\0';
     }
     if (getenv("PATD_KEEP_TEST_DIRS") == NULL && p->dir[0]) {
         char cmd[300];
@@ -382,9 +444,9 @@ int h_advance(const patd_t *p, int64_t ms)
 int h_check(const patd_t *p)
 {
     const char *bin = getenv("PATD_BIN");
-    char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "'%s' --data-dir '%s' --check >>'%s' 2>&1", bin, p->dir,
-             p->log_path);
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd), "'%s' --data-dir '%s' %s%s%s --check >>'%s' 2>&1", bin, p->dir,
+             p->store[0] ? "--store '" : "", p->store, p->store[0] ? "'" : "", p->log_path);
     int st = system(cmd);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }

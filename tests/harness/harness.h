@@ -23,7 +23,17 @@ typedef struct {
     char log_path[300];
     char *key; /* platform key, read from the key file patd made */
     const char *extra[16];
+    /* The store: "" for the embedded one in dir; with PATD_TEST_PG_DIR set
+     * (ctest's .postgresql entries), a fresh database of that server. */
+    char store[512];
+    char db[64];
 } patd_t;
+
+/* "rocksdb" or "postgresql": the backend these tests run against. */
+const char *h_backend(void);
+/* Runs SQL on the test's database (PostgreSQL only) with psql; its output
+ * (unaligned, tuples only) into out. Returns psql's exit code. */
+int h_sql(const patd_t *p, const char *sql, char *out, size_t cap);
 
 /* Starts patd; extra is a NULL-terminated list of more flags (may be NULL).
  * Returns 0 or -1. */

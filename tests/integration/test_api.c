@@ -332,8 +332,10 @@ static void test_files_are_private_and_secrets_stay_out_of_the_log(void **state)
     assert_int_equal(sb.st_mode & 0777, 0600);
     char db[300];
     snprintf(db, sizeof(db), "%s/db", p->dir);
-    assert_int_equal(stat(db, &sb), 0);
-    assert_int_equal(sb.st_mode & 077, 0);
+    if (!p->store[0]) { /* the embedded store's directory */
+        assert_int_equal(stat(db, &sb), 0);
+        assert_int_equal(sb.st_mode & 077, 0);
+    }
 
     pat_status_t st;
     char *tok = h_create(p, "auth0|alice", "secret-check", 30, NULL, &st);
