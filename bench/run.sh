@@ -20,6 +20,7 @@ PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  [ -z "${PG:-}" ] || tests/lib/pgserver.sh stop "$PG" 2>/dev/null || true
   rm -rf "$W"
 }
 trap cleanup EXIT
@@ -50,6 +51,21 @@ bench() { $B/patbench --server 127.0.0.1:$PATD_PORT --json -d "$DUR" --warmup "$
 say "== seeding 10k and 1M tokens (offline, patseed)"
 $B/patseed --data-dir "$W/small" --tokens 10000 --users 1000 --out "$W/small.tokens"
 $B/patseed --data-dir "$W/big" --tokens 1000000 --users 10000 --out "$W/big.tokens"
+
+# shellcheck source=bench/postgres.sh
+. bench/postgres.sh
+pg_setup
+if [ -n "${PG_ONLY:-}" ]; then # a quick look at the PostgreSQL rows alone
+  declare -A R
+  hot_small() { start_patd "$W/small" --workers 32
+    j=$(bench --scenario verify --tokens-file "$W/small.tokens" -c 50 -P 1)
+    R[$1]+="$(echo "$j" | jget '["rps"]') "; stop_patd; }
+  for rep in $(seq 1 "$REPS"); do pg_figures; done
+  for k in pg_cold pgbench_S pgbench_Sb pg_create pgbench_N pgbench_Nb pg_hot rdb_hot rdb_hotb; do
+    echo "$k: ${R[$k]}"
+  done
+  exit 0
+fi
 
 say "== redis-server (loopback, no persistence)"
 RPORT=$(( 20000 + RANDOM % 20000 ))
@@ -220,6 +236,7 @@ for rep in $(seq 1 "$REPS"); do
 
   http_figures
   tls_figures
+  pg_figures
 
   rm -rf "$W/dbb"
   fr=$(db_bench --benchmarks=fillrandom --sync=1 --threads=32 --num=150 --value_size=200 \
@@ -280,6 +297,8 @@ h1=$(pratio http_verify nginx_ret nginx_retb); h2=$(pratio nginx_auth nginx_plai
 h3=$(pratio http_pb nginx_pb)
 t1=$(pratio tls_hot redis_tls); t2=$(pratio tls_hot clear_hot); t3=$(pratio tls_connect redis_tls_connect)
 t4=$(pratio tls_hot redis_tls_pb)
+p1=$(pratio pg_cold pgbench_S pgbench_Sb); p2=$(pratio pg_create pgbench_N pgbench_Nb)
+p3=$(pratio pg_hot rdb_hot rdb_hotb)
 
 mkdir -p bench/results
 {
@@ -304,6 +323,9 @@ mkdir -p bench/results
   echo "| Verify hot over TLS, 50 conns, 1 in flight (req/s) | $(med tls_hot) | redis-benchmark --tls GET on --tls-port: $(med redis_tls) | $t1 | >= 1.0 | $(pass "$t1" 1.0 '>=') |"
   echo "| Verify hot over TLS vs patd in clear (req/s) | $(med tls_hot) | clear $(med clear_hot) | $t2 | >= 0.6 | $(pass "$t2" 0.6 '>=') |"
   echo "| TLS handshakes: connect, one Verify, close, 8 clients (per s) | $(med tls_connect) | redis GET the same way (patbench --tls --one-per-conn): $(med redis_tls_connect) | $t3 | >= 0.8 | $(pass "$t3" 0.8 '>=') |"
+  echo "| PostgreSQL store: Verify cold, cache off, 100k tokens, $PG_CLIENTS conns (req/s) | $(med pg_cold) | pgbench -S -M prepared -c $PG_CLIENTS: $(med pgbench_S), $(med pgbench_Sb) | $p1 | >= 0.8 | $(pass "$p1" 0.8 '>=') |"
+  echo "| PostgreSQL store: CreateToken, $PG_CLIENTS conns (req/s) | $(med pg_create) | pgbench -N -M prepared -c $PG_CLIENTS: $(med pgbench_N), $(med pgbench_Nb) | $p2 | >= 0.5 | $(pass "$p2" 0.5 '>=') |"
+  echo "| PostgreSQL store: Verify hot, 50 conns (req/s) | $(med pg_hot) | the same on RocksDB: $(med rdb_hot), $(med rdb_hotb) | $p3 | >= 0.95 | $(pass "$p3" 0.95 '>=') |"
   echo "| Memory: bytes per cached token at 1M tokens (RSS growth, cache on minus cache off) | $BYTES_PER | RSS $RSS0 -> $RSS1 KiB cache on; $RSSOFF0 -> $RSSOFF1 KiB off | — | <= 200 | $(pass "$BYTES_PER" 200 '<=') |"
   echo
   echo "The same figures against redis GET driven by patbench instead of redis-benchmark (same client, clock and histogram; no target names this, see bench/run.sh):"
@@ -322,7 +344,7 @@ mkdir -p bench/results
   echo
   echo "All repetitions (req/s unless noted):"
   echo
-  for k in hot_p1 hot_p1b hot_p1c redis_p1 redis_p1b redis_pb_p1 hot_p16 redis_p16 redis_pb_p16 hot_p1_p99 redis_p1_p99 redis_p1b_p99 redis_pb_p1_p99 cold big_hot create dbfill startup http_verify nginx_ret nginx_retb nginx_plain nginx_auth nginx_plainb http_pb nginx_pb tls_hot redis_tls redis_tls_pb clear_hot tls_connect redis_tls_connect; do
+  for k in hot_p1 hot_p1b hot_p1c redis_p1 redis_p1b redis_pb_p1 hot_p16 redis_p16 redis_pb_p16 hot_p1_p99 redis_p1_p99 redis_p1b_p99 redis_pb_p1_p99 cold big_hot create dbfill startup http_verify nginx_ret nginx_retb nginx_plain nginx_auth nginx_plainb http_pb nginx_pb tls_hot redis_tls redis_tls_pb clear_hot tls_connect redis_tls_connect pg_cold pgbench_S pgbench_Sb pg_create pgbench_N pgbench_Nb pg_hot rdb_hot rdb_hotb; do
     echo "- $k: ${R[$k]}"
   done
   echo

@@ -163,9 +163,8 @@ static int copy_same_token(const store_token_t *a, const store_token_t *b)
 {
     return a->id == b->id && memcmp(a->hash, b->hash, STORE_HASH_BYTES) == 0 &&
            strcmp(a->name, b->name) == 0 && strcmp(a->owner_id, b->owner_id) == 0 &&
-           strcmp(a->created_by, b->created_by) == 0 && a->kind == b->kind &&
-           a->scim == b->scim && a->active == b->active && a->created == b->created &&
-           a->expiration == b->expiration;
+           strcmp(a->created_by, b->created_by) == 0 && a->kind == b->kind && a->scim == b->scim &&
+           a->active == b->active && a->created == b->created && a->expiration == b->expiration;
 }
 
 static int copy_same_event(const store_event_t *a, const store_event_t *b)
@@ -297,8 +296,9 @@ int copy_store(const char *from, const char *to, FILE *out)
     }
     int rc = 0;
     if (!copy_target_empty(c.to)) {
-        fprintf(stderr, "patd copy-store: --to %s is not empty: copy-store only fills an empty "
-                        "store (nothing was written)\n",
+        fprintf(stderr,
+                "patd copy-store: --to %s is not empty: copy-store only fills an empty "
+                "store (nothing was written)\n",
                 store_url(c.to));
         rc = 2;
     }
@@ -306,8 +306,9 @@ int copy_store(const char *from, const char *to, FILE *out)
     if (rc == 0) rc = copy_tokens(&c);
     if (rc == 0) rc = copy_activity(&c);
     if (rc == 0) {
-        fprintf(out, "patd copy-store: copied %lu users, %lu tokens, %lu last-used times and %lu "
-                     "events from %s to %s\n",
+        fprintf(out,
+                "patd copy-store: copied %lu users, %lu tokens, %lu last-used times and %lu "
+                "events from %s to %s\n",
                 c.users, c.tokens, c.last_used, c.events, store_url(c.from), store_url(c.to));
         store_compact(c.to); /* PostgreSQL: fresh statistics for the planner */
     }
@@ -324,8 +325,9 @@ int copy_store(const char *from, const char *to, FILE *out)
     store_close(c.from);
     if (rc != 0) return rc;
     if (c.differences || p_from || p_to) {
-        fprintf(out, "patd copy-store: %lu difference(s), %ld problem(s) in the source, %ld in the "
-                     "target\n",
+        fprintf(out,
+                "patd copy-store: %lu difference(s), %ld problem(s) in the source, %ld in the "
+                "target\n",
                 c.differences, p_from, p_to);
         return 1;
     }

@@ -16,8 +16,8 @@ static int pg_is_active(const store_token_t *t, int64_t now_ms)
 }
 
 /* Runs one statement of a transaction; on failure rolls it back. */
-static PGresult *pg_tx_run(pg_t *g, pg_conn_t *c, int stmt, const pg_params_t *p,
-                           store_status_t *s, const char *what)
+static PGresult *pg_tx_run(pg_t *g, pg_conn_t *c, int stmt, const pg_params_t *p, store_status_t *s,
+                           const char *what)
 {
     PGresult *r = pg_run(g, c, stmt, p, s, what);
     if (r == NULL && c->conn) pg_rollback(g, c);

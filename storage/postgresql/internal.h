@@ -83,10 +83,10 @@ typedef struct {
     pthread_cond_t freed;
     pg_conn_t *conns;
     unsigned n_conns;
-    int down;             /* in an outage: logged at its start and end */
-    uint64_t down_since;  /* monotonic ns */
-    uint64_t retry_at;    /* no connection attempt before this */
-    uint64_t backoff;     /* the next wait after a failed attempt */
+    int down;            /* in an outage: logged at its start and end */
+    uint64_t down_since; /* monotonic ns */
+    uint64_t retry_at;   /* no connection attempt before this */
+    uint64_t backoff;    /* the next wait after a failed attempt */
 
     /* The session-level advisory lock that makes this patd the store's
      * only server (until the cluster issue's fencing): held on its own
@@ -94,7 +94,8 @@ typedef struct {
      * changes are refused. */
     PGconn *lock_conn;
     _Atomic int held;
-    int lost; /* another patd has it: on_lost was called */
+    int lost;                               /* another patd has it: on_lost was called */
+    _Atomic int warned_async, warned_fsync; /* each warning once */
     pthread_t keeper;
     int keeper_started, stopping;
     pthread_cond_t keeper_wake;
@@ -172,8 +173,9 @@ void pg_user_row(const PGresult *r, int row, int col, store_user_t *u);
 void pg_token_row(const PGresult *r, int row, int col, store_token_t *t);
 void pg_p_user(pg_params_t *p, const store_user_t *u);
 void pg_p_event(pg_params_t *p, const store_event_t *ev);
-#define PG_USER_COLS  "user_id, user_name, email, name, created_by, role, user_type, active, created"
-#define PG_TOKEN_COLS "id, hash, name, owner_id, created_by, kind, scim, active, created, expiration"
+#define PG_USER_COLS "user_id, user_name, email, name, created_by, role, user_type, active, created"
+#define PG_TOKEN_COLS                                                                              \
+    "id, hash, name, owner_id, created_by, kind, scim, active, created, expiration"
 #define PG_USER_NCOLS  9
 #define PG_TOKEN_NCOLS 10
 

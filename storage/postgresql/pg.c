@@ -269,8 +269,13 @@ static void pg_notice(void *arg, const char *message)
 static PGconn *pg_connect(pg_t *g, int prepare, char *why, size_t cap)
 {
     /* Our defaults first: whatever the URL says comes later and wins. */
-    const char *keys[] = {"connect_timeout", "application_name", "keepalives_idle",
-                          "keepalives_interval", "keepalives_count", "dbname", NULL};
+    const char *keys[] = {"connect_timeout",
+                          "application_name",
+                          "keepalives_idle",
+                          "keepalives_interval",
+                          "keepalives_count",
+                          "dbname",
+                          NULL};
     const char *vals[] = {"5", "patd", "10", "5", "3", g->conninfo, NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     if (c == NULL || PQstatus(c) != CONNECTION_OK) {
@@ -279,13 +284,29 @@ static PGconn *pg_connect(pg_t *g, int prepare, char *why, size_t cap)
         return NULL;
     }
     PQsetNoticeProcessor(c, pg_notice, NULL);
-    /* An acknowledged change is a committed one: PostgreSQL's default,
-     * asked for in case the database or role was set otherwise. A loading
-     * tool (bulk) does not need it until it closes. */
-    PGresult *r = PQexec(c, g->bulk ? "SET synchronous_commit = off"
-                                    : "SET synchronous_commit = DEFAULT; "
-                                      "SET synchronous_commit = on");
-    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    /* An acknowledged change is a committed one: synchronous_commit must
+     * not be off (PostgreSQL's default is on). A stronger setting (on,
+     * remote_write, remote_apply with a synchronous standby) is the
+     * operator's and is kept. A loading tool (bulk) does not wait until it
+     * closes. */
+    PGresult *r = PQexec(c, "SHOW synchronous_commit");
+    int ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+    int off = ok && strcmp(PQgetvalue(r, 0, 0), "off") == 0;
+    PQclear(r);
+    if (ok && (g->bulk || off)) {
+        if (off && !g->bulk && !atomic_exchange(&g->warned_async, 1))
+            store_log(STORE_LOG_WARN, "postgresql: synchronous_commit is off for this role or "
+                                      "database; patd's sessions set it on, since an "
+                                      "acknowledged change must be committed");
+        r = PQexec(c, g->bulk ? "SET synchronous_commit = off" : "SET synchronous_commit = on");
+        ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        PQclear(r);
+    }
+    r = ok ? PQexec(c, "SHOW fsync") : NULL;
+    if (r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+        strcmp(PQgetvalue(r, 0, 0), "off") == 0 && !atomic_exchange(&g->warned_fsync, 1))
+        store_log(STORE_LOG_WARN, "postgresql: the server runs with fsync off: a crash of its "
+                                  "machine can lose changes patd acknowledged");
     PQclear(r);
     for (int i = 0; ok && prepare && i < PG_STMT__COUNT; i++) {
         char name[8];
@@ -433,8 +454,8 @@ PGresult *pg_run(pg_t *g, pg_conn_t *c, int stmt, const pg_params_t *p, store_st
 {
     char name[8];
     snprintf(name, sizeof(name), "s%d", stmt);
-    PGresult *r = PQexecPrepared(c->conn, name, p ? p->n : 0, p ? p->v : NULL,
-                                 p ? p->len : NULL, p ? p->fmt : NULL, 1);
+    PGresult *r = PQexecPrepared(c->conn, name, p ? p->n : 0, p ? p->v : NULL, p ? p->len : NULL,
+                                 p ? p->fmt : NULL, 1);
     ExecStatusType es = PQresultStatus(r);
     if (es == PGRES_TUPLES_OK || es == PGRES_COMMAND_OK) return r;
     const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
@@ -534,8 +555,7 @@ static int pg_take_lock(pg_t *g, PGconn **out, char *why, size_t cap)
     PGconn *c = pg_connect(g, 0, why, cap);
     if (c == NULL) return -1;
     char sql[128];
-    snprintf(sql, sizeof(sql), "SELECT pg_try_advisory_lock(%d, %d)", PG_LOCK_CLASS,
-             PG_LOCK_SERVE);
+    snprintf(sql, sizeof(sql), "SELECT pg_try_advisory_lock(%d, %d)", PG_LOCK_CLASS, PG_LOCK_SERVE);
     PGresult *r = PQexec(c, sql);
     int rc = -1;
     if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
@@ -602,8 +622,7 @@ static void *pg_keeper_main(void *arg)
             g->lost = 1;
             char msg[400];
             snprintf(msg, sizeof(msg),
-                     "another patd now serves this database (%s): this one stops serving it",
-                     why);
+                     "another patd now serves this database (%s): this one stops serving it", why);
             store_log(STORE_LOG_ERROR, "postgresql: %s", msg);
             pthread_cond_broadcast(&g->freed);
             if (g->on_lost) g->on_lost(msg);
@@ -681,7 +700,8 @@ static int pg_migrate(pg_t *g, const store_options_t *opt, char **errmsg)
             char v[16];
             snprintf(v, sizeof(v), "%u", m->version);
             const char *vals[2] = {v, m->what};
-            r = PQexecParams(c, "INSERT INTO patd_schema_migrations (version, what) VALUES ($1, $2)",
+            r = PQexecParams(c,
+                             "INSERT INTO patd_schema_migrations (version, what) VALUES ($1, $2)",
                              2, NULL, vals, NULL, NULL, 0);
             ok = PQresultStatus(r) == PGRES_COMMAND_OK;
             PQclear(r);
@@ -855,9 +875,9 @@ static void pg_close(store_t *st)
          * commit now flushes the WAL through all of them. */
         store_status_t s;
         pg_conn_t *c = pg_get(g, &s);
-        if (c && pg_simple(g, c,
-                           "SET synchronous_commit = on; BEGIN; SELECT txid_current(); COMMIT",
-                           "flush at close") != STORE_OK)
+        if (c &&
+            pg_simple(g, c, "SET synchronous_commit = on; BEGIN; SELECT txid_current(); COMMIT",
+                      "flush at close") != STORE_OK)
             store_log(STORE_LOG_ERROR, "postgresql: the last writes may not be durable");
         pg_put(g, c);
     }
@@ -892,8 +912,7 @@ static PGresult *pg_read(pg_t *g, int stmt, const pg_params_t *p, store_status_t
     return r;
 }
 
-static store_status_t pg_user_get(store_t *st, const char *user_id, store_user_t *out,
-                                  int try_only)
+static store_status_t pg_user_get(store_t *st, const char *user_id, store_user_t *out, int try_only)
 {
     if (try_only) return STORE_DECLINED; /* the loop thread never waits on the network */
     pg_params_t p = {0};
@@ -934,8 +953,8 @@ static store_status_t pg_token_get_by_hash(store_t *st, const uint8_t *hash, sto
     return pg_token_one(st, PG_TOKEN_BY_HASH, &p, out);
 }
 
-static store_status_t pg_token_get_with_owner(store_t *st, const uint8_t *hash,
-                                              store_token_t *out, store_user_t *owner)
+static store_status_t pg_token_get_with_owner(store_t *st, const uint8_t *hash, store_token_t *out,
+                                              store_user_t *owner)
 {
     pg_params_t p = {0};
     pg_p_bytes(&p, hash, STORE_HASH_BYTES);
@@ -1034,8 +1053,8 @@ static store_status_t pg_last_used_get(store_t *st, uint64_t id, int64_t *ms)
     return STORE_OK;
 }
 
-static store_status_t pg_activity_list(store_t *st, uint64_t id, unsigned limit,
-                                       store_event_t *out, unsigned *n)
+static store_status_t pg_activity_list(store_t *st, uint64_t id, unsigned limit, store_event_t *out,
+                                       unsigned *n)
 {
     pg_params_t p = {0};
     pg_p_i64(&p, (int64_t)id);

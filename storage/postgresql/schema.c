@@ -64,11 +64,11 @@ const size_t pg_n_migrations = sizeof(pg_migrations) / sizeof(pg_migrations[0]);
 /* pg_p_event's ten parameters from $n: time, seq, kind, count, first_time,
  * path, client_ip, actor, owner_id, token_kind. */
 #define PG_EVENT_PARAMS(a, b, c, d, e, f, g, h, i, j)                                              \
-    "$" #a "::bigint, $" #b "::bigint, $" #c "::integer, $" #d "::bigint, $" #e "::bigint, "      \
+    "$" #a "::bigint, $" #b "::bigint, $" #c "::integer, $" #d "::bigint, $" #e "::bigint, "       \
     "$" #f "::text, $" #g "::text, $" #h "::text, $" #i "::text, $" #j "::integer"
 #define PG_EVENT_ARRAYS(a, b, c, d, e, f, g, h, i, j, k)                                           \
     "unnest($" #a "::bigint[], $" #b "::bigint[], $" #c "::bigint[], $" #d "::integer[], "         \
-    "$" #e "::bigint[], $" #f "::bigint[], $" #g "::text[], $" #h "::text[], $" #i "::text[], "   \
+    "$" #e "::bigint[], $" #f "::bigint[], $" #g "::text[], $" #h "::text[], $" #i "::text[], "    \
     "$" #j "::text[], $" #k "::integer[])"
 
 const char *const pg_statements[PG_STMT__COUNT] = {
@@ -78,8 +78,9 @@ const char *const pg_statements[PG_STMT__COUNT] = {
     [PG_USER_INSERT] = "INSERT INTO patd_users (" PG_USER_COLS ") VALUES ($1::text, $2::text, "
                        "$3::text, $4::text, $5::text, $6::integer, $7::integer, $8::boolean, "
                        "$9::bigint) ON CONFLICT (user_id) DO NOTHING",
-    [PG_USER_UPDATE] = "UPDATE patd_users SET user_name = $2::text, email = $3::text, name = "
-                       "$4::text, role = $5::integer, active = $6::boolean WHERE user_id = $1::text",
+    [PG_USER_UPDATE] =
+        "UPDATE patd_users SET user_name = $2::text, email = $3::text, name = "
+        "$4::text, role = $5::integer, active = $6::boolean WHERE user_id = $1::text",
     [PG_USER_DELETE] = "DELETE FROM patd_users WHERE user_id = $1::text",
     [PG_USERS_LIST] = "SELECT " PG_USER_COLS " FROM patd_users WHERE ($1::integer = 0 OR "
                       "user_type = $1::integer) AND user_id > $2::text ORDER BY user_id "
@@ -124,10 +125,12 @@ const char *const pg_statements[PG_STMT__COUNT] = {
     [PG_TOKENS_ALL] = "SELECT " PG_TOKEN_COLS " FROM patd_tokens WHERE kind = $1::integer AND "
                       "(owner_id, name) > ($2::text, $3::text) ORDER BY owner_id, name "
                       "LIMIT $4::integer",
-    [PG_EVENT_INSERT] = "INSERT INTO patd_activity (" PG_EVENT_COLS ") VALUES ($1::bigint, " PG_EVENT_PARAMS(
-        2, 3, 4, 5, 6, 7, 8, 9, 10, 11) ")",
-    [PG_EVENTS_INSERT] = "INSERT INTO patd_activity (" PG_EVENT_COLS ") SELECT * FROM " PG_EVENT_ARRAYS(
-        1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11) " ON CONFLICT DO NOTHING",
+    [PG_EVENT_INSERT] =
+        "INSERT INTO patd_activity (" PG_EVENT_COLS
+        ") VALUES ($1::bigint, " PG_EVENT_PARAMS(2, 3, 4, 5, 6, 7, 8, 9, 10, 11) ")",
+    [PG_EVENTS_INSERT] = "INSERT INTO patd_activity (" PG_EVENT_COLS
+                         ") SELECT * FROM " PG_EVENT_ARRAYS(1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
+                                                            11) " ON CONFLICT DO NOTHING",
     [PG_LAST_USED_GET] = "SELECT ms FROM patd_last_used WHERE token_id = $1::bigint",
     /* A flush of uses: every last-used time and every event in one
      * statement. Tokens deleted meanwhile are skipped; a time never goes
