@@ -1105,8 +1105,10 @@ static const struct {
      "SELECT 'token ' || t.id FROM patd_tokens t JOIN patd_users u ON u.user_id = t.owner_id "
      "WHERE (t.kind = 2) <> (u.user_type = 2)"},
     {"patd_token_ids: the sequence is behind a token id (ids would be reused)",
-     "SELECT 'max id ' || max(id) || ', sequence at ' || (SELECT last_value FROM patd_token_ids) "
-     "FROM patd_tokens HAVING max(id) > (SELECT last_value FROM patd_token_ids)"},
+     "SELECT 'max id ' || max(id) || ', next from the sequence ' || (SELECT CASE WHEN is_called "
+     "THEN last_value + 1 ELSE last_value END FROM patd_token_ids) FROM patd_tokens HAVING "
+     "max(id) >= (SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM "
+     "patd_token_ids)"},
     {"an index is not valid",
      "SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid AND indrelid::regclass"
      "::text LIKE 'patd\\_%'"},

@@ -37,7 +37,7 @@ const pg_migration_t pg_migrations[] = {
      "  expiration bigint NOT NULL,\n"
      "  UNIQUE (kind, owner_id, name));\n"
      /* No foreign key: a batch of uses must not fail because one of its
-      * tokens was deleted meanwhile (the batch skips those). */
+      * tokens was deleted meanwhile. */
      "CREATE TABLE patd_last_used (\n"
      "  token_id bigint PRIMARY KEY,\n"
      "  ms bigint NOT NULL);\n"
@@ -133,13 +133,13 @@ const char *const pg_statements[PG_STMT__COUNT] = {
                                                             11) " ON CONFLICT DO NOTHING",
     [PG_LAST_USED_GET] = "SELECT ms FROM patd_last_used WHERE token_id = $1::bigint",
     /* A flush of uses: every last-used time and every event in one
-     * statement. Tokens deleted meanwhile are skipped; a time never goes
-     * back. */
+     * statement; a time never goes back. (A token deleted while its uses
+     * were in flight may keep a last-used row, as on RocksDB: ids are
+     * never reused, so it is never read.) */
     [PG_USAGE] =
         "WITH l AS (INSERT INTO patd_last_used (token_id, ms) SELECT u.id, max(u.ms) FROM "
-        "unnest($1::bigint[], $2::bigint[]) AS u(id, ms) JOIN patd_tokens t ON t.id = u.id "
-        "GROUP BY u.id ON CONFLICT (token_id) DO UPDATE SET ms = greatest(patd_last_used.ms, "
-        "excluded.ms)) "
+        "unnest($1::bigint[], $2::bigint[]) AS u(id, ms) GROUP BY u.id ON CONFLICT (token_id) "
+        "DO UPDATE SET ms = greatest(patd_last_used.ms, excluded.ms)) "
         "INSERT INTO patd_activity (" PG_EVENT_COLS ") SELECT * FROM " PG_EVENT_ARRAYS(
             3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13) " ON CONFLICT DO NOTHING",
     [PG_ACTIVITY_LIST] = "SELECT seq, kind, time, count, first_time, path, client_ip, actor, "
