@@ -48,6 +48,13 @@ class Patd:
         self.log_path = os.path.join(self.work, "patd.log")
         self.extra = list(extra)
         self.bin = os.path.join(self.bindir, "patd-testclock" if testclock else "patd")
+        # ctest's .postgresql entries: a fresh database of the test server.
+        self.db = None
+        pg = os.environ.get("PATD_TEST_PG_DIR")
+        if pg and "--store" not in self.extra:
+            self.db = "py_" + os.path.basename(self.work).replace("-", "_").lower()
+            subprocess.run(["createdb", "-h", pg, "-U", "postgres", self.db], check=True)
+            self.extra += ["--store", f"postgresql:///{self.db}?host={pg}&user=postgres"]
         self.start()
 
     def start(self):
@@ -72,6 +79,10 @@ class Patd:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        if self.db:
+            subprocess.run(["dropdb", "--force", "-h", os.environ["PATD_TEST_PG_DIR"], "-U",
+                            "postgres", self.db], capture_output=True)
+            self.db = None
         shutil.rmtree(self.work, ignore_errors=True)
 
     def log(self):
