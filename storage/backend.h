@@ -100,6 +100,10 @@ void store_write_ok(store_t *st);
 /* Counts a committed write that took ns. */
 void store_write_observe(store_t *st, uint64_t ns);
 uint64_t store_mono_ns(void);
+/* store_user_upsert's rule, for every backend: *now is u, and where the
+ * user existed (old != NULL) keeps its active flag, type, creation and
+ * role unless u sets one; a new user without a role is a Member. */
+void store_user_merge(const store_user_t *u, const store_user_t *old, store_user_t *now);
 /* Bounded copy of a string into a fixed field (cut at a character). */
 void store_copy_str(char *dst, size_t cap, const char *src, size_t len);
 /* A malloc'd message for an open's errmsg. */

@@ -68,6 +68,20 @@ void store_copy_str(char *dst, size_t cap, const char *src, size_t len)
     dst[len] = '\0';
 }
 
+void store_user_merge(const store_user_t *u, const store_user_t *old, store_user_t *now)
+{
+    *now = *u;
+    if (old == NULL) {
+        if (u->role == 0) now->role = STORE_ROLE_MEMBER;
+        return;
+    }
+    if (u->role == 0) now->role = old->role;
+    now->active = old->active;
+    now->created = old->created;
+    memcpy(now->created_by, old->created_by, sizeof(now->created_by));
+    now->user_type = old->user_type;
+}
+
 int store_random_key(uint8_t key[STORE_PAGE_KEY])
 {
     return getrandom(key, STORE_PAGE_KEY, 0) == STORE_PAGE_KEY ? 0 : -1;

@@ -93,23 +93,12 @@ store_status_t pg_user_upsert(store_t *st, const store_user_t *u, store_user_t *
             s = STORE_CONFLICT;
             break;
         }
-        *now = *u;
+        store_user_merge(u, existed ? &old : NULL, now);
         pg_params_t p = {0};
         if (existed) {
-            if (u->role == 0) now->role = old.role;
-            now->active = old.active;
-            now->created = old.created;
-            memcpy(now->created_by, old.created_by, sizeof(now->created_by));
-            now->user_type = old.user_type;
-            pg_p_text(&p, now->user_id);
-            pg_p_text(&p, now->user_name);
-            pg_p_text(&p, now->email);
-            pg_p_text(&p, now->name);
-            pg_p_i32(&p, now->role);
-            pg_p_bool(&p, now->active);
+            pg_p_user(&p, now);
             if (pg_tx_do(g, c, PG_USER_UPDATE, &p, &s, "write user") != 0) break;
         } else {
-            if (now->role == 0) now->role = STORE_ROLE_MEMBER;
             pg_p_user(&p, now);
             PGresult *r = pg_tx_run(g, c, PG_USER_INSERT, &p, &s, "write user");
             if (r == NULL) break;
@@ -174,12 +163,7 @@ store_status_t pg_user_set_active(store_t *st, const char *user_id, int active,
     }
     out->active = active;
     pg_params_t p = {0};
-    pg_p_text(&p, out->user_id);
-    pg_p_text(&p, out->user_name);
-    pg_p_text(&p, out->email);
-    pg_p_text(&p, out->name);
-    pg_p_i32(&p, out->role);
-    pg_p_bool(&p, out->active);
+    pg_p_user(&p, out);
     if (pg_tx_do(g, c, PG_USER_UPDATE, &p, &s, "write user") != 0) goto out;
     wrote = 1;
     s = pg_commit(g, c, "write user");
@@ -193,31 +177,19 @@ out:
 static int pg_deleted_events(pg_t *g, pg_conn_t *c, const store_token_t *toks, size_t n,
                              const store_event_t *ev, store_status_t *s)
 {
-    pg_array_t a[11];
-    static const uint32_t oids[11] = {PG_OID_INT8, PG_OID_INT8, PG_OID_INT8, PG_OID_INT4,
-                                      PG_OID_INT8, PG_OID_INT8, PG_OID_TEXT, PG_OID_TEXT,
-                                      PG_OID_TEXT, PG_OID_TEXT, PG_OID_INT4};
-    for (int i = 0; i < 11; i++)
-        pg_array_init(&a[i], oids[i]);
+    pg_cols_t cols;
+    pg_cols_events(&cols);
     for (size_t i = 0; i < n; i++) {
-        pg_array_i64(&a[0], (int64_t)toks[i].id);
-        pg_array_i64(&a[1], ev->time);
-        pg_array_i64(&a[2], (int64_t)store_event_seq(&g->base));
-        pg_array_i32(&a[3], ev->kind);
-        pg_array_i64(&a[4], ev->count);
-        pg_array_i64(&a[5], ev->first_time);
-        pg_array_text(&a[6], ev->path);
-        pg_array_text(&a[7], ev->client_ip);
-        pg_array_text(&a[8], ev->actor);
-        pg_array_text(&a[9], toks[i].owner_id);
-        pg_array_i32(&a[10], toks[i].kind);
+        store_event_t e = *ev;
+        e.seq = store_event_seq(&g->base);
+        memcpy(e.owner_id, toks[i].owner_id, sizeof(e.owner_id));
+        e.token_kind = toks[i].kind;
+        pg_cols_event(&cols, toks[i].id, &e);
     }
     pg_params_t p = {0};
-    for (int i = 0; i < 11; i++)
-        pg_p_array(&p, &a[i]);
+    pg_cols_params(&cols, &p);
     int rc = pg_tx_do(g, c, PG_EVENTS_INSERT, &p, s, "delete user");
-    for (int i = 0; i < 11; i++)
-        pg_array_free(&a[i]);
+    pg_cols_free(&cols);
     return rc;
 }
 
@@ -429,77 +401,64 @@ out:
 
 /* ---------------------------------------------------------------- import */
 
-store_status_t pg_import_users(store_t *st, const store_user_t *u, size_t n)
+/* Runs an import statement whose parameters are the columns, and frees them. */
+static store_status_t pg_import(pg_t *g, pg_cols_t *cols, int stmt, const char *what)
 {
-    pg_t *g = pg_of(st);
-    static const uint32_t oids[9] = {PG_OID_TEXT, PG_OID_TEXT, PG_OID_TEXT,
-                                     PG_OID_TEXT, PG_OID_TEXT, PG_OID_INT4,
-                                     PG_OID_INT4, PG_OID_BOOL, PG_OID_INT8};
-    pg_array_t a[9];
-    for (int i = 0; i < 9; i++)
-        pg_array_init(&a[i], oids[i]);
-    for (size_t i = 0; i < n; i++) {
-        pg_array_text(&a[0], u[i].user_id);
-        pg_array_text(&a[1], u[i].user_name);
-        pg_array_text(&a[2], u[i].email);
-        pg_array_text(&a[3], u[i].name);
-        pg_array_text(&a[4], u[i].created_by);
-        pg_array_i32(&a[5], u[i].role);
-        pg_array_i32(&a[6], u[i].user_type);
-        pg_array_bool(&a[7], u[i].active);
-        pg_array_i64(&a[8], u[i].created);
-    }
     pg_params_t p = {0};
-    for (int i = 0; i < 9; i++)
-        pg_p_array(&p, &a[i]);
+    pg_cols_params(cols, &p);
     store_status_t s;
     pg_conn_t *c = pg_get_writer(g, &s);
     if (c) {
-        PGresult *r = pg_run(g, c, PG_IMPORT_USERS, &p, &s, "import users");
+        PGresult *r = pg_run(g, c, stmt, &p, &s, what);
         if (r) s = STORE_OK;
         PQclear(r);
         pg_put(g, c);
     }
-    for (int i = 0; i < 9; i++)
-        pg_array_free(&a[i]);
+    pg_cols_free(cols);
     return s;
+}
+
+store_status_t pg_import_users(store_t *st, const store_user_t *u, size_t n)
+{
+    static const uint32_t oids[9] = {PG_OID_TEXT, PG_OID_TEXT, PG_OID_TEXT,
+                                     PG_OID_TEXT, PG_OID_TEXT, PG_OID_INT4,
+                                     PG_OID_INT4, PG_OID_BOOL, PG_OID_INT8};
+    pg_cols_t c;
+    pg_cols_init(&c, oids, 9);
+    for (size_t i = 0; i < n; i++) {
+        pg_array_text(&c.a[0], u[i].user_id);
+        pg_array_text(&c.a[1], u[i].user_name);
+        pg_array_text(&c.a[2], u[i].email);
+        pg_array_text(&c.a[3], u[i].name);
+        pg_array_text(&c.a[4], u[i].created_by);
+        pg_array_i32(&c.a[5], u[i].role);
+        pg_array_i32(&c.a[6], u[i].user_type);
+        pg_array_bool(&c.a[7], u[i].active);
+        pg_array_i64(&c.a[8], u[i].created);
+    }
+    return pg_import(pg_of(st), &c, PG_IMPORT_USERS, "import users");
 }
 
 store_status_t pg_import_tokens(store_t *st, const store_token_t *t, size_t n)
 {
-    pg_t *g = pg_of(st);
     static const uint32_t oids[10] = {PG_OID_INT8, PG_OID_BYTEA, PG_OID_TEXT, PG_OID_TEXT,
                                       PG_OID_TEXT, PG_OID_INT4,  PG_OID_BOOL, PG_OID_BOOL,
                                       PG_OID_INT8, PG_OID_INT8};
-    pg_array_t a[10];
-    for (int i = 0; i < 10; i++)
-        pg_array_init(&a[i], oids[i]);
+    pg_cols_t c;
+    pg_cols_init(&c, oids, 10);
     for (size_t i = 0; i < n; i++) {
-        pg_array_i64(&a[0], (int64_t)t[i].id);
-        pg_array_bytes(&a[1], t[i].hash, STORE_HASH_BYTES);
-        pg_array_text(&a[2], t[i].name);
-        pg_array_text(&a[3], t[i].owner_id);
-        pg_array_text(&a[4], t[i].created_by);
-        pg_array_i32(&a[5], t[i].kind);
-        pg_array_bool(&a[6], t[i].scim);
-        pg_array_bool(&a[7], t[i].active);
-        pg_array_i64(&a[8], t[i].created);
-        pg_array_i64(&a[9], t[i].expiration);
+        pg_array_i64(&c.a[0], (int64_t)t[i].id);
+        pg_array_bytes(&c.a[1], t[i].hash, STORE_HASH_BYTES);
+        pg_array_text(&c.a[2], t[i].name);
+        pg_array_text(&c.a[3], t[i].owner_id);
+        pg_array_text(&c.a[4], t[i].created_by);
+        pg_array_i32(&c.a[5], t[i].kind);
+        pg_array_bool(&c.a[6], t[i].scim);
+        pg_array_bool(&c.a[7], t[i].active);
+        pg_array_i64(&c.a[8], t[i].created);
+        pg_array_i64(&c.a[9], t[i].expiration);
     }
-    pg_params_t p = {0};
-    for (int i = 0; i < 10; i++)
-        pg_p_array(&p, &a[i]);
-    store_status_t s;
-    pg_conn_t *c = pg_get_writer(g, &s);
-    if (c) {
-        PGresult *r = pg_run(g, c, PG_IMPORT_TOKENS, &p, &s, "import tokens");
-        if (r) s = STORE_OK;
-        PQclear(r);
-        pg_put(g, c);
-    }
-    for (int i = 0; i < 10; i++)
-        pg_array_free(&a[i]);
-    return s;
+    return pg_import(pg_of(st), &c, PG_IMPORT_TOKENS, "import tokens");
 }
 
 /* ---------------------------------------------------------------- usage */
@@ -507,56 +466,38 @@ store_status_t pg_import_tokens(store_t *st, const store_token_t *t, size_t n)
 /* A flush's last-used times and events as arrays: one statement. */
 typedef struct {
     store_usage_t base; /* first */
-    pg_array_t lu[2];   /* token_id, ms */
-    pg_array_t ev[11];  /* the PG_EVENT_COLS */
+    pg_cols_t lu;       /* token_id, ms */
+    pg_cols_t ev;       /* the PG_EVENT_COLS */
 } pg_usage_t;
-
-static const uint32_t pg_event_oids[11] = {PG_OID_INT8, PG_OID_INT8, PG_OID_INT8, PG_OID_INT4,
-                                           PG_OID_INT8, PG_OID_INT8, PG_OID_TEXT, PG_OID_TEXT,
-                                           PG_OID_TEXT, PG_OID_TEXT, PG_OID_INT4};
 
 store_usage_t *pg_usage_begin(store_t *st)
 {
+    static const uint32_t lu_oids[2] = {PG_OID_INT8, PG_OID_INT8};
     pg_usage_t *b = calloc(1, sizeof(*b));
     if (b == NULL) abort();
     b->base.st = st;
-    pg_array_init(&b->lu[0], PG_OID_INT8);
-    pg_array_init(&b->lu[1], PG_OID_INT8);
-    for (int i = 0; i < 11; i++)
-        pg_array_init(&b->ev[i], pg_event_oids[i]);
+    pg_cols_init(&b->lu, lu_oids, 2);
+    pg_cols_events(&b->ev);
     return &b->base;
 }
 
 void pg_usage_last_used(store_usage_t *base, uint64_t id, int64_t ms)
 {
     pg_usage_t *b = (pg_usage_t *)base;
-    pg_array_i64(&b->lu[0], (int64_t)id);
-    pg_array_i64(&b->lu[1], ms);
+    pg_array_i64(&b->lu.a[0], (int64_t)id);
+    pg_array_i64(&b->lu.a[1], ms);
 }
 
 void pg_usage_event(store_usage_t *base, uint64_t id, const store_event_t *ev)
 {
-    pg_usage_t *b = (pg_usage_t *)base;
-    pg_array_i64(&b->ev[0], (int64_t)id);
-    pg_array_i64(&b->ev[1], ev->time);
-    pg_array_i64(&b->ev[2], (int64_t)ev->seq);
-    pg_array_i32(&b->ev[3], ev->kind);
-    pg_array_i64(&b->ev[4], ev->count);
-    pg_array_i64(&b->ev[5], ev->first_time);
-    pg_array_text(&b->ev[6], ev->path);
-    pg_array_text(&b->ev[7], ev->client_ip);
-    pg_array_text(&b->ev[8], ev->actor);
-    pg_array_text(&b->ev[9], ev->owner_id);
-    pg_array_i32(&b->ev[10], ev->token_kind);
+    pg_cols_event(&((pg_usage_t *)base)->ev, id, ev);
 }
 
 void pg_usage_abandon(store_usage_t *base)
 {
     pg_usage_t *b = (pg_usage_t *)base;
-    pg_array_free(&b->lu[0]);
-    pg_array_free(&b->lu[1]);
-    for (int i = 0; i < 11; i++)
-        pg_array_free(&b->ev[i]);
+    pg_cols_free(&b->lu);
+    pg_cols_free(&b->ev);
     free(b);
 }
 
@@ -565,12 +506,10 @@ store_status_t pg_usage_commit(store_usage_t *base)
     pg_usage_t *b = (pg_usage_t *)base;
     pg_t *g = pg_of(base->st);
     store_status_t s = STORE_OK;
-    if (b->lu[0].n || b->ev[0].n) {
+    if (b->lu.a[0].n || b->ev.a[0].n) {
         pg_params_t p = {0};
-        pg_p_array(&p, &b->lu[0]);
-        pg_p_array(&p, &b->lu[1]);
-        for (int i = 0; i < 11; i++)
-            pg_p_array(&p, &b->ev[i]);
+        pg_cols_params(&b->lu, &p);
+        pg_cols_params(&b->ev, &p);
         pg_conn_t *c = pg_get_writer(g, &s);
         if (c) {
             uint64_t t0 = store_mono_ns();

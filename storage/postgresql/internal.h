@@ -138,6 +138,20 @@ void pg_array_bytes(pg_array_t *a, const void *b, size_t len);
 /* Fills in the header and adds it as a parameter; free with pg_array_free. */
 void pg_p_array(pg_params_t *p, pg_array_t *a);
 void pg_array_free(pg_array_t *a);
+
+/* The columns of rows written through unnest(): one array each. */
+#define PG_MAX_COLS 11
+typedef struct {
+    pg_array_t a[PG_MAX_COLS];
+    int n;
+} pg_cols_t;
+void pg_cols_init(pg_cols_t *c, const uint32_t *oids, int n);
+/* Adds every column as a parameter. */
+void pg_cols_params(pg_cols_t *c, pg_params_t *p);
+void pg_cols_free(pg_cols_t *c);
+/* The PG_EVENT_COLS of patd_activity. */
+void pg_cols_events(pg_cols_t *c);
+void pg_cols_event(pg_cols_t *c, uint64_t id, const store_event_t *ev);
 #define PG_OID_BOOL  16
 #define PG_OID_BYTEA 17
 #define PG_OID_INT8  20
@@ -171,6 +185,7 @@ void pg_rollback(pg_t *g, pg_conn_t *c);
  * PG_USER_COLS and PG_TOKEN_COLS, in this order. */
 void pg_user_row(const PGresult *r, int row, int col, store_user_t *u);
 void pg_token_row(const PGresult *r, int row, int col, store_token_t *t);
+/* A user's row: PG_USER_INSERT's and PG_USER_UPDATE's parameters. */
 void pg_p_user(pg_params_t *p, const store_user_t *u);
 void pg_p_event(pg_params_t *p, const store_event_t *ev);
 #define PG_USER_COLS "user_id, user_name, email, name, created_by, role, user_type, active, created"

@@ -182,6 +182,48 @@ void pg_array_free(pg_array_t *a)
     a->buf = NULL;
 }
 
+void pg_cols_init(pg_cols_t *c, const uint32_t *oids, int n)
+{
+    c->n = n;
+    for (int i = 0; i < n; i++)
+        pg_array_init(&c->a[i], oids[i]);
+}
+
+void pg_cols_params(pg_cols_t *c, pg_params_t *p)
+{
+    for (int i = 0; i < c->n; i++)
+        pg_p_array(p, &c->a[i]);
+}
+
+void pg_cols_free(pg_cols_t *c)
+{
+    for (int i = 0; i < c->n; i++)
+        pg_array_free(&c->a[i]);
+}
+
+void pg_cols_events(pg_cols_t *c)
+{
+    static const uint32_t oids[11] = {PG_OID_INT8, PG_OID_INT8, PG_OID_INT8, PG_OID_INT4,
+                                      PG_OID_INT8, PG_OID_INT8, PG_OID_TEXT, PG_OID_TEXT,
+                                      PG_OID_TEXT, PG_OID_TEXT, PG_OID_INT4};
+    pg_cols_init(c, oids, 11);
+}
+
+void pg_cols_event(pg_cols_t *c, uint64_t id, const store_event_t *ev)
+{
+    pg_array_i64(&c->a[0], (int64_t)id);
+    pg_array_i64(&c->a[1], ev->time);
+    pg_array_i64(&c->a[2], (int64_t)ev->seq);
+    pg_array_i32(&c->a[3], ev->kind);
+    pg_array_i64(&c->a[4], ev->count);
+    pg_array_i64(&c->a[5], ev->first_time);
+    pg_array_text(&c->a[6], ev->path);
+    pg_array_text(&c->a[7], ev->client_ip);
+    pg_array_text(&c->a[8], ev->actor);
+    pg_array_text(&c->a[9], ev->owner_id);
+    pg_array_i32(&c->a[10], ev->token_kind);
+}
+
 /* ---------------------------------------------------------------- results */
 
 int64_t pg_i64(const PGresult *r, int row, int col)
@@ -1041,16 +1083,25 @@ static store_status_t pg_tokens_list(store_t *st, int32_t kind, const char *owne
     return STORE_OK;
 }
 
-static store_status_t pg_last_used_get(store_t *st, uint64_t id, int64_t *ms)
+/* A statement of one bigint parameter that answers one bigint (or no row,
+ * or NULL: NOT_FOUND). */
+static store_status_t pg_read_i64(store_t *st, int stmt, uint64_t arg, int64_t *out)
 {
     pg_params_t p = {0};
-    pg_p_i64(&p, (int64_t)id);
+    pg_p_i64(&p, (int64_t)arg);
     store_status_t s;
-    PGresult *r = pg_read(pg_of(st), PG_LAST_USED_GET, &p, &s);
+    PGresult *r = pg_read(pg_of(st), stmt, &p, &s);
     if (r == NULL) return s;
-    if (PQntuples(r) == 1) *ms = pg_i64(r, 0, 0);
+    s = PQntuples(r) == 1 && !PQgetisnull(r, 0, 0) ? STORE_OK : STORE_NOT_FOUND;
+    if (s == STORE_OK) *out = pg_i64(r, 0, 0);
     PQclear(r);
-    return STORE_OK;
+    return s;
+}
+
+static store_status_t pg_last_used_get(store_t *st, uint64_t id, int64_t *ms)
+{
+    store_status_t s = pg_read_i64(st, PG_LAST_USED_GET, id, ms);
+    return s == STORE_NOT_FOUND ? STORE_OK : s; /* never used: 0 */
 }
 
 static store_status_t pg_activity_list(store_t *st, uint64_t id, unsigned limit, store_event_t *out,
@@ -1081,14 +1132,9 @@ static store_status_t pg_activity_list(store_t *st, uint64_t id, unsigned limit,
 
 static store_status_t pg_activity_next_id(store_t *st, uint64_t after, uint64_t *id)
 {
-    pg_params_t p = {0};
-    pg_p_i64(&p, (int64_t)after);
-    store_status_t s;
-    PGresult *r = pg_read(pg_of(st), PG_ACTIVITY_NEXT, &p, &s);
-    if (r == NULL) return s;
-    s = PQntuples(r) == 1 && !PQgetisnull(r, 0, 0) ? STORE_OK : STORE_NOT_FOUND;
-    if (s == STORE_OK) *id = (uint64_t)pg_i64(r, 0, 0);
-    PQclear(r);
+    int64_t v = 0;
+    store_status_t s = pg_read_i64(st, PG_ACTIVITY_NEXT, after, &v);
+    if (s == STORE_OK) *id = (uint64_t)v;
     return s;
 }
 

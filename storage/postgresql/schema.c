@@ -78,9 +78,11 @@ const char *const pg_statements[PG_STMT__COUNT] = {
     [PG_USER_INSERT] = "INSERT INTO patd_users (" PG_USER_COLS ") VALUES ($1::text, $2::text, "
                        "$3::text, $4::text, $5::text, $6::integer, $7::integer, $8::boolean, "
                        "$9::bigint) ON CONFLICT (user_id) DO NOTHING",
-    [PG_USER_UPDATE] =
-        "UPDATE patd_users SET user_name = $2::text, email = $3::text, name = "
-        "$4::text, role = $5::integer, active = $6::boolean WHERE user_id = $1::text",
+    /* The whole row, as pg_p_user gives it (the unchanged fields too). */
+    [PG_USER_UPDATE] = "UPDATE patd_users SET user_name = $2::text, email = $3::text, name = "
+                       "$4::text, created_by = $5::text, role = $6::integer, user_type = "
+                       "$7::integer, active = $8::boolean, created = $9::bigint WHERE user_id = "
+                       "$1::text",
     [PG_USER_DELETE] = "DELETE FROM patd_users WHERE user_id = $1::text",
     [PG_USERS_LIST] = "SELECT " PG_USER_COLS " FROM patd_users WHERE ($1::integer = 0 OR "
                       "user_type = $1::integer) AND user_id > $2::text ORDER BY user_id "

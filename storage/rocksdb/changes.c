@@ -158,15 +158,7 @@ store_status_t rdb_user_upsert(store_t *st, const store_user_t *u, store_user_t 
     int existed = s == STORE_OK;
     if (s == STORE_OK && old.user_type == STORE_USER_SERVICE) s = STORE_CONFLICT;
     if (s == STORE_OK || s == STORE_NOT_FOUND) {
-        *now = *u;
-        if (!existed && u->role == 0) now->role = STORE_ROLE_MEMBER;
-        if (existed) {
-            if (u->role == 0) now->role = old.role;
-            now->active = old.active;
-            now->created = old.created;
-            memcpy(now->created_by, old.created_by, sizeof(now->created_by));
-            now->user_type = old.user_type;
-        }
+        store_user_merge(u, existed ? &old : NULL, now);
         rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
         rdb_wb_put_user(r, wb, now);
         s = rdb_commit_one(r, wb, "write user");
