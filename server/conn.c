@@ -56,6 +56,14 @@ struct conn_set {
     /* The pool's two lanes (conn.h), shared with the workers. */
     pthread_mutex_t lanes_lock;
     conn_work_t *lane_head[2], *lane_tail[2]; /* [0] urgent, [1] the rest */
+    /* conn_set_batch: the urgent lane's own thread, and the works it has
+     * run, waiting for the loop (guarded by lanes_lock too). */
+    conn_batch_t batch;
+    int batching, batch_stop;
+    pthread_t batch_thread;
+    pthread_cond_t batch_wake;
+    uv_async_t batch_ready;
+    conn_work_t *ran_head, *ran_tail;
 };
 
 /* One per submitted work: libuv runs it on a worker, where it takes the
@@ -396,7 +404,7 @@ static void conn_work_run(uv_work_t *uv)
     conn_runner_t *r = uv->data;
     conn_set_t *s = r->set;
     pthread_mutex_lock(&s->lanes_lock);
-    int lane = s->lane_head[0] ? 0 : 1;
+    int lane = s->lane_head[0] && !s->batching ? 0 : 1;
     conn_work_t *w = s->lane_head[lane]; /* never NULL: one runner per work */
     s->lane_head[lane] = w->next;
     if (w->next == NULL) s->lane_tail[lane] = NULL;
@@ -405,14 +413,11 @@ static void conn_work_run(uv_work_t *uv)
     w->run(w);
 }
 
-static void conn_work_done(uv_work_t *uv, int status)
+/* On the loop: a work has run; its answer goes out (or is dropped). */
+static void conn_work_finish(conn_work_t *w)
 {
-    conn_runner_t *r = uv->data;
-    conn_work_t *w = r->w;
-    free(r);
     conn_t *c = w->conn;
     conn_set_t *s = c->set;
-    (void)status; /* only UV_ECANCELED, and nothing cancels */
     s->queued--;
     c->on_pool--;
     atomic_fetch_sub(&s->stats->in_flight, 1);
@@ -420,6 +425,105 @@ static void conn_work_done(uv_work_t *uv, int status)
     w->done(w, alive); /* may free w */
     if (alive) conn_settle(c);
     conn_unref(c);
+}
+
+static void conn_work_done(uv_work_t *uv, int status)
+{
+    conn_runner_t *r = uv->data;
+    conn_work_t *w = r->w;
+    free(r);
+    (void)status; /* only UV_ECANCELED, and nothing cancels */
+    conn_work_finish(w);
+}
+
+/* ---------------------------------------------------------------- batches */
+
+#define CONN_BATCH_MAX 256
+
+static void *conn_batch_main(void *arg)
+{
+    conn_set_t *s = arg;
+    conn_work_t *items[CONN_BATCH_MAX];
+    const char *tokens[CONN_BATCH_MAX];
+    pthread_mutex_lock(&s->lanes_lock);
+    for (;;) {
+        while (!s->lane_head[0] && !s->batch_stop)
+            pthread_cond_wait(&s->batch_wake, &s->lanes_lock);
+        if (!s->lane_head[0]) break; /* stopping, and nothing left */
+        size_t n = 0;
+        while (s->lane_head[0] && n < CONN_BATCH_MAX) {
+            conn_work_t *w = s->lane_head[0];
+            s->lane_head[0] = w->next;
+            w->next = NULL;
+            items[n] = w;
+            tokens[n++] = w->token ? w->token : "";
+        }
+        if (!s->lane_head[0]) s->lane_tail[0] = NULL;
+        pthread_mutex_unlock(&s->lanes_lock);
+        s->batch.prefetch(s->batch.arg, tokens, n);
+        for (size_t i = 0; i < n; i++)
+            items[i]->run(items[i]);
+        if (s->batch.done) s->batch.done(s->batch.arg);
+        pthread_mutex_lock(&s->lanes_lock);
+        for (size_t i = 0; i < n; i++) {
+            if (s->ran_tail)
+                s->ran_tail->next = items[i];
+            else
+                s->ran_head = items[i];
+            s->ran_tail = items[i];
+        }
+        uv_async_send(&s->batch_ready);
+    }
+    pthread_mutex_unlock(&s->lanes_lock);
+    return NULL;
+}
+
+/* On the loop: every work the batch thread has run. */
+static void conn_batch_finish(uv_async_t *a)
+{
+    conn_set_t *s = a->data;
+    pthread_mutex_lock(&s->lanes_lock);
+    conn_work_t *w = s->ran_head;
+    s->ran_head = s->ran_tail = NULL;
+    pthread_mutex_unlock(&s->lanes_lock);
+    for (conn_work_t *next; w; w = next) {
+        next = w->next;
+        conn_work_finish(w);
+    }
+}
+
+int conn_set_batch(conn_set_t *s, const conn_batch_t *b)
+{
+    if (b->prefetch == NULL || s->batching) return 0;
+    s->batch = *b;
+    pthread_cond_init(&s->batch_wake, NULL);
+    uv_async_init(s->loop, &s->batch_ready, conn_batch_finish);
+    s->batch_ready.data = s;
+    /* One thread: measured, a second one (a batch read while the one
+     * before runs) made cold Verifies on PostgreSQL 10% slower. */
+    if (pthread_create(&s->batch_thread, NULL, conn_batch_main, s) != 0) {
+        uv_close((uv_handle_t *)&s->batch_ready, NULL);
+        pthread_cond_destroy(&s->batch_wake);
+        return -1;
+    }
+    s->batching = 1;
+    return 0;
+}
+
+/* At close: the thread runs what is queued, stops, and the loop finishes
+ * every work it ran (their connections are closing: answers dropped). */
+static void conn_batch_stop(conn_set_t *s)
+{
+    if (!s->batching) return;
+    pthread_mutex_lock(&s->lanes_lock);
+    s->batch_stop = 1;
+    pthread_cond_signal(&s->batch_wake);
+    pthread_mutex_unlock(&s->lanes_lock);
+    pthread_join(s->batch_thread, NULL);
+    conn_batch_finish(&s->batch_ready);
+    uv_close((uv_handle_t *)&s->batch_ready, NULL);
+    pthread_cond_destroy(&s->batch_wake);
+    s->batching = 0;
 }
 
 int conn_submit(conn_t *c, conn_work_t *w)
@@ -430,24 +534,29 @@ int conn_submit(conn_t *c, conn_work_t *w)
     unsigned bound = s->lim->max_queue;
     if (!w->urgent) bound -= bound / 8;
     if (s->queued >= bound) return -1;
-    conn_runner_t *r = malloc(sizeof(*r));
-    if (r == NULL) abort();
-    r->set = s;
-    r->uv.data = r;
     w->conn = c;
     w->next = NULL;
     int lane = w->urgent ? 0 : 1;
+    c->refs++;
+    c->on_pool++;
+    s->queued++;
+    atomic_fetch_add(&s->stats->in_flight, 1);
     pthread_mutex_lock(&s->lanes_lock);
     if (s->lane_tail[lane])
         s->lane_tail[lane]->next = w;
     else
         s->lane_head[lane] = w;
     s->lane_tail[lane] = w;
+    if (lane == 0 && s->batching) {
+        pthread_cond_signal(&s->batch_wake);
+        pthread_mutex_unlock(&s->lanes_lock);
+        return 0;
+    }
     pthread_mutex_unlock(&s->lanes_lock);
-    c->refs++;
-    c->on_pool++;
-    s->queued++;
-    atomic_fetch_add(&s->stats->in_flight, 1);
+    conn_runner_t *r = malloc(sizeof(*r));
+    if (r == NULL) abort();
+    r->set = s;
+    r->uv.data = r;
     uv_queue_work(s->loop, &r->uv, conn_work_run, conn_work_done);
     return 0;
 }
@@ -636,6 +745,7 @@ void conn_set_close(conn_set_t *s)
         next = c->next;
         conn_close(c);
     }
+    conn_batch_stop(s);
     uv_close((uv_handle_t *)&s->writer, NULL);
 }
 

@@ -99,6 +99,9 @@ typedef struct conn_work {
     struct conn_work *next; /* in its lane */
     conn_t *conn;
     int urgent;
+    /* An urgent work's bearer token (the request's: it outlives the work's
+     * run), for conn_set_batch's prefetch; NULL if none. */
+    const char *token;
     /* On a worker thread: must not touch the connection. */
     void (*run)(struct conn_work *w);
     /* On the loop thread, always called: alive is 0 when the connection
@@ -110,6 +113,21 @@ typedef struct conn_work {
 
 /* The connections of one server on loop; limits and stats must outlive it. */
 conn_set_t *conn_set_new(uv_loop_t *loop, const conn_limits_t *limits, stats_t *stats);
+/* Batches of urgent work, for a store whose reads are cheaper together
+ * (PostgreSQL: one statement for many Verifies). A thread of its own takes
+ * every urgent work queued at once, calls prefetch with their tokens (it
+ * reads what they will need in one go), runs each, calls done(arg), and
+ * hands them back to the loop in one wake-up: per batch, one wake-up of
+ * the thread, one round trip to the store and one of the loop, where the
+ * pool pays one of each per request. Urgent work then never goes to the
+ * pool. Call before serving; NULL prefetch: the pool runs urgent work. */
+typedef struct {
+    void (*prefetch)(void *arg, const char *const *tokens, size_t n);
+    void (*done)(void *arg);
+    void *arg;
+} conn_batch_t;
+int conn_set_batch(conn_set_t *s, const conn_batch_t *b);
+
 /* Accepts one connection from listener with the listener's transport and
  * protocol (cfg is handed to the protocol's open). */
 void conn_set_accept(conn_set_t *s, uv_stream_t *listener, const transport_ops_t *tr,

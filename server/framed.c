@@ -347,7 +347,8 @@ static int framed_on_frame(void *arg, const uint8_t *data, size_t len)
         *w = r;
         w->work.run = framed_work_run;
         w->work.done = framed_work_done;
-        w->work.urgent = disp_is_inline(&w->m);         /* a Verify that must read the store */
+        w->work.urgent = disp_is_inline(&w->m); /* a Verify that must read the store */
+        if (w->work.urgent) w->work.token = ((const Pat__V1__VerifyRequest *)w->in)->bearer_token;
         if (conn_submit(c, &w->work) == 0) return full; /* w now travels */
         free(w);
         framed_send_error(fc, r.id, PAT_E_OVERLOADED, "server is overloaded; retry with backoff");

@@ -283,6 +283,7 @@ void http_route_verify(http_conn_t *hc, http_ctx_t *ctx, const char *rest, size_
     v->work.run = http_vwork_run;
     v->work.done = http_vwork_done;
     v->work.urgent = 1;
+    v->work.token = v->in.bearer_token; /* in v->strings */
     v->slot = http_slot_new(hc);
     if (conn_submit(hc->conn, &v->work) != 0) {
         http_slot_t *s = v->slot;

@@ -388,6 +388,16 @@ static void main_store_log(int level, const char *line)
             "storage: %s", line);
 }
 
+static void main_prefetch(void *arg, const char *const *tokens, size_t n)
+{
+    svc_prefetch(arg, tokens, n);
+}
+
+static void main_prefetch_done(void *arg)
+{
+    svc_prefetch_done(arg);
+}
+
 /* Another patd took over the store: stop serving, as on SIGTERM. */
 static void main_store_lost(const char *why)
 {
@@ -486,6 +496,11 @@ static int main_serve(const config_t *cfg)
         .on_reload = main_reload,
         .reload_arg = &reload,
     };
+    /* A store that reads many tokens in one go gets cold Verifies in
+     * batches (conn.h); the others keep them on the worker pool, which
+     * waits on a disk in parallel. */
+    conn_batch_t batch = {.prefetch = main_prefetch, .done = main_prefetch_done, .arg = &svc};
+    if (store_reads_in_batches(st)) scfg.batch = &batch;
     srv_listener_t lsn = {
         .host = cfg->listen.host,
         .port = cfg->listen.port,

@@ -130,6 +130,12 @@ int svc_is_platform(svc_call_t *call);
  * verification cache, or the store's reads that need not wait) and returns
  * 1, or returns 0 without answering when the answer needs to wait for
  * storage, and the request goes to a worker. Never blocks. */
+/* Batches of cold Verifies (conn_set_batch on a store that reads in
+ * batches): reads what the Verifies of these bearer tokens will need, in
+ * one store read, for the Verifies then run on this thread; done forgets
+ * it. */
+void svc_prefetch(svc_t *svc, const char *const *tokens, size_t n);
+void svc_prefetch_done(svc_t *svc);
 int svc_verify_cached(svc_t *svc, const Pat__V1__VerifyRequest *in, svc_call_t *call,
                       Pat__V1__VerifyResponse_Closure done);
 

@@ -242,6 +242,8 @@ srv_t *srv_new(const srv_config_t *cfg, stats_t *stats)
     srv->cfg = cfg;
     srv->stats = stats;
     srv->conns = conn_set_new(&srv->loop, &cfg->limits, stats);
+    if (cfg->batch && conn_set_batch(srv->conns, cfg->batch) != 0)
+        log_warn("cannot start the batch thread: urgent work goes to the pool");
     uv_timer_init(&srv->loop, &srv->sweep);
     uv_timer_init(&srv->loop, &srv->grace);
     uv_timer_init(&srv->loop, &srv->drain);

@@ -42,6 +42,8 @@ typedef struct {
      * without dropping a connection (the platform keys). May be NULL. */
     void (*on_reload)(void *arg);
     void *reload_arg;
+    /* Urgent work in batches (conn_set_batch); NULL: on the pool. */
+    const conn_batch_t *batch;
 } srv_config_t;
 
 typedef struct {

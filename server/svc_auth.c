@@ -1,6 +1,7 @@
 /* svc_auth: who is calling: bearer tokens through the verification cache,
  * the platform key (one, or two during a rotation) and x-act-as-user. */
 #include <stdlib.h>
+#include <sys/types.h>
 #include <string.h>
 #include <strings.h>
 
@@ -25,6 +26,66 @@ static int svc_read_user(svc_t *svc, const char *id, int try_only, store_user_t 
     return *s == STORE_DECLINED;
 }
 
+/* ---------------------------------------------------------------- batches */
+
+/* The reads of one batch of Verifies (svc_prefetch), on the batch thread:
+ * thread-local, so only the Verifies of that batch, run on that thread
+ * right after, see them. */
+typedef struct {
+    size_t n;
+    uint8_t (*hash)[TOKEN_HASH_BYTES];
+    uint64_t *epoch, users_epoch;
+    store_token_t *t;
+    store_user_t *u;
+    store_status_t *s;
+} svc_prefetched_t;
+static __thread svc_prefetched_t svc_pre;
+
+void svc_prefetch(svc_t *svc, const char *const *tokens, size_t n)
+{
+    svc_prefetched_t *p = &svc_pre;
+    p->hash = malloc((n ? n : 1) * sizeof(*p->hash));
+    p->epoch = malloc((n ? n : 1) * sizeof(*p->epoch));
+    p->t = malloc((n ? n : 1) * sizeof(*p->t));
+    p->u = malloc((n ? n : 1) * sizeof(*p->u));
+    p->s = malloc((n ? n : 1) * sizeof(*p->s));
+    if (!p->hash || !p->epoch || !p->t || !p->u || !p->s) abort();
+    p->n = 0;
+    /* The epochs before the read: what is put in the cache afterwards was
+     * read after them (cache.h). */
+    p->users_epoch = cache_users_epoch(svc->cache);
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(tokens[i]);
+        if (len == 0 || len > TOKEN_MAX_LEN || token_parse(tokens[i], len, NULL) != 0) continue;
+        token_hash(tokens[i], len, p->hash[p->n]);
+        if (cache_token_get(svc->cache, p->hash[p->n], &p->t[p->n], &p->epoch[p->n], 0))
+            continue; /* its Verify hits the cache */
+        p->n++;
+    }
+    store_tokens_get_with_owners(svc->store, (const uint8_t(*)[STORE_HASH_BYTES])p->hash, p->n,
+                                 p->t, p->u, p->s);
+}
+
+void svc_prefetch_done(svc_t *svc)
+{
+    (void)svc;
+    svc_prefetched_t *p = &svc_pre;
+    free(p->hash);
+    free(p->epoch);
+    free(p->t);
+    free(p->u);
+    free(p->s);
+    memset(p, 0, sizeof(*p));
+}
+
+/* This thread's prefetched read of hash, or -1. */
+static ssize_t svc_prefetched(const uint8_t *hash)
+{
+    for (size_t i = 0; i < svc_pre.n; i++)
+        if (memcmp(svc_pre.hash[i], hash, TOKEN_HASH_BYTES) == 0) return (ssize_t)i;
+    return -1;
+}
+
 int svc_authenticate(svc_t *svc, const char *tok, int64_t now, int try_only, store_token_t *t,
                      store_user_t *u, pat_err_t *e, const char **why)
 {
@@ -42,9 +103,18 @@ int svc_authenticate(svc_t *svc, const char *tok, int64_t now, int try_only, sto
             if (svc_read_token(svc, hash, 1, t, &s)) return 1; /* the worker counts it */
         } else {
             /* On a worker: the token with its owner, one read (PostgreSQL:
-             * one round trip). */
+             * one round trip), or read already with its batch. */
             uint64_t users_epoch = cache_users_epoch(svc->cache);
-            s = store_token_get_with_owner(svc->store, hash, t, u);
+            ssize_t k = svc_prefetched(hash);
+            if (k >= 0) {
+                s = svc_pre.s[k];
+                *t = svc_pre.t[k];
+                *u = svc_pre.u[k];
+                epoch = svc_pre.epoch[k];
+                users_epoch = svc_pre.users_epoch;
+            } else {
+                s = store_token_get_with_owner(svc->store, hash, t, u);
+            }
             if (s == STORE_OK && u->user_id[0] && strcmp(u->user_id, t->owner_id) == 0) {
                 have_owner = 1;
                 cache_user_put_since(svc->cache, u, users_epoch);

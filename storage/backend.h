@@ -48,6 +48,9 @@ typedef struct {
     /* Optional: NULL reads the token, then its owner. */
     store_status_t (*token_get_with_owner)(store_t *st, const uint8_t *hash, store_token_t *out,
                                            store_user_t *owner);
+    /* Optional: several at once, in one read. */
+    void (*tokens_get_with_owners)(store_t *st, const uint8_t (*hashes)[STORE_HASH_BYTES], size_t n,
+                                   store_token_t *out, store_user_t *owner, store_status_t *s);
     store_status_t (*token_create)(store_t *st, store_token_t *t, const store_event_t *ev);
     store_status_t (*token_set_active)(store_t *st, uint64_t id, int active,
                                        const store_event_t *ev, store_token_t *out, int *changed);

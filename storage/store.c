@@ -366,6 +366,25 @@ store_status_t store_token_get_with_owner(store_t *st, const uint8_t hash[STORE_
     return us == STORE_NOT_FOUND ? STORE_OK : us;
 }
 
+void store_tokens_get_with_owners(store_t *st, const uint8_t (*hashes)[STORE_HASH_BYTES], size_t n,
+                                  store_token_t *out, store_user_t *owner, store_status_t *s)
+{
+    if (n == 0) return;
+    if (st->backend->tokens_get_with_owners) {
+        for (size_t i = 0; i < n; i++)
+            owner[i].user_id[0] = '\0';
+        st->backend->tokens_get_with_owners(st, hashes, n, out, owner, s);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        s[i] = store_token_get_with_owner(st, hashes[i], &out[i], &owner[i]);
+}
+
+int store_reads_in_batches(const store_t *st)
+{
+    return st->backend->tokens_get_with_owners != NULL;
+}
+
 store_status_t store_import_users(store_t *st, const store_user_t *u, size_t n)
 {
     for (size_t i = 0; i < n; i++)

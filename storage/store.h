@@ -206,6 +206,12 @@ store_status_t store_token_try_get_by_hash(store_t *st, const uint8_t hash[STORE
  * owner->user_id is "" when the owner does not exist. */
 store_status_t store_token_get_with_owner(store_t *st, const uint8_t hash[STORE_HASH_BYTES],
                                           store_token_t *out, store_user_t *owner);
+/* The same for n hashes at once: s[i], out[i], owner[i] for hashes[i]. A
+ * backend that reads them in one go (PostgreSQL: one statement) says so
+ * with store_reads_in_batches; the others read them one by one. */
+void store_tokens_get_with_owners(store_t *st, const uint8_t (*hashes)[STORE_HASH_BYTES], size_t n,
+                                  store_token_t *out, store_user_t *owner, store_status_t *s);
+int store_reads_in_batches(const store_t *st);
 /* Creates t with its CREATED event (ev; NULL for a bulk loader that
  * writes no history), assigning t->id. NOT_FOUND if the
  * owner does not exist, CONFLICT if the owner is deactivated, EXISTS if

@@ -48,6 +48,7 @@ enum {
     PG_TOKEN_LOCK,
     PG_TOKEN_BY_HASH,
     PG_TOKEN_WITH_OWNER,
+    PG_TOKENS_WITH_OWNERS,
     PG_TOKEN_CREATE,
     PG_TOKEN_SET_ACTIVE,
     PG_TOKEN_DELETE,
@@ -87,6 +88,7 @@ typedef struct {
     uint64_t down_since; /* monotonic ns */
     uint64_t retry_at;   /* no connection attempt before this */
     uint64_t backoff;    /* the next wait after a failed attempt */
+    uint64_t up_gen;     /* counts the keeper's sightings of the database's return */
 
     /* The session-level advisory lock that makes this patd the store's
      * only server (until the cluster issue's fencing): held on its own

@@ -433,12 +433,15 @@ pg_conn_t *pg_get(pg_t *g, store_status_t *s)
         *s = STORE_UNAVAILABLE;
         return NULL;
     }
+    uint64_t gen = g->up_gen;
     pthread_mutex_unlock(&g->lock);
     char why[256] = "";
     PGconn *conn = pg_connect(g, 1, why, sizeof(why));
     pthread_mutex_lock(&g->lock);
     if (conn == NULL) {
-        pg_outage_locked(g, why);
+        /* An attempt that began before the keeper saw the database answer
+         * again is stale: it must not put the pool back into backoff. */
+        if (gen == g->up_gen) pg_outage_locked(g, why);
         c->busy = 0;
         pthread_cond_signal(&g->freed);
         pthread_mutex_unlock(&g->lock);
@@ -653,6 +656,7 @@ static void *pg_keeper_main(void *arg)
                  * reads that refill it should not fail). */
                 g->retry_at = 0;
                 g->backoff = PG_BACKOFF_MIN_NS;
+                g->up_gen++;
                 /* A new session: someone may have changed the store while
                  * this one could not see it. */
                 store_notify_everything(&g->base);
@@ -1015,6 +1019,37 @@ static store_status_t pg_token_get_with_owner(store_t *st, const uint8_t *hash, 
     return s;
 }
 
+static void pg_tokens_get_with_owners(store_t *st, const uint8_t (*hashes)[STORE_HASH_BYTES],
+                                      size_t n, store_token_t *out, store_user_t *owner,
+                                      store_status_t *s)
+{
+    pg_array_t a;
+    pg_array_init(&a, PG_OID_BYTEA);
+    for (size_t i = 0; i < n; i++)
+        pg_array_bytes(&a, hashes[i], STORE_HASH_BYTES);
+    pg_params_t p = {0};
+    pg_p_array(&p, &a);
+    store_status_t all;
+    PGresult *r = pg_read(pg_of(st), PG_TOKENS_WITH_OWNERS, &p, &all);
+    pg_array_free(&a);
+    for (size_t i = 0; i < n; i++)
+        s[i] = r ? STORE_NOT_FOUND : all;
+    /* Few rows each way: match every row to the hashes it answers (a
+     * token asked for twice answers both). */
+    for (int row = 0; r && row < PQntuples(r); row++) {
+        if (PQgetlength(r, row, 1) != STORE_HASH_BYTES) continue;
+        const char *h = PQgetvalue(r, row, 1);
+        for (size_t i = 0; i < n; i++) {
+            if (s[i] == STORE_OK || memcmp(h, hashes[i], STORE_HASH_BYTES) != 0) continue;
+            pg_token_row(r, row, 0, &out[i]);
+            if (!PQgetisnull(r, row, PG_TOKEN_NCOLS))
+                pg_user_row(r, row, PG_TOKEN_NCOLS, &owner[i]);
+            s[i] = STORE_OK;
+        }
+    }
+    PQclear(r);
+}
+
 static store_status_t pg_users_list(store_t *st, int32_t user_type, const store_cursor_t *after,
                                     unsigned limit, store_user_t *out, unsigned *n, int *more,
                                     store_cursor_t *next)
@@ -1210,6 +1245,7 @@ const store_backend_t store_postgresql_backend = {
     .token_get = pg_token_get,
     .token_get_by_hash = pg_token_get_by_hash,
     .token_get_with_owner = pg_token_get_with_owner,
+    .tokens_get_with_owners = pg_tokens_get_with_owners,
     .token_create = pg_token_create,
     .token_set_active = pg_token_set_active,
     .token_delete = pg_token_delete,

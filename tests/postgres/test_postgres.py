@@ -268,25 +268,33 @@ try:
             (acked if s == 201 else refused).append((name, s, b and b.get("error", {}).get(
                 "reason")))
 
+    bad_at = []
+
     def verifier():
         while not stop.is_set():
-            if a3.verify(alice_tok) == 200:
+            st = a3.verify(alice_tok)
+            if st == 200:
                 verify_ok[0] += 1
             else:
                 verify_bad[0] += 1
+                bad_at.append((round(time.time() - t_load, 2), st))
 
     threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
     threads.append(threading.Thread(target=verifier))
+    t_load = time.time()
     for t in threads:
         t.start()
     time.sleep(1.0)
+    t_crash = time.time() - t_load
     pg("crash")
     time.sleep(0.3)
     before = verify_ok[0]
     time.sleep(2.0)
     during_ok = verify_ok[0] - before
     refused_during = len(refused)
+    t_start = time.time() - t_load
     pg("start")
+    t_up = time.time() - t_load
     recovered = None
     t0 = time.time()
     while time.time() - t0 < 20:
@@ -301,7 +309,8 @@ try:
         t.join(timeout=30)
     check(during_ok > 0 and verify_bad[0] == 0,
           "cached Verifies went on answering through the outage",
-          (during_ok, verify_bad[0]))
+          (during_ok, verify_bad[0], f"crash {t_crash:.2f} start {t_start:.2f} up {t_up:.2f}",
+           bad_at[:3], [x for x in p3.log().splitlines() if ("verify" in x and "status=503" in x) or "lock again" in x or "connected again" in x][:6]))
     reasons = {r for _, _, r in refused}
     check(refused_during > 0 and reasons <= {"storage_unavailable"},
           "changes during the outage answered storage_unavailable", reasons)

@@ -29,6 +29,7 @@ typedef struct {
     lp_answer_t *answer;
     lineproto_cfg_t *cfg;
     int health;
+    char token[32]; /* URGENT's */
 } lp_work_t;
 
 /* Sends every finished answer at the head of the queue. */
@@ -69,6 +70,10 @@ static void lp_emit_health(void *arg, const ProtobufCMessage *answer)
 static void lp_work_run(conn_work_t *w)
 {
     lp_work_t *lw = (lp_work_t *)w;
+    if (lw->token[0]) {
+        snprintf(lw->answer->text, sizeof(lw->answer->text), "RAN %s", lw->token);
+        return;
+    }
     if (!lw->health) {
         lw->cfg->slow();
         snprintf(lw->answer->text, sizeof(lw->answer->text), "SLEPT");
@@ -102,12 +107,18 @@ static int lp_line(lp_conn_t *lc, const char *line)
     if (strncmp(line, "ECHO ", 5) == 0) {
         snprintf(a->text, sizeof(a->text), "%s", line + 5);
         a->ready = 1;
-    } else if (strcmp(line, "HEALTH") == 0 || strcmp(line, "SLOW") == 0) {
+    } else if (strcmp(line, "HEALTH") == 0 || strcmp(line, "SLOW") == 0 ||
+               strncmp(line, "URGENT ", 7) == 0) {
         lp_work_t *w = calloc(1, sizeof(*w));
         if (w == NULL) abort();
         w->answer = a;
         w->cfg = lc->cfg;
         w->health = line[0] == 'H';
+        if (line[0] == 'U') {
+            snprintf(w->token, sizeof(w->token), "%s", line + 7);
+            w->work.urgent = 1;
+            w->work.token = w->token;
+        }
         w->work.run = lp_work_run;
         w->work.done = lp_work_done;
         if (conn_submit(lc->conn, &w->work) != 0) {

@@ -5,6 +5,8 @@
  *   HEALTH      the service's Health through dispatch on a worker: "SERVING"
  *   ECHO text   answered on the loop thread: "text"
  *   SLOW        runs cfg->slow() on a worker, then "SLEPT"
+ *   URGENT tok  urgent work carrying tok as its token (conn_set_batch's
+ *               prefetch sees it), then "RAN tok"
  *
  * A line longer than LINEPROTO_MAX is answered "ERR line too long" and the
  * connection closes after it. */

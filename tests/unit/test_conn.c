@@ -67,6 +67,9 @@ static void *fx_loop(void *arg)
     return NULL;
 }
 
+/* conn_set_batch for the next fx_new, when set. */
+static const conn_batch_t *fx_batch;
+
 /* Builds the server with the given limits; fx_go starts its loop. */
 static fx_t *fx_new(unsigned max_inflight, uint64_t idle_ms)
 {
@@ -92,6 +95,7 @@ static fx_t *fx_new(unsigned max_inflight, uint64_t idle_ms)
     f->fcfg.max_frame = 65536;
     f->lcfg.svc = &f->svc;
     f->lcfg.slow = slow;
+    f->cfg.batch = fx_batch;
     f->srv = srv_new(&f->cfg, &f->stats);
     srv_listener_t framed = {.host = "127.0.0.1",
                              .transport = &tcp_transport,
@@ -241,6 +245,76 @@ static void test_a_toy_protocol_on_a_second_listener_uses_the_same_dispatch(void
     protobuf_c_message_free_unpacked(out, NULL);
     pat_close(c);
     assert_int_equal(fx_end(f), 0);
+}
+
+/* The batch lane (conn_set_batch): the first urgent work's prefetch is
+ * held; the five sent meanwhile come to the next prefetch together, in
+ * order, with their tokens; answers leave in request order; other work
+ * still runs on the pool; a batch whose connection closed is dropped. */
+static sem_t batch_gate;
+static _Atomic int batch_calls, batch_dones, batch_hold;
+static char batch_seen[256];
+
+static void batch_prefetch(void *arg, const char *const *tokens, size_t n)
+{
+    (void)arg;
+    if (atomic_fetch_add(&batch_calls, 1) == 0 || atomic_load(&batch_hold)) sem_wait(&batch_gate);
+    char *p = batch_seen + strlen(batch_seen);
+    for (size_t i = 0; i < n; i++)
+        p += snprintf(p, sizeof(batch_seen) - (size_t)(p - batch_seen), "%s%s", i ? "," : "",
+                      tokens[i]);
+    snprintf(p, sizeof(batch_seen) - (size_t)(p - batch_seen), ";");
+}
+
+static void batch_done(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&batch_dones, 1);
+}
+
+static void test_urgent_work_runs_in_batches_on_its_own_thread(void **state)
+{
+    (void)state;
+    static const conn_batch_t b = {.prefetch = batch_prefetch, .done = batch_done};
+    sem_init(&batch_gate, 0, 0);
+    atomic_store(&batch_calls, 0);
+    atomic_store(&batch_dones, 0);
+    batch_seen[0] = '\0';
+    fx_batch = &b;
+    fx_t *f = fx_new(16, 60000);
+    fx_batch = NULL;
+    fx_go(f);
+    int fd = dial(f->line_port);
+    assert_true(fd >= 0);
+    say(fd, "URGENT a\n");
+    for (int i = 0; i < 200 && atomic_load(&batch_calls) == 0; i++)
+        usleep(5000);
+    assert_int_equal(atomic_load(&batch_calls), 1); /* held in its prefetch */
+    say(fd, "URGENT b\nURGENT c\nHEALTH\nURGENT d\nURGENT e\nURGENT f\n");
+    char buf[512];
+    assert_true(hear(fd, buf, sizeof(buf), 0, 300) <= 0); /* a's answer holds the rest */
+    usleep(100000);
+    sem_post(&batch_gate);
+    assert_true(hear(fd, buf, sizeof(buf), 7, 5000) > 0);
+    assert_string_equal(buf, "RAN a\nRAN b\nRAN c\nSERVING\nRAN d\nRAN e\nRAN f\n");
+    assert_string_equal(batch_seen, "a;b,c,d,e,f;");
+    assert_int_equal(atomic_load(&batch_dones), 2);
+
+    /* A connection that closes while its urgent work waits: dropped. */
+    atomic_store(&batch_hold, 1);
+    say(fd, "URGENT g\n");
+    for (int i = 0; i < 200 && atomic_load(&batch_calls) < 3; i++)
+        usleep(5000);
+    close(fd);
+    usleep(100000);
+    int dropped = atomic_load(&f->lcfg.dropped);
+    atomic_store(&batch_hold, 0);
+    sem_post(&batch_gate);
+    for (int i = 0; i < 200 && atomic_load(&f->lcfg.dropped) == dropped; i++)
+        usleep(5000);
+    assert_int_equal(atomic_load(&f->lcfg.dropped), dropped + 1);
+    assert_int_equal(fx_end(f), 0);
+    sem_destroy(&batch_gate);
 }
 
 /* Backpressure: a client pipelines 20 slow requests without reading; the
@@ -406,6 +480,7 @@ int main(void)
     sem_init(&gate, 0, 0);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_toy_protocol_on_a_second_listener_uses_the_same_dispatch),
+        cmocka_unit_test(test_urgent_work_runs_in_batches_on_its_own_thread),
         cmocka_unit_test(test_backpressure_stops_reading_at_the_inflight_bound),
         cmocka_unit_test(test_idle_connections_close_but_not_while_a_worker_holds_one),
         cmocka_unit_test(test_drain_finishes_work_in_flight_then_closes),
