@@ -3,6 +3,7 @@
 #   pgserver.sh start DIR   initdb in DIR (fsync on, trust for the owner
 #                           on DIR's Unix socket only, no TCP), start, wait
 #   pgserver.sh stop DIR    stop it (fast) and remove DIR
+#   pgserver.sh pause DIR   stop it cleanly (-m fast), keep DIR (start DIR resumes)
 #   pgserver.sh crash DIR   stop it as a power cut would (-m immediate), keep DIR
 #                           (start DIR brings it back, with crash recovery)
 #   pgserver.sh url DIR DB  the patd --store URL of database DB in it
@@ -55,11 +56,14 @@ CONF
     fi
     rm -rf "$dir"
     ;;
+  pause)
+    as_owner "$BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
+    ;;
   crash)
     as_owner "$BIN/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null
     ;;
   url)
     echo "postgresql:///${3:-postgres}?host=$dir&port=$PORT&user=postgres"
     ;;
-  *) echo "usage: pgserver.sh start|stop|crash|url DIR [DB]" >&2; exit 2 ;;
+  *) echo "usage: pgserver.sh start|stop|pause|crash|url DIR [DB]" >&2; exit 2 ;;
 esac
