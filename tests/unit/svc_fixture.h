@@ -1,6 +1,6 @@
 /* svc_fixture: a service over a real RocksDB store in a temporary
  * directory, for the unit tests that call the service's methods
- * (test_dispatch, test_svc_ui). Header-only: each test is one file. */
+ * (test_dispatch, test_svc_ui, test_conn). Header-only: each test is one file. */
 #ifndef PAT_SVC_FIXTURE_H
 #define PAT_SVC_FIXTURE_H
 

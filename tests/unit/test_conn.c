@@ -30,6 +30,7 @@
 #include "service.h"
 #include "srv.h"
 #include "store.h"
+#include "svc_fixture.h"
 #include "tcp.h"
 #include "usage.h"
 
@@ -45,12 +46,7 @@ static void slow(void)
 }
 
 typedef struct {
-    char dir[64];
-    store_t *st;
-    usage_t *usage;
-    cache_t *cache;
-    stats_t stats;
-    svc_t svc;
+    fixture_t *s; /* the service over a real store (svc_fixture.h) */
     srv_config_t cfg;
     framed_cfg_t fcfg;
     lineproto_cfg_t lcfg;
@@ -74,16 +70,8 @@ static const conn_batch_t *fx_batch;
 static fx_t *fx_new(unsigned max_inflight, uint64_t idle_ms)
 {
     fx_t *f = calloc(1, sizeof(*f));
-    snprintf(f->dir, sizeof(f->dir), "/tmp/patd-conn-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    char url[96];
-    snprintf(url, sizeof(url), "rocksdb:%s", f->dir);
-    f->st = store_open(url, NULL, NULL);
-    assert_non_null(f->st);
-    f->usage = usage_new(f->st);
-    f->cache = cache_new(1000);
-    svc_init(&f->svc, f->st, f->usage, f->cache, &f->stats,
-             strdup("0123456789abcdef0123456789abcdef"));
+    f->s = svc_fixture_new();
+    assert_non_null(f->s);
     f->cfg.limits.max_connections = 64;
     f->cfg.limits.max_inflight = max_inflight;
     f->cfg.limits.max_queue = 1024;
@@ -91,12 +79,12 @@ static fx_t *fx_new(unsigned max_inflight, uint64_t idle_ms)
     f->cfg.limits.max_output = 1 << 20;
     f->cfg.limits.max_output_total = 16 << 20;
     f->cfg.drain_timeout_ms = 5000;
-    f->fcfg.svc = &f->svc;
+    f->fcfg.svc = &f->s->svc;
     f->fcfg.max_frame = 65536;
-    f->lcfg.svc = &f->svc;
+    f->lcfg.svc = &f->s->svc;
     f->lcfg.slow = slow;
     f->cfg.batch = fx_batch;
-    f->srv = srv_new(&f->cfg, &f->stats);
+    f->srv = srv_new(&f->cfg, &f->s->stats);
     srv_listener_t framed = {.host = "127.0.0.1",
                              .transport = &tcp_transport,
                              .protocol = &framed_protocol,
@@ -125,13 +113,7 @@ static int fx_end(fx_t *f)
     pthread_join(f->loop, NULL);
     int rc = f->run_rc;
     srv_free(f->srv);
-    svc_destroy(&f->svc);
-    cache_free(f->cache);
-    usage_free(f->usage);
-    store_close(f->st);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(svc_fixture_free(f->s), 0);
     free(f);
     return rc;
 }
@@ -409,16 +391,16 @@ static void test_close_during_work_keeps_the_connection_until_the_work_is_done(v
     fx_go(f);
     int fd = dial_slow(f);
     close(fd);
-    for (int i = 0; i < 200 && atomic_load(&f->stats.connections) > 0; i++)
+    for (int i = 0; i < 200 && atomic_load(&f->s->stats.connections) > 0; i++)
         sleep_ms(5);
-    assert_int_equal(atomic_load(&f->stats.connections), 0);
-    assert_int_equal(atomic_load(&f->stats.in_flight), 1);
+    assert_int_equal(atomic_load(&f->s->stats.connections), 0);
+    assert_int_equal(atomic_load(&f->s->stats.in_flight), 1);
     sem_post(&gate);
     for (int i = 0; i < 200 && atomic_load(&f->lcfg.dropped) == 0; i++)
         sleep_ms(5);
     assert_int_equal(atomic_load(&f->lcfg.dropped), 1);
-    assert_int_equal(atomic_load(&f->stats.in_flight), 0);
-    assert_int_equal(atomic_load(&f->stats.requests), 0); /* the dropped one left the count */
+    assert_int_equal(atomic_load(&f->s->stats.in_flight), 0);
+    assert_int_equal(atomic_load(&f->s->stats.requests), 0); /* the dropped one left the count */
     assert_int_equal(fx_end(f), 0);
 }
 
@@ -463,13 +445,7 @@ static void test_loop_close_check_fails_on_a_leaked_handle(void **state)
     assert_int_equal(uv_loop_close(srv_loop(f->srv)), 0);
     f->loop = pthread_self();
     srv_free(f->srv);
-    svc_destroy(&f->svc);
-    cache_free(f->cache);
-    usage_free(f->usage);
-    store_close(f->st);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(svc_fixture_free(f->s), 0);
     free(f);
 }
 
