@@ -16,6 +16,7 @@
 
 #define FRAMED_SPARE_ARENAS 2    /* kept per connection: one for the hot path, one spare */
 #define FRAMED_SMALL_ANSWER 4096 /* always sent, budget or not: refusals, most answers */
+#define FRAMED_FAST_ANSWER  4096 /* a VerifyResponse packed by hand: any fits */
 
 typedef struct {
     conn_t *conn;
@@ -23,6 +24,7 @@ typedef struct {
     frame_decoder_t dec;
     disp_arena_t *spare[FRAMED_SPARE_ARENAS];
     int n_spare;
+    disp_method_t verify;           /* read by hand (wire_read_verify) */
     char peer_ip[INET6_ADDRSTRLEN]; /* lives as long as any request of the connection */
 } framed_conn_t;
 
@@ -67,22 +69,26 @@ uint8_t *framed_error(uint64_t id, pat_err_t err, const char *message, size_t *o
     return framed_pack(&r, out_len);
 }
 
-/* The emit function of a call: packs the answer into a Response. */
+/* The emit function of a call: packs the answer into a Response. A
+ * Verify's answer (no secret in it) is packed by hand (wire.h); others by
+ * protobuf-c, in the arena, wiped after: they may hold a token shown once. */
 static void framed_emit(void *arg, const ProtobufCMessage *answer)
 {
     framed_req_t *r = arg;
-    size_t n = protobuf_c_message_get_packed_size(answer);
+    uint8_t fast[FRAMED_FAST_ANSWER];
+    size_t n = wire_pack_answer(answer, fast, sizeof(fast));
+    if (n != 0) {
+        r->out = malloc(WIRE_OK_OVERHEAD + n);
+        if (r->out == NULL) abort();
+        r->out_len = wire_pack_ok(r->id, fast, n, r->out);
+        return;
+    }
+    n = protobuf_c_message_get_packed_size(answer);
     uint8_t *payload = disp_arena_alloc(r->arena, n ? n : 1);
     protobuf_c_message_pack(answer, payload);
-    Pat__V1__Status st = PAT__V1__STATUS__INIT;
-    st.http_status = 200;
-    Pat__V1__Response resp = PAT__V1__RESPONSE__INIT;
-    resp.id = r->id;
-    resp.status = &st;
-    resp.payload.data = payload;
-    resp.payload.len = n;
-    r->out = framed_pack(&resp, &r->out_len);
-    /* The payload may hold a token shown once: wipe the arena's copy. */
+    r->out = malloc(WIRE_OK_OVERHEAD + n);
+    if (r->out == NULL) abort();
+    r->out_len = wire_pack_ok(r->id, payload, n, r->out);
     explicit_bzero(payload, n);
 }
 
@@ -214,12 +220,41 @@ static void framed_run(framed_req_t *r)
     framed_finish(r, &o);
 }
 
+/* A hot Verify read by hand (wire.h) and answered from memory: 1 with
+ * r->out set. 0 for anything else, including a Verify that must read the
+ * store, which is decoded again the generic way to travel to a worker. */
+static int framed_fast_verify(const disp_method_t *verify, framed_req_t *r, const uint8_t *data,
+                              size_t len)
+{
+    wire_verify_t wv;
+    if (!wire_read_verify(data, len, &wv)) return 0;
+    Pat__V1__VerifyRequest in = PAT__V1__VERIFY_REQUEST__INIT;
+    in.bearer_token = (char *)wv.bearer_token;
+    in.path = (char *)wv.path;
+    in.client_ip = (char *)wv.client_ip;
+    in.required_role = (Pat__V1__Role)wv.required_role;
+    r->id = wv.id;
+    r->method = "pat.v1.TokenService/Verify";
+    r->m = *verify;
+    r->in = &in.base;
+    if (framed_try_inline(r)) return 1;
+    r->in = NULL;
+    return 0;
+}
+
 /* ---------------------------------------------------------------- calls in place */
 
 static uint8_t *framed_handle_mode(svc_t *svc, const uint8_t *frame, size_t len, size_t *out_len,
                                    int inline_only)
 {
     framed_req_t r = {.svc = svc, .arena = disp_arena_new()};
+    disp_method_t verify;
+    if (disp_find(svc, "pat.v1.TokenService/Verify", &verify) != 0) abort();
+    if (framed_fast_verify(&verify, &r, frame, len)) {
+        disp_arena_free(r.arena);
+        *out_len = r.out_len;
+        return r.out;
+    }
     uint8_t *out = framed_decode(&r, frame, len, out_len);
     if (out != NULL && inline_only) {
         free(out); /* the inline part alone answers only Verifies from memory */
@@ -333,10 +368,15 @@ static int framed_on_frame(void *arg, const uint8_t *data, size_t len)
      * itself, so a copy on the heap travels to a worker. */
     framed_req_t r = {.svc = fc->cfg->svc, .arena = framed_arena_get(fc), .conn_id = conn_id(c)};
     if (log_enabled(LOG_DEBUG)) r.t0_ns = metrics_now_ns();
-    size_t elen;
-    uint8_t *err = framed_decode(&r, data, len, &elen);
     r.meta.client_ip = fc->peer_ip;
     r.meta.peer_verified = conn_peer_verified(c);
+    if (framed_fast_verify(&fc->verify, &r, data, len)) {
+        framed_send(fc, r.out, r.out_len);
+        framed_arena_put(fc, r.arena);
+        return full;
+    }
+    size_t elen;
+    uint8_t *err = framed_decode(&r, data, len, &elen);
     if (err != NULL) {
         framed_send(fc, err, elen);
     } else if (framed_try_inline(&r)) {
@@ -382,6 +422,7 @@ static void *framed_open(conn_t *c, const void *cfg)
     fc->conn = c;
     fc->cfg = cfg;
     frame_init(&fc->dec, fc->cfg->max_frame);
+    if (disp_find(fc->cfg->svc, "pat.v1.TokenService/Verify", &fc->verify) != 0) abort();
     struct sockaddr_storage peer;
     if (conn_peer(c, &peer) == 0)
         conn_addr_text(&peer, fc->peer_ip, sizeof(fc->peer_ip));
