@@ -144,6 +144,9 @@ int svc_verify_cached(svc_t *svc, const Pat__V1__VerifyRequest *in, svc_call_t *
  * fragment) into out; returns -1 if it is not an absolute path or escapes
  * the root. */
 int svc_normalize_path(const char *in, char *out, size_t out_cap);
+/* The same without the shortcut for paths already normal: the reference
+ * the shortcut is tested against. */
+int svc_normalize_path_general(const char *in, char *out, size_t out_cap);
 /* 1 if path (normalized) lies under one of svc's SCIM prefixes. */
 int svc_path_is_scim(const svc_t *svc, const char *path);
 /* 1 if s (len bytes) is valid UTF-8 without C0 controls or DEL. */

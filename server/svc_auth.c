@@ -55,9 +55,7 @@ void svc_prefetch(svc_t *svc, const char *const *tokens, size_t n)
      * read after them (cache.h). */
     p->users_epoch = cache_users_epoch(svc->cache);
     for (size_t i = 0; i < n; i++) {
-        size_t len = strlen(tokens[i]);
-        if (len == 0 || len > TOKEN_MAX_LEN || token_parse(tokens[i], len, NULL) != 0) continue;
-        token_hash(tokens[i], len, p->hash[p->n]);
+        if (token_check_hash(tokens[i], strlen(tokens[i]), 0, p->hash[p->n]) != 0) continue;
         if (cache_token_get(svc->cache, p->hash[p->n], &p->t[p->n], &p->epoch[p->n], 0))
             continue; /* its Verify hits the cache */
         p->n++;
@@ -92,9 +90,9 @@ int svc_authenticate(svc_t *svc, const char *tok, int64_t now, int try_only, sto
     size_t len = strlen(tok);
     *e = PAT_E_MALFORMED_TOKEN;
     *why = "token is malformed or its checksum is wrong";
-    if (len == 0 || len > TOKEN_MAX_LEN || token_parse(tok, len, NULL) != 0) return 0;
     uint8_t hash[TOKEN_HASH_BYTES];
-    token_hash(tok, len, hash);
+    /* The loop thread remembers the tokens it hashed (token.h). */
+    if (token_check_hash(tok, len, try_only, hash) != 0) return 0;
     uint64_t epoch = 0;
     store_status_t s = STORE_OK;
     int have_owner = 0;

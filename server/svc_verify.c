@@ -12,7 +12,8 @@
 static int svc_verify_run(svc_t *svc, const Pat__V1__VerifyRequest *in, svc_call_t *call,
                           Pat__V1__VerifyResponse_Closure done, int try_only)
 {
-    char path[SVC_PATH_MAX + 1] = "";
+    char path[SVC_PATH_MAX + 1];
+    path[0] = '\0';
     pat_err_t e = PAT_E_OK;
     const char *why = "";
     size_t path_len = strlen(in->path);

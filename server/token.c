@@ -1,6 +1,7 @@
 /* token: generation, parsing and hashing of bearer tokens (OpenSSL, zlib). */
 #include "token.h"
 
+#include <endian.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -64,6 +65,125 @@ void token_hash(const char *s, size_t len, uint8_t out[TOKEN_HASH_BYTES])
         EVP_DigestFinal_ex(ctx, out, &n) != 1 || n != TOKEN_HASH_BYTES)
         abort();
 }
+
+/* ---------------------------------------------------------------- the memo */
+
+#define TOKEN_ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define TOKEN_SIPROUND                                                                             \
+    do {                                                                                           \
+        v0 += v1;                                                                                  \
+        v1 = TOKEN_ROTL(v1, 13);                                                                   \
+        v1 ^= v0;                                                                                  \
+        v0 = TOKEN_ROTL(v0, 32);                                                                   \
+        v2 += v3;                                                                                  \
+        v3 = TOKEN_ROTL(v3, 16);                                                                   \
+        v3 ^= v2;                                                                                  \
+        v0 += v3;                                                                                  \
+        v3 = TOKEN_ROTL(v3, 21);                                                                   \
+        v3 ^= v0;                                                                                  \
+        v2 += v1;                                                                                  \
+        v1 = TOKEN_ROTL(v1, 17);                                                                   \
+        v1 ^= v2;                                                                                  \
+        v2 = TOKEN_ROTL(v2, 32);                                                                   \
+    } while (0)
+
+static uint64_t token_le64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof(v));
+    return le64toh(v);
+}
+
+void token_siphash128(const uint8_t key[16], const void *data, size_t len, uint8_t out[16])
+{
+    const uint8_t *p = data;
+    uint64_t k0 = token_le64(key), k1 = token_le64(key + 8);
+    uint64_t v0 = 0x736f6d6570736575ull ^ k0, v1 = 0x646f72616e646f6dull ^ k1 ^ 0xee,
+             v2 = 0x6c7967656e657261ull ^ k0, v3 = 0x7465646279746573ull ^ k1;
+    size_t whole = len & ~(size_t)7;
+    for (size_t i = 0; i < whole; i += 8) {
+        uint64_t m = token_le64(p + i);
+        v3 ^= m;
+        TOKEN_SIPROUND;
+        TOKEN_SIPROUND;
+        v0 ^= m;
+    }
+    uint64_t b = (uint64_t)len << 56;
+    for (size_t i = 0; i < (len & 7); i++)
+        b |= (uint64_t)p[whole + i] << (8 * i);
+    v3 ^= b;
+    TOKEN_SIPROUND;
+    TOKEN_SIPROUND;
+    v0 ^= b;
+    v2 ^= 0xee;
+    for (int r = 0; r < 4; r++)
+        TOKEN_SIPROUND;
+    uint64_t h0 = v0 ^ v1 ^ v2 ^ v3;
+    v1 ^= 0xdd;
+    for (int r = 0; r < 4; r++)
+        TOKEN_SIPROUND;
+    uint64_t h1 = v0 ^ v1 ^ v2 ^ v3;
+    for (int i = 0; i < 8; i++) {
+        out[i] = (uint8_t)(h0 >> (8 * i));
+        out[8 + i] = (uint8_t)(h1 >> (8 * i));
+    }
+}
+
+typedef struct {
+    uint8_t tag[16];
+    uint8_t hash[TOKEN_HASH_BYTES];
+} token_memo_slot_t;
+
+static uint8_t token_memo_key[16];
+static pthread_once_t token_memo_once = PTHREAD_ONCE_INIT;
+static pthread_key_t token_memo_tls;
+static __thread token_memo_slot_t *token_memo; /* this thread's, calloc'd at first use */
+
+static void token_memo_free(void *m)
+{
+    OPENSSL_cleanse(m, TOKEN_MEMO_SLOTS * sizeof(token_memo_slot_t));
+    free(m);
+}
+
+static void token_memo_init(void)
+{
+    if (token_random(token_memo_key, sizeof(token_memo_key)) != 0 ||
+        pthread_key_create(&token_memo_tls, token_memo_free) != 0)
+        abort();
+}
+
+int token_check_hash(const char *s, size_t len, int remember, uint8_t out[TOKEN_HASH_BYTES])
+{
+    if (len == 0 || len > TOKEN_MAX_LEN) return -1;
+    token_memo_slot_t *slot = NULL;
+    uint8_t tag[16];
+    if (remember) {
+        pthread_once(&token_memo_once, token_memo_init);
+        if (token_memo == NULL) {
+            /* Pages of a calloc this size come from mmap, untouched until
+             * used: a small hot set costs what it fills. */
+            token_memo = calloc(TOKEN_MEMO_SLOTS, sizeof(*token_memo));
+            if (token_memo == NULL || pthread_setspecific(token_memo_tls, token_memo) != 0) abort();
+        }
+        token_siphash128(token_memo_key, s, len, tag);
+        uint32_t i;
+        memcpy(&i, tag, sizeof(i));
+        slot = &token_memo[i & (TOKEN_MEMO_SLOTS - 1)];
+        if (CRYPTO_memcmp(slot->tag, tag, sizeof(tag)) == 0) {
+            memcpy(out, slot->hash, TOKEN_HASH_BYTES);
+            return 0;
+        }
+    }
+    if (token_parse(s, len, NULL) != 0) return -1;
+    token_hash(s, len, out);
+    if (slot != NULL) {
+        memcpy(slot->tag, tag, sizeof(tag));
+        memcpy(slot->hash, out, TOKEN_HASH_BYTES);
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- checksums and parsing */
 
 static void token_checksum(const char *s, size_t len, char out[TOKEN_CHECKSUM_CHARS])
 {

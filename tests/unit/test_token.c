@@ -7,6 +7,9 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
 
 #include "token.h"
 
@@ -150,6 +153,79 @@ static void test_sealed_values_open_only_unchanged(void **state)
     assert_int_equal(token_open(key, "c", small, back, 9), -1); /* no room: refused, not cut */
 }
 
+
+/* The memo's SipHash-2-4-128 is OpenSSL's, for the reference key and
+ * message of the SipHash paper (bytes 00 01 02 ...) at every length up to
+ * 100, and for random keys. */
+static void test_siphash128_is_openssls(void **state)
+{
+    (void)state;
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "SIPHASH", NULL);
+    assert_non_null(mac);
+    uint8_t key[16], msg[100], mine[16], theirs[16];
+    for (int k = 0; k < 16; k++)
+        key[k] = (uint8_t)k;
+    for (int k = 0; k < 100; k++)
+        msg[k] = (uint8_t)k;
+    for (int round = 0; round < 50; round++) {
+        if (round > 0) assert_int_equal(token_random(key, sizeof(key)), 0);
+        for (size_t len = 0; len <= sizeof(msg); len++) {
+            EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(mac);
+            size_t size = 16, n = 0;
+            OSSL_PARAM ps[] = {OSSL_PARAM_construct_size_t(OSSL_MAC_PARAM_SIZE, &size),
+                               OSSL_PARAM_END};
+            assert_int_equal(EVP_MAC_init(ctx, key, sizeof(key), ps), 1);
+            assert_int_equal(EVP_MAC_update(ctx, msg, len), 1);
+            assert_int_equal(EVP_MAC_final(ctx, theirs, &n, sizeof(theirs)), 1);
+            assert_int_equal(n, 16);
+            EVP_MAC_CTX_free(ctx);
+            token_siphash128(key, msg, len, mine);
+            assert_memory_equal(mine, theirs, 16);
+        }
+    }
+    /* The paper's first 128-bit vector: the empty message. */
+    static const uint8_t v0[16] = {0xa3, 0x81, 0x7f, 0x04, 0xba, 0x25, 0xa8, 0xe6,
+                                   0x6d, 0xf6, 0x72, 0x14, 0xc7, 0x55, 0x02, 0x93};
+    for (int k = 0; k < 16; k++)
+        key[k] = (uint8_t)k;
+    token_siphash128(key, msg, 0, mine);
+    assert_memory_equal(mine, v0, 16);
+    EVP_MAC_free(mac);
+}
+
+/* token_check_hash, remembered or not, answers as token_parse and
+ * token_hash do: for more tokens than the memo has slots (so slots are
+ * shared and overwritten), for each of them again, and for malformed ones
+ * (a typo of a remembered token is not remembered with it). */
+static void test_check_hash_memo_is_exact(void **state)
+{
+    (void)state;
+    enum { N = 3 * TOKEN_MEMO_SLOTS / 2 };
+    char(*toks)[TOKEN_MAX_LEN + 1] = malloc((size_t)N * sizeof(*toks));
+    assert_non_null(toks);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(token_generate((token_prefix_t)(i % 3), toks[i]), 0);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < N; i++) {
+            uint8_t want[TOKEN_HASH_BYTES], got[TOKEN_HASH_BYTES];
+            size_t len = strlen(toks[i]);
+            token_hash(toks[i], len, want);
+            assert_int_equal(token_check_hash(toks[i], len, pass, got), 0);
+            assert_memory_equal(got, want, sizeof(want));
+            assert_int_equal(token_check_hash(toks[i], len, 1, got), 0);
+            assert_memory_equal(got, want, sizeof(want));
+            char typo[TOKEN_MAX_LEN + 1];
+            memcpy(typo, toks[i], len + 1);
+            typo[len - 1] = typo[len - 1] == 'a' ? 'b' : 'a';
+            assert_int_equal(token_check_hash(typo, len, 1, got), -1);
+            assert_int_equal(token_check_hash(toks[i], len - 1, 1, got), -1);
+        }
+    }
+    uint8_t h[TOKEN_HASH_BYTES];
+    assert_int_equal(token_check_hash("", 0, 1, h), -1);
+    free(toks);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -159,6 +235,8 @@ int main(void)
         cmocka_unit_test(test_tokens_are_unique_and_hashes_stable),
         cmocka_unit_test(test_secret_equal),
         cmocka_unit_test(test_sealed_values_open_only_unchanged),
+        cmocka_unit_test(test_siphash128_is_openssls),
+        cmocka_unit_test(test_check_hash_memo_is_exact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
