@@ -29,10 +29,12 @@ struct conn {
     /* Answers queued since the last write. */
     uint8_t *out;
     size_t out_len, out_cap;
+    size_t out_wipe; /* out[0, out_wipe) may hold a secret: wiped once written */
     unsigned out_count;
     /* The one outstanding transport write: wbuf[woff, woff + wlen). */
     uint8_t *wbuf;
     size_t woff, wlen, wcap;
+    size_t wwipe; /* wbuf[0, wwipe) may hold a secret */
     unsigned wcount;
     int writing;
     int dirty; /* on the set's list to flush (holds a reference) */
@@ -150,7 +152,8 @@ static void conn_completed(conn_t *c, unsigned n)
  * before reuse; a buffer that a burst made large is given back. */
 static void conn_out_reset(conn_t *c)
 {
-    explicit_bzero(c->out, c->out_len);
+    explicit_bzero(c->out, c->out_wipe);
+    c->out_wipe = 0;
     c->out_len = 0;
     c->out_count = 0;
     if (c->out_cap > CONN_OUT_KEEP) {
@@ -194,6 +197,8 @@ static void conn_flush(conn_t *c)
     size_t spare_cap = c->wcap;
     c->wbuf = c->out;
     c->wcap = c->out_cap;
+    c->wwipe = c->out_wipe;
+    c->out_wipe = 0;
     c->woff = done;
     c->wlen = c->out_len - done;
     c->wcount = c->out_count;
@@ -216,7 +221,8 @@ static void conn_on_written(conn_t *c, int status)
     c->writing = 0;
     conn_completed(c, c->wcount);
     conn_out_gone(c, c->wlen);
-    explicit_bzero(c->wbuf + c->woff, c->wlen);
+    explicit_bzero(c->wbuf, c->wwipe);
+    c->wwipe = 0;
     c->wlen = c->woff = 0;
     c->wcount = 0;
     if (c->wcap > CONN_OUT_KEEP) {
@@ -256,8 +262,8 @@ static void conn_on_check(uv_check_t *h)
     }
 }
 
-void conn_send2(conn_t *c, const uint8_t *head, size_t head_len, const uint8_t *body,
-                size_t body_len, unsigned completes)
+static void conn_queue(conn_t *c, const uint8_t *head, size_t head_len, const uint8_t *body,
+                       size_t body_len, unsigned completes, int secret)
 {
     if (c->state == CONN_CLOSING) {
         conn_completed(c, completes);
@@ -283,7 +289,7 @@ void conn_send2(conn_t *c, const uint8_t *head, size_t head_len, const uint8_t *
         if (grown == NULL) abort();
         if (c->out) {
             memcpy(grown, c->out, c->out_len);
-            explicit_bzero(c->out, c->out_len);
+            explicit_bzero(c->out, c->out_wipe);
             free(c->out);
         }
         c->out = grown;
@@ -292,14 +298,27 @@ void conn_send2(conn_t *c, const uint8_t *head, size_t head_len, const uint8_t *
     if (head_len) memcpy(c->out + c->out_len, head, head_len);
     if (body_len) memcpy(c->out + c->out_len + head_len, body, body_len);
     c->out_len = need;
+    if (secret) c->out_wipe = need;
     c->out_count += completes;
     c->set->out_bytes += len;
     conn_mark_dirty(c);
 }
 
+void conn_send2(conn_t *c, const uint8_t *head, size_t head_len, const uint8_t *body,
+                size_t body_len, unsigned completes)
+{
+    conn_queue(c, head, head_len, body, body_len, completes, 1);
+}
+
+void conn_send2_public(conn_t *c, const uint8_t *head, size_t head_len, const uint8_t *body,
+                       size_t body_len, unsigned completes)
+{
+    conn_queue(c, head, head_len, body, body_len, completes, 0);
+}
+
 void conn_send(conn_t *c, const uint8_t *data, size_t len, unsigned completes)
 {
-    conn_send2(c, NULL, 0, data, len, completes);
+    conn_queue(c, NULL, 0, data, len, completes, 1);
 }
 
 /* ---------------------------------------------------------------- input */

@@ -310,6 +310,15 @@ static void framed_send(framed_conn_t *fc, uint8_t *body, size_t len)
     free(body);
 }
 
+/* The same for a Verify's answer, which holds no secret: not wiped. */
+static void framed_send_public(framed_conn_t *fc, uint8_t *body, size_t len)
+{
+    uint8_t hdr[FRAME_HEADER_BYTES];
+    frame_put_header(hdr, (uint32_t)len);
+    conn_send2_public(fc->conn, hdr, sizeof(hdr), body, len, 1);
+    free(body);
+}
+
 static void framed_send_error(framed_conn_t *fc, uint64_t id, pat_err_t err, const char *msg)
 {
     size_t len;
@@ -371,7 +380,7 @@ static int framed_on_frame(void *arg, const uint8_t *data, size_t len)
     r.meta.client_ip = fc->peer_ip;
     r.meta.peer_verified = conn_peer_verified(c);
     if (framed_fast_verify(&fc->verify, &r, data, len)) {
-        framed_send(fc, r.out, r.out_len);
+        framed_send_public(fc, r.out, r.out_len);
         framed_arena_put(fc, r.arena);
         return full;
     }

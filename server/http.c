@@ -201,7 +201,10 @@ void http_answer(http_conn_t *hc, const http_ctx_t *ctx)
         http_slot_fill(hc, http_slot_new(hc), ctx);
         return;
     }
-    conn_send(hc->conn, hc->ob, hc->ob_len, 1);
+    if (ctx->no_body) /* /v1/verify: headers only, no secret in them */
+        conn_send2_public(hc->conn, NULL, 0, hc->ob, hc->ob_len, 1);
+    else
+        conn_send(hc->conn, hc->ob, hc->ob_len, 1);
     if (ctx->close) conn_fail(hc->conn);
     hc->ob_len = 0;
 }
@@ -398,7 +401,9 @@ int http_set_trusted(http_cfg_t *cfg, const char *list, char *err, size_t errlen
 /* The client's address: the peer, or what a trusted proxy says it is. */
 void http_client_ip(const http_conn_t *hc, char *out, size_t cap)
 {
-    snprintf(out, cap, "%s", hc->peer_ip);
+    size_t n = strnlen(hc->peer_ip, cap - 1);
+    memcpy(out, hc->peer_ip, n);
+    out[n] = '\0';
     if (!hc->peer_trusted) return;
     size_t len = 0;
     const char *xff = http_header(hc, "x-forwarded-for", &len, NULL);

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "clock.h"
 #include "http_internal.h"
@@ -47,22 +46,21 @@ static void http_put_pct(http_out_t *o, const char *s)
 
 static void http_put_time(http_out_t *o, int64_t ms)
 {
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    http_putd(o, (unsigned)(tm.tm_year + 1900), 4);
+    clock_utc_t t;
+    clock_utc(ms, &t);
+    http_putd(o, (unsigned)t.year, 4);
     http_puts(o, "-");
-    http_putd(o, (unsigned)tm.tm_mon + 1, 2);
+    http_putd(o, t.month, 2);
     http_puts(o, "-");
-    http_putd(o, (unsigned)tm.tm_mday, 2);
+    http_putd(o, t.day, 2);
     http_puts(o, "T");
-    http_putd(o, (unsigned)tm.tm_hour, 2);
+    http_putd(o, t.hour, 2);
     http_puts(o, ":");
-    http_putd(o, (unsigned)tm.tm_min, 2);
+    http_putd(o, t.min, 2);
     http_puts(o, ":");
-    http_putd(o, (unsigned)tm.tm_sec, 2);
+    http_putd(o, t.sec, 2);
     http_puts(o, ".");
-    http_putd(o, (unsigned)(ms % 1000), 3);
+    http_putd(o, t.ms, 3);
     http_puts(o, "Z");
 }
 

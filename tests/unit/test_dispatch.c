@@ -255,8 +255,8 @@ static void test_R5_path_normalization(void **state)
 static void test_R5_path_shortcut_is_the_general_rule(void **state)
 {
     (void)state;
-    static const char *parts[] = {"a", "b", ".", "/", "%2e", "%2F", "%41", ";", "?", "#",
-                                  "\\", "\xc3\xa9", "\x01", "~", "2.0", "..", "-_", "%"};
+    static const char *parts[] = {"a", "b",  ".",        "/",    "%2e", "%2F", "%41", ";",  "?",
+                                  "#", "\\", "\xc3\xa9", "\x01", "~",   "2.0", "..",  "-_", "%"};
     uint64_t x = 88172645463325252ull;
     char in[64], a[SVC_PATH_MAX + 1], b[SVC_PATH_MAX + 1];
     for (int k = 0; k < 200000; k++) {

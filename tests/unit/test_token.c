@@ -153,7 +153,6 @@ static void test_sealed_values_open_only_unchanged(void **state)
     assert_int_equal(token_open(key, "c", small, back, 9), -1); /* no room: refused, not cut */
 }
 
-
 /* The memo's SipHash-2-4-128 is OpenSSL's, for the reference key and
  * message of the SipHash paper (bytes 00 01 02 ...) at every length up to
  * 100, and for random keys. */

@@ -273,9 +273,10 @@ static void test_read_verify_declines(void **state)
     frame[n] = 9 << 3 | 0;
     frame[n + 1] = 1;
     assert_int_equal(wire_read_verify(frame, n + 2, &w), 0);
-    uint8_t req[] = {0x12, 0x1a, 'p', 'a', 't', '.', 'v', '1', '.', 'T', 'o', 'k', 'e', 'n',
-                     'S',  'e',  'r', 'v', 'i', 'c', 'e', '/', 'V', 'e', 'r', 'i', 'f', 'y',
-                     0x1a, 5,    0x0a, 1,  'a', 0x28, 1}; /* payload {1: "a", 5: 1} */
+    uint8_t req[] = {
+        0x12, 0x1a, 'p', 'a', 't',  '.', 'v',  '1', '.', 'T',  'o', 'k',
+        'e',  'n',  'S', 'e', 'r',  'v', 'i',  'c', 'e', '/',  'V', 'e',
+        'r',  'i',  'f', 'y', 0x1a, 5,   0x0a, 1,   'a', 0x28, 1}; /* payload {1: "a", 5: 1} */
     assert_int_equal(wire_read_verify(req, sizeof(req), &w), 0);
     req[33] = 3 << 3 | 0; /* {1: "a", 3: 1}: a field it knows */
     assert_int_equal(wire_read_verify(req, sizeof(req), &w), 1);
@@ -284,9 +285,9 @@ static void test_read_verify_declines(void **state)
     /* A NUL and invalid UTF-8 in the token: wire_check's refusals. */
     q.bearer_token = "pat\xff";
     assert_int_equal(wire_read_verify(frame, make_request(7, verify, &q, 0, frame), &w), 0);
-    uint8_t nul[] = {0x12, 0x1a, 'p',  'a', 't', '.', 'v', '1', '.', 'T', 'o', 'k',
-                     'e',  'n',  'S',  'e', 'r', 'v', 'i', 'c', 'e', '/', 'V', 'e',
-                     'r',  'i',  'f',  'y', 0x1a, 4,  0x0a, 2,  'a', 0};
+    uint8_t nul[] = {0x12, 0x1a, 'p', 'a', 't',  '.', 'v',  '1', '.', 'T', 'o', 'k',
+                     'e',  'n',  'S', 'e', 'r',  'v', 'i',  'c', 'e', '/', 'V', 'e',
+                     'r',  'i',  'f', 'y', 0x1a, 4,   0x0a, 2,   'a', 0};
     assert_int_equal(wire_read_verify(nul, sizeof(nul), &w), 0);
     nul[33] = 'b';
     assert_int_equal(wire_read_verify(nul, sizeof(nul), &w), 1);
