@@ -86,10 +86,26 @@ size_t rdb_owner_key(int32_t kind, const char *owner, const char *name, uint8_t 
 void rdb_event_key(uint8_t key[RDB_EVENT_KEYLEN], uint64_t id, uint64_t time, uint64_t seq);
 pthread_mutex_t *rdb_owner_lock(rdb_t *r, const char *owner);
 
-/* Reads and decodes one record (caller frees with protobuf_c_message_
- * free_unpacked). mem_only: from memory or STORE_DECLINED. */
+/* A decoding arena on the caller's stack: a record read on the Verify
+ * path is unpacked into it without malloc (a cold Verify unpacked two
+ * records: a dozen mallocs and frees, 2k instructions); what does not fit
+ * spills to malloc. rdb_arena_done() frees everything unpacked into it. */
+#define RDB_ARENA_BYTES 2048
+typedef struct {
+    ProtobufCAllocator al;
+    size_t used;
+    void *spill; /* malloc'd blocks, each headed by the next one's address */
+    _Alignas(16) uint8_t buf[RDB_ARENA_BYTES];
+} rdb_arena_t;
+void rdb_arena_init(rdb_arena_t *a);
+void rdb_arena_done(rdb_arena_t *a);
+
+/* Reads and unpacks one record: *out is unpacked with al (NULL: malloc,
+ * freed with the message's free_unpacked). mem_only: from memory or
+ * STORE_DECLINED. */
 store_status_t rdb_get_record(rdb_t *r, int cf, const void *key, size_t klen,
-                              const ProtobufCMessageDescriptor *desc, void **out, int mem_only);
+                              const ProtobufCMessageDescriptor *desc, void **out, int mem_only,
+                              ProtobufCAllocator *al);
 store_status_t rdb_get_u64_value(rdb_t *r, int cf, const void *key, size_t klen, uint64_t *out);
 store_status_t rdb_next_token_id(rdb_t *r, uint64_t *id);
 /* Writes the id high-water mark (synced); caller holds id_lock. */
