@@ -267,23 +267,6 @@ int wire_read_verify(const uint8_t *p, size_t len, wire_verify_t *out)
 
 /* ---------------------------------------------------------------- the hot Verify: packing */
 
-/* A bounded writer: on overflow it stops writing and the result is 0. */
-typedef struct {
-    uint8_t *p;
-    size_t len, cap;
-    int over;
-} wire_out_t;
-
-static inline void wire_raw(wire_out_t *w, const void *src, size_t n)
-{
-    if (w->over || n > w->cap - w->len) {
-        w->over = 1;
-        return;
-    }
-    memcpy(w->p + w->len, src, n);
-    w->len += n;
-}
-
 static inline size_t wire_varint_put(uint8_t *p, uint64_t v)
 {
     size_t n = 0;
@@ -291,103 +274,145 @@ static inline size_t wire_varint_put(uint8_t *p, uint64_t v)
         p[n++] = (uint8_t)(v | 0x80);
         v >>= 7;
     }
+
     p[n++] = (uint8_t)v;
     return n;
 }
 
-/* A varint field; zero is left out, as proto3 packs it. */
-static inline void wire_uint(wire_out_t *w, unsigned field, uint64_t v)
-{
-    if (v == 0) return;
-    uint8_t b[11];
-    b[0] = (uint8_t)(field << 3);
-    wire_raw(w, b, 1 + wire_varint_put(b + 1, v));
-}
+/* An enum is an int32 on the wire, a negative one ten bytes long; its C
+ * type may be unsigned, so it goes through int32_t. */
+#define WIRE_ENUM(v) ((uint64_t)(int64_t)(int32_t)(v))
 
-/* int32 fields and enums: a negative one is ten bytes, sign-extended. */
-static inline void wire_int32(wire_out_t *w, unsigned field, int32_t v)
+static inline size_t wire_varint_len(uint64_t v)
 {
-    wire_uint(w, field, (uint64_t)(int64_t)v);
-}
-
-static inline void wire_len(wire_out_t *w, unsigned field, const void *v, size_t n)
-{
-    uint8_t b[11];
-    b[0] = (uint8_t)(field << 3 | 2);
-    wire_raw(w, b, 1 + wire_varint_put(b + 1, n));
-    wire_raw(w, v, n);
-}
-
-static inline void wire_str(wire_out_t *w, unsigned field, const char *s)
-{
-    if (s != NULL && s[0] != '\0') wire_len(w, field, s, strlen(s));
-}
-
-#define WIRE_USER_MAX 2048 /* the User of an answer: five strings cut to the store's sizes */
-
-static size_t wire_pack_user(const Pat__V1__User *u, uint8_t *out, size_t cap)
-{
-    wire_out_t w = {.p = out, .cap = cap};
-    wire_str(&w, 1, u->user_id);
-    wire_str(&w, 2, u->user_name);
-    wire_str(&w, 3, u->email);
-    wire_str(&w, 4, u->name);
-    wire_int32(&w, 5, u->role);
-    wire_int32(&w, 6, u->user_type);
-    wire_uint(&w, 7, u->active ? 1 : 0);
-    wire_uint(&w, 8, (uint64_t)u->created);
-    wire_str(&w, 9, u->created_by);
-    return w.over ? (size_t)-1 : w.len;
-}
-
-/* A User field: the bytes of ub when u is the User they were packed from. */
-static void wire_user(wire_out_t *w, unsigned field, const Pat__V1__User *u,
-                      const Pat__V1__User *ub_of, const uint8_t *ub, size_t ub_len)
-{
-    if (u == NULL) return;
-    if (u == ub_of) {
-        wire_len(w, field, ub, ub_len);
-        return;
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
     }
-    uint8_t b[WIRE_USER_MAX];
-    size_t n = wire_pack_user(u, b, sizeof(b));
-    if (n == (size_t)-1)
-        w->over = 1;
-    else
-        wire_len(w, field, b, n);
+    return n;
+}
+
+/* Sizes first, then every byte written once in its place: packing the
+ * User into a buffer and the TokenInfo into another, then copying both,
+ * was a quarter of a hot Verify. */
+static inline size_t wire_uint_size(uint64_t v)
+{
+    return v ? 1 + wire_varint_len(v) : 0;
+}
+
+static inline size_t wire_len_size(size_t n)
+{
+    return 1 + wire_varint_len(n) + n;
+}
+
+static inline size_t wire_str_size(size_t n)
+{
+    return n ? wire_len_size(n) : 0;
+}
+
+static inline size_t wire_slen(const char *s)
+{
+    return s ? strlen(s) : 0;
+}
+
+typedef struct {
+    size_t len[5]; /* user_id, user_name, email, name, created_by */
+    size_t size;   /* of the User's fields */
+} wire_user_sizes_t;
+
+static void wire_user_size(const Pat__V1__User *u, wire_user_sizes_t *z)
+{
+    const char *s[5] = {u->user_id, u->user_name, u->email, u->name, u->created_by};
+    z->size = 0;
+    for (int k = 0; k < 5; k++) {
+        z->len[k] = wire_slen(s[k]);
+        z->size += wire_str_size(z->len[k]);
+    }
+    z->size += wire_uint_size(WIRE_ENUM(u->role)) + wire_uint_size(WIRE_ENUM(u->user_type)) +
+               wire_uint_size(u->active ? 1 : 0) + wire_uint_size((uint64_t)u->created);
+}
+
+/* Writers into a buffer the sizes have shown to be large enough. */
+static inline uint8_t *wire_put_uint(uint8_t *p, unsigned field, uint64_t v)
+{
+    if (v == 0) return p;
+    *p++ = (uint8_t)(field << 3);
+    return p + wire_varint_put(p, v);
+}
+
+static inline uint8_t *wire_put_len(uint8_t *p, unsigned field, size_t n)
+{
+    *p++ = (uint8_t)(field << 3 | 2);
+    return p + wire_varint_put(p, n);
+}
+
+static inline uint8_t *wire_put_str(uint8_t *p, unsigned field, const char *s, size_t n)
+{
+    if (n == 0) return p;
+    p = wire_put_len(p, field, n);
+    memcpy(p, s, n);
+    return p + n;
+}
+
+static uint8_t *wire_put_user(uint8_t *p, unsigned field, const Pat__V1__User *u,
+                              const wire_user_sizes_t *z)
+{
+    p = wire_put_len(p, field, z->size);
+    p = wire_put_str(p, 1, u->user_id, z->len[0]);
+    p = wire_put_str(p, 2, u->user_name, z->len[1]);
+    p = wire_put_str(p, 3, u->email, z->len[2]);
+    p = wire_put_str(p, 4, u->name, z->len[3]);
+    p = wire_put_uint(p, 5, WIRE_ENUM(u->role));
+    p = wire_put_uint(p, 6, WIRE_ENUM(u->user_type));
+    p = wire_put_uint(p, 7, u->active ? 1 : 0);
+    p = wire_put_uint(p, 8, (uint64_t)u->created);
+    return wire_put_str(p, 9, u->created_by, z->len[4]);
 }
 
 static size_t wire_pack_verify_response(const Pat__V1__VerifyResponse *r, uint8_t *out, size_t cap)
 {
-    if (r->base.n_unknown_fields || (r->token && r->token->base.n_unknown_fields)) return 0;
-    uint8_t ub[WIRE_USER_MAX];
-    size_t ub_len = 0;
-    const Pat__V1__User *u = r->user ? r->user : r->token ? r->token->user : NULL;
-    if (u != NULL) {
-        if (u->base.n_unknown_fields) return 0;
-        if ((ub_len = wire_pack_user(u, ub, sizeof(ub))) == (size_t)-1) return 0;
+    const Pat__V1__TokenInfo *t = r->token;
+    if (r->base.n_unknown_fields || (t && t->base.n_unknown_fields) ||
+        (r->user && r->user->base.n_unknown_fields) ||
+        (t && t->user && t->user->base.n_unknown_fields))
+        return 0;
+    wire_user_sizes_t zu = {{0}, 0}, zt = {{0}, 0};
+    if (r->user) wire_user_size(r->user, &zu);
+    size_t total = r->user ? wire_len_size(zu.size) : 0, ti = 0, name_len = 0, by_len = 0;
+    if (t != NULL) {
+        if (t->user == r->user)
+            zt = zu;
+        else if (t->user)
+            wire_user_size(t->user, &zt);
+        name_len = wire_slen(t->name);
+        by_len = wire_slen(t->created_by);
+        ti = wire_uint_size(t->id) + wire_str_size(name_len) +
+             wire_uint_size((uint64_t)t->created) + wire_uint_size((uint64_t)t->expiration) +
+             wire_uint_size((uint64_t)t->last_used) + wire_uint_size(t->active ? 1 : 0) +
+             wire_uint_size(WIRE_ENUM(t->status)) + wire_uint_size(WIRE_ENUM(t->kind)) +
+             wire_uint_size(t->scim_endpoints_only ? 1 : 0) +
+             (t->user ? wire_len_size(zt.size) : 0) + wire_str_size(by_len);
+        total += wire_len_size(ti);
     }
-    wire_out_t w = {.p = out, .cap = cap};
-    wire_user(&w, 1, r->user, u, ub, ub_len);
-    if (r->token != NULL) {
-        const Pat__V1__TokenInfo *t = r->token;
-        uint8_t tb[WIRE_USER_MAX + 512];
-        wire_out_t tw = {.p = tb, .cap = sizeof(tb)};
-        wire_uint(&tw, 1, t->id);
-        wire_str(&tw, 2, t->name);
-        wire_uint(&tw, 3, (uint64_t)t->created);
-        wire_uint(&tw, 4, (uint64_t)t->expiration);
-        wire_uint(&tw, 5, (uint64_t)t->last_used);
-        wire_uint(&tw, 6, t->active ? 1 : 0);
-        wire_int32(&tw, 7, t->status);
-        wire_int32(&tw, 8, t->kind);
-        wire_uint(&tw, 9, t->scim_endpoints_only ? 1 : 0);
-        wire_user(&tw, 10, t->user, u, ub, ub_len);
-        wire_str(&tw, 11, t->created_by);
-        if (tw.over) return 0;
-        wire_len(&w, 2, tb, tw.len);
+    if (total > cap) return 0;
+    uint8_t *p = out;
+    if (r->user) p = wire_put_user(p, 1, r->user, &zu);
+    if (t != NULL) {
+        p = wire_put_len(p, 2, ti);
+        p = wire_put_uint(p, 1, t->id);
+        p = wire_put_str(p, 2, t->name, name_len);
+        p = wire_put_uint(p, 3, (uint64_t)t->created);
+        p = wire_put_uint(p, 4, (uint64_t)t->expiration);
+        p = wire_put_uint(p, 5, (uint64_t)t->last_used);
+        p = wire_put_uint(p, 6, t->active ? 1 : 0);
+        p = wire_put_uint(p, 7, WIRE_ENUM(t->status));
+        p = wire_put_uint(p, 8, WIRE_ENUM(t->kind));
+        p = wire_put_uint(p, 9, t->scim_endpoints_only ? 1 : 0);
+        if (t->user) p = wire_put_user(p, 10, t->user, &zt);
+        p = wire_put_str(p, 11, t->created_by, by_len);
     }
-    return w.over ? 0 : w.len;
+    return (size_t)(p - out);
 }
 
 size_t wire_pack_answer(const ProtobufCMessage *msg, uint8_t *out, size_t cap)
