@@ -28,40 +28,73 @@ static const char *http_role_word(int role)
     }
 }
 
+/* The identity headers are written through a cursor into room reserved
+ * once (HTTP_VERIFY_FIXED plus the user id at 3 bytes a byte): through
+ * http_put_*'s three indirections they were 900 instructions a Verify. */
+#define HTTP_VERIFY_FIXED 512 /* the header names, words, numbers and date */
+
+static char *http_cpy(char *p, const char *s, size_t n)
+{
+    memcpy(p, s, n);
+    return p + n;
+}
+#define HTTP_LIT(p, s) http_cpy((p), (s), sizeof(s) - 1)
+
 /* A header value: printable ASCII but '%' as is, the rest percent-encoded
  * (RFC 3986), so any user id crosses a header intact. */
-static void http_put_pct(http_out_t *o, const char *s)
+static char *http_put_pct(char *p, const char *s, size_t n)
 {
     static const char hex[] = "0123456789ABCDEF";
-    const unsigned char *p = (const unsigned char *)s, *run = p;
-    for (; *p; p++) {
-        if (*p >= 0x20 && *p < 0x7f && *p != '%') continue;
-        http_put_bytes(o, run, (size_t)(p - run));
-        char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
-        http_put_bytes(o, e, 3);
-        run = p + 1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c < 0x7f && c != '%') {
+            *p++ = (char)c;
+        } else {
+            *p++ = '%';
+            *p++ = hex[c >> 4];
+            *p++ = hex[c & 15];
+        }
     }
-    http_put_bytes(o, run, (size_t)(p - run));
+    return p;
 }
 
-static void http_put_time(http_out_t *o, int64_t ms)
+static char *http_digits(char *p, unsigned v, int n)
+{
+    for (int i = n - 1; i >= 0; i--, v /= 10)
+        p[i] = (char)('0' + v % 10);
+    return p + n;
+}
+
+static char *http_put_time(char *p, int64_t ms)
 {
     clock_utc_t t;
     clock_utc(ms, &t);
-    http_putd(o, (unsigned)t.year, 4);
-    http_puts(o, "-");
-    http_putd(o, t.month, 2);
-    http_puts(o, "-");
-    http_putd(o, t.day, 2);
-    http_puts(o, "T");
-    http_putd(o, t.hour, 2);
-    http_puts(o, ":");
-    http_putd(o, t.min, 2);
-    http_puts(o, ":");
-    http_putd(o, t.sec, 2);
-    http_puts(o, ".");
-    http_putd(o, t.ms, 3);
-    http_puts(o, "Z");
+    p = http_digits(p, (unsigned)t.year, 4);
+    *p++ = '-';
+    p = http_digits(p, t.month, 2);
+    *p++ = '-';
+    p = http_digits(p, t.day, 2);
+    *p++ = 'T';
+    p = http_digits(p, t.hour, 2);
+    *p++ = ':';
+    p = http_digits(p, t.min, 2);
+    *p++ = ':';
+    p = http_digits(p, t.sec, 2);
+    *p++ = '.';
+    p = http_digits(p, t.ms, 3);
+    *p++ = 'Z';
+    return p;
+}
+
+static char *http_put_u64(char *p, uint64_t v)
+{
+    char d[20];
+    int n = 0;
+    do {
+        d[sizeof(d) - 1 - n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return http_cpy(p, d + sizeof(d) - n, (size_t)n);
 }
 
 typedef struct {
@@ -80,24 +113,26 @@ static void http_verify_emit(void *arg, const ProtobufCMessage *answer)
     const Pat__V1__TokenInfo *t = r->token;
     http_out_t *o = &e->o;
     http_begin(o, e->ctx, 200, "ok");
-    http_puts(o, "X-Patd-User-Id: ");
-    http_put_pct(o, u->user_id);
-    http_puts(o, "\r\nX-Patd-User-Role: ");
-    http_puts(o, http_role_word(u->role));
-    http_puts(o, u->user_type == PAT__V1__USER_TYPE__USER_TYPE_SERVICE
-                     ? "\r\nX-Patd-User-Type: service\r\nX-Patd-Token-Id: "
-                     : "\r\nX-Patd-User-Type: human\r\nX-Patd-Token-Id: ");
-    http_putu(o, t->id);
-    http_puts(o, t->kind == PAT__V1__TOKEN_KIND__TOKEN_KIND_SERVICE
-                     ? "\r\nX-Patd-Token-Kind: service\r\nX-Patd-Token-Scim: "
-                     : "\r\nX-Patd-Token-Kind: personal\r\nX-Patd-Token-Scim: ");
-    http_puts(o, t->scim_endpoints_only ? "true\r\nX-Patd-Token-Expires: "
-                                        : "false\r\nX-Patd-Token-Expires: ");
-    if (t->expiration == 0)
-        http_puts(o, "never");
-    else
-        http_put_time(o, t->expiration);
-    http_puts(o, "\r\n");
+    size_t uid = strlen(u->user_id);
+    http_out_ready(o, HTTP_VERIFY_FIXED + 3 * uid);
+    char *start = (char *)*o->buf + *o->len, *p = start;
+    p = HTTP_LIT(p, "X-Patd-User-Id: ");
+    p = http_put_pct(p, u->user_id, uid);
+    p = HTTP_LIT(p, "\r\nX-Patd-User-Role: ");
+    const char *role = http_role_word(u->role);
+    p = http_cpy(p, role, strlen(role));
+    p = u->user_type == PAT__V1__USER_TYPE__USER_TYPE_SERVICE
+            ? HTTP_LIT(p, "\r\nX-Patd-User-Type: service\r\nX-Patd-Token-Id: ")
+            : HTTP_LIT(p, "\r\nX-Patd-User-Type: human\r\nX-Patd-Token-Id: ");
+    p = http_put_u64(p, t->id);
+    p = t->kind == PAT__V1__TOKEN_KIND__TOKEN_KIND_SERVICE
+            ? HTTP_LIT(p, "\r\nX-Patd-Token-Kind: service\r\nX-Patd-Token-Scim: ")
+            : HTTP_LIT(p, "\r\nX-Patd-Token-Kind: personal\r\nX-Patd-Token-Scim: ");
+    p = t->scim_endpoints_only ? HTTP_LIT(p, "true\r\nX-Patd-Token-Expires: ")
+                               : HTTP_LIT(p, "false\r\nX-Patd-Token-Expires: ");
+    p = t->expiration == 0 ? HTTP_LIT(p, "never") : http_put_time(p, t->expiration);
+    p = HTTP_LIT(p, "\r\n");
+    *o->len += (size_t)(p - start);
     http_end(o, e->ctx, "text/plain; charset=utf-8", "ok\n", 3);
     http_log(e->cfg, e->ctx, 200, "");
     e->emitted = 1;

@@ -6,9 +6,11 @@ from, /metrics checked by promtool, /healthz and /readyz through a SIGTERM
 grace, and hostile HTTP: request smuggling, oversized and too many headers,
 an oversized body, slowloris, garbage, a pipelined flood without reading;
 a good client is served meanwhile and RSS stays bounded."""
+import datetime
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -69,8 +71,14 @@ try:
             "cache-control": "no-store"}
     check(all(h.get(k) == v for k, v in want.items()), "verify: identity headers", h)
     check(h.get("x-patd-token-id", "").isdigit(), "verify: X-Patd-Token-Id", h)
-    check(h.get("x-patd-token-expires", "").endswith("Z") and
-          h["x-patd-token-expires"][:2] == "20", "verify: RFC 3339 expiry", h)
+    exp = h.get("x-patd-token-expires", "")
+    check(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", exp) is not None,
+          "verify: RFC 3339 expiry, in milliseconds", exp)
+    if re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", exp):
+        at = datetime.datetime.strptime(exp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+            tzinfo=datetime.timezone.utc).timestamp()
+        check(abs(at - (time.time() + 30 * 86400)) < 300,
+              "verify: the expiry is the token's (30 days from now, UTC)", exp)
     check(len(h.get("x-request-id", "")) == 16, "verify: a fresh X-Request-Id", h)
     check(h.get("content-length") == "0", "verify: headers only (nginx's auth_request reads no "
           "body, and closes the connection after an answer that has one)", h)
