@@ -233,7 +233,11 @@ int wire_read_verify(const uint8_t *p, size_t len, wire_verify_t *out)
         if (key == (1 << 3 | 0)) {
             if (wire_varint64(p, len, &i, &out->id) != 0) return 0;
         } else if (key == (2 << 3 | 2)) {
-            if (wire_bytes(p, len, &i, &method, &method_len) != 0) return 0;
+            /* Every method string is checked, a replaced one too, as
+             * wire_check does (the fuzzer found "pat.\0..." then a Verify). */
+            if (wire_bytes(p, len, &i, &method, &method_len) != 0 ||
+                wire_text(method, method_len, 0) != 0)
+                return 0;
         } else if (key == (3 << 3 | 2)) {
             if (wire_bytes(p, len, &i, &pl, &pl_len) != 0) return 0;
         } else {

@@ -292,6 +292,14 @@ static void test_read_verify_declines(void **state)
     nul[33] = 'b';
     assert_int_equal(wire_read_verify(nul, sizeof(nul), &w), 1);
     assert_string_equal(w.bearer_token, "ab");
+    /* A method with a NUL replaced by a later Verify method: wire_check
+     * refuses the first, so the reader must too (found by fuzz_dispatch). */
+    static const uint8_t two[] = {0x12, 3,   'a', 0,    'b', 0x12, 0x1a, 'p', 'a', 't',
+                                  '.',  'v', '1', '.',  'T', 'o',  'k',  'e', 'n', 'S',
+                                  'e',  'r', 'v', 'i',  'c', 'e',  '/',  'V', 'e', 'r',
+                                  'i',  'f', 'y', 0x1a, 3,   0x0a, 1,    'a'};
+    assert_int_equal(wire_read_verify(two, sizeof(two), &w), 0);
+    assert_int_equal(wire_read_verify(two + 5, sizeof(two) - 5, &w), 1);
     /* A payload longer than the reader takes. */
     static char big[WIRE_VERIFY_MAX + 10];
     memset(big, 'a', sizeof(big) - 1);
