@@ -51,6 +51,10 @@ bench() { $B/patbench --server 127.0.0.1:$PATD_PORT --json -d "$DUR" --warmup "$
 say "== seeding 10k and 1M tokens (offline, patseed)"
 $B/patseed --data-dir "$W/small" --tokens 10000 --users 1000 --out "$W/small.tokens"
 $B/patseed --data-dir "$W/big" --tokens 1000000 --users 10000 --out "$W/big.tokens"
+# As patseed left them, for the instruction counts (the timed figures write
+# last-used times and activity into the stores, and leave compaction due).
+cp -r "$W/small" "$W/small.seed"
+cp -r "$W/big" "$W/big.seed"
 
 # shellcheck source=bench/postgres.sh
 . bench/postgres.sh
@@ -272,7 +276,7 @@ BYTES_PER=$(( ((RSS1 - RSS0) - (RSSOFF1 - RSSOFF0)) * 1024 / 1000000 ))
 # Instructions per request, counted by callgrind: they do not drift with
 # the VM's phase, so they compare commits where timings cannot.
 say "== instructions per request (callgrind; a few minutes)"
-INSTR=$(bench/instructions.sh "$B" "$W" "$W/small" "$W/small.tokens" "$W/big" "$W/big.tokens" "$(free_port)")
+INSTR=$(bench/instructions.sh "$B" "$W" "$W/small.seed" "$W/small.tokens" "$W/big.seed" "$W/big.tokens" "$(free_port)")
 
 med() { echo "${R[$1]}" | tr ' ' '\n' | grep -v '^$' | median; }
 # The ratio of a repetition's pair, measured seconds apart, then the median
@@ -311,10 +315,10 @@ mkdir -p bench/results
   echo
   echo "| figure | patd | reference | ratio | target | met |"
   echo "|---|---|---|---|---|---|"
-  echo "| Verify hot, 50 conns, 1 in flight (req/s) | $hot_p1 | redis GET $redis_p1, $(med redis_p1b) | $r1 | >= 1.0 | $(pass "$r1" 1.0 '>=') |"
+  echo "| Verify hot, 50 conns, 1 in flight (req/s) | $hot_p1 | redis GET $redis_p1, $(med redis_p1b) | $r1 | >= 1.2 | $(pass "$r1" 1.2 '>=') |"
   echo "| Verify hot, 50 conns, pipeline 16 (req/s) | $hot_p16 | redis GET -P 16 $redis_p16 | $r2 | >= 0.5 | $(pass "$r2" 0.5 '>=') |"
   echo "| Verify p99 at 50 conns (us) | $hot_p99 | redis GET p99 $redis_p99, $(med redis_p1b_p99) | $r3 | <= 2.0 | $(pass "$r3" 2.0 '<=') |"
-  echo "| Verify cold, 1M tokens, cache 10k, after 8 s warm-up (req/s) | $cold | hot $hot_p1, $(med hot_p1b) | $r4 | >= 0.5 | $(pass "$r4" 0.5 '>=') |"
+  echo "| Verify cold, 1M tokens, cache 10k, after 8 s warm-up (req/s) | $cold | hot $hot_p1, $(med hot_p1b) | $r4 | >= 0.6 | $(pass "$r4" 0.6 '>=') |"
   echo "| CreateToken synced, 32 conns (req/s) | $create | db_bench fillrandom --sync=1, 32 threads $dbfill | $r5 | >= 0.5 | $(pass "$r5" 0.5 '>=') |"
   echo "| Verify hot at 1M tokens vs at 10k (req/s) | $big_hot | at 10k $(med hot_p1b), $(med hot_p1c) | $r6 | >= 0.9 | $(pass "$r6" 0.9 '>=') |"
   echo "| Start-up with 1M tokens (ms to serving) | $startup | — | — | < 1000 | $(pass "$startup" 999 '<=') |"
@@ -328,17 +332,17 @@ mkdir -p bench/results
   echo "| PostgreSQL store: Verify hot, 50 conns (req/s) | $(med pg_hot) | the same on RocksDB: $(med rdb_hot), $(med rdb_hotb) | $p3 | >= 0.95 | $(pass "$p3" 0.95 '>=') |"
   echo "| Memory: bytes per cached token at 1M tokens (RSS growth, cache on minus cache off) | $BYTES_PER | RSS $RSS0 -> $RSS1 KiB cache on; $RSSOFF0 -> $RSSOFF1 KiB off | — | <= 200 | $(pass "$BYTES_PER" 200 '<=') |"
   echo
-  echo "The same figures against redis GET driven by patbench instead of redis-benchmark (same client, clock and histogram; no target names this, see bench/run.sh):"
+  echo "The same figures against redis GET driven by patbench instead of redis-benchmark (same client, clock and histogram):"
   echo
-  echo "| figure | patd | redis GET, patbench | ratio |"
-  echo "|---|---|---|---|"
-  echo "| hot, 50 conns, 1 in flight (req/s) | $hot_p1 | $(med redis_pb_p1) | $s1 |"
-  echo "| hot, 50 conns, pipeline 16 (req/s) | $hot_p16 | $(med redis_pb_p16) | $s2 |"
-  echo "| p99 at 50 conns (us) | $hot_p99 | $(med redis_pb_p1_p99) | $s3 |"
-  echo "| HTTP /v1/verify, 10k hot tokens, 50 conns (req/s), against nginx \`return 200\` | $(med http_pb) | $(med nginx_pb) (nginx) | $h3 |"
-  echo "| hot over TLS, 50 conns, 1 in flight (req/s) | $(med tls_hot) | $(med redis_tls_pb) | $t4 |"
+  echo "| figure | patd | redis GET, patbench | ratio | target | met |"
+  echo "|---|---|---|---|---|---|"
+  echo "| hot, 50 conns, 1 in flight (req/s) | $hot_p1 | $(med redis_pb_p1) | $s1 | >= 1.0 | $(pass "$s1" 1.0 '>=') |"
+  echo "| hot, 50 conns, pipeline 16 (req/s) | $hot_p16 | $(med redis_pb_p16) | $s2 | — | — |"
+  echo "| p99 at 50 conns (us) | $hot_p99 | $(med redis_pb_p1_p99) | $s3 | — | — |"
+  echo "| HTTP /v1/verify, 10k hot tokens, 50 conns (req/s), against nginx \`return 200\` | $(med http_pb) | $(med nginx_pb) (nginx) | $h3 | — | — |"
+  echo "| hot over TLS, 50 conns, 1 in flight (req/s) | $(med tls_hot) | $(med redis_tls_pb) | $t4 | — | — |"
   echo
-  echo "Instructions per request, user space, every thread of the server (valgrind --tool=callgrind; (I(100k) - I(20k)) / 80k requests, 20k and 4k for cold Verify and CreateToken, each run on a fresh copy of its store, 4 connections x 16 in flight; the same for redis). These do not drift with the machine's load; compare them across commits. RocksDB's background compaction is counted too: on the 1M-token store, which the earlier figures leave with compaction pending, it shows as CompressFragment and inflates the 1M and cold rows."
+  echo "Instructions per request, user space (valgrind --tool=callgrind; (I(100k) - I(20k)) / 80k requests, 20k and 4k for the 1M-token cold Verify and CreateToken, each run on a fresh copy of its store as patseed left it, 4 connections x 16 in flight; the same for redis). These do not drift with the machine's load; compare them across commits. Threads are counted apart: the loop, the workers and the usage drain serve requests and are counted; the usage flusher and RocksDB's compaction run on a clock or on compaction debt and get their own column (under callgrind's slowdown a once-a-second flush lands on every few thousand requests, so that column is not what they cost at full speed; in the 1M cold row, where every request is a new token, the flusher's work is per request). Under valgrind OpenSSL runs its AVX2 SHA-256, not the SHA extensions of the processor above, so a digest counts more here than it costs."
   echo
   echo "$INSTR"
   echo
