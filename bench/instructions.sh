@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # bench/instructions.sh: user-space instructions per request, counted by
 # valgrind's callgrind, which do not drift with the machine's load the way
-# timings do (the same binary and inputs give the same count to a few per
-# cent). Each figure is (I(N2) - I(N1)) / (N2 - N1): the server run under
-# callgrind for N1 and for N2 requests, each time on a fresh copy of its
-# store, so start-up and shutdown cancel out. Threads are counted apart
-# (--separate-threads): the loop, the workers and the usage drain serve
-# requests and are counted; the usage flusher and RocksDB's background
-# threads run on a clock or on compaction debt, not per request (under
-# callgrind's 50x slowdown the flusher's once-a-second batch lands on every
-# few thousand requests instead of every hundred thousand), so they get a
-# column of their own. Kernel time is not counted. Under valgrind OpenSSL
-# takes its SSSE3/AVX2 SHA-256 (valgrind hides the SHA extensions), so a
-# digest costs more here than on the machine. Prints a Markdown table;
+# timings do. Each figure is (I(N2) - I(N1)) / (N2 - N1): the server run
+# under callgrind for N1 and for N2 requests, each time on a fresh copy of
+# its store, so start-up and shutdown cancel out. Background work is
+# counted apart (--separate-threads, and each thread's inclusive costs, in
+# thread_totals): the requests, and applying the uses they leave, are
+# counted; the usage flusher's writes and RocksDB's background threads run
+# on a clock or on compaction debt, not per request (under callgrind's 50x
+# slowdown the flusher's once-a-second batch lands on every few thousand
+# requests instead of every hundred thousand), so they get a column of
+# their own. Kernel time is not counted. Under valgrind OpenSSL takes its
+# SSSE3/AVX2 SHA-256 (valgrind hides the SHA extensions), so a digest
+# costs more here than on the machine. Prints a Markdown table;
 # bench/run.sh appends it to bench/results/latest.md.
 #
 # Usage: bench/instructions.sh BUILD_DIR WORK_DIR SMALL_STORE SMALL_TOKENS BIG_STORE BIG_TOKENS RPORT
@@ -24,15 +24,22 @@ N2=${IR_N2:-100000}
 CG=$W/cg
 mkdir -p "$CG"
 
-# The instructions of a run's threads, from its per-thread files:
-# "served background" (background: the flusher's and RocksDB's threads).
+# A run's instructions, from its per-thread files: "served background".
+# Background is what runs on a clock or on compaction debt rather than per
+# request: RocksDB's own threads, and the usage flusher's writes
+# (usage_flush_at, usage_purge_deleted) wherever they run, the flush at
+# shutdown included; applying the uses to memory (usage_drain) is served,
+# whichever thread does it.
+BGFN=':(usage_flush_at(\.[^ ]*)?|usage_purge_deleted(\.[^ ]*)?|rocksdb::ThreadPoolImpl::Impl::BGThreadWrapper\(void\*\)) '
 thread_totals() {
-  local served=0 bg=0 f t
+  local all=0 bg=0 f t x
   for f in "$1"-[0-9]*; do
     t=$(awk '/^(summary|totals):/ {print $2; exit}' "$f")
-    if grep -q -E '^fn=(usage_flusher|rocksdb::ThreadPoolImpl::Impl::BGThreadWrapper\(void\*\))$' "$f"; then bg=$((bg + t)); else served=$((served + t)); fi
+    x=$(callgrind_annotate --inclusive=yes --threshold=100 "$f" 2>/dev/null |
+      { grep -E "$BGFN" || true; } | awk '{gsub(",", "", $1); s += $1} END {print s + 0}')
+    all=$((all + t)); bg=$((bg + x))
   done
-  echo "$served $bg"
+  echo "$((all - bg)) $bg"
 }
 
 # run_patd NAME STORE N patbench-args... -> "served background" instructions
