@@ -36,7 +36,7 @@ thread_totals() {
   for f in "$1"-[0-9]*; do
     t=$(awk '/^(summary|totals):/ {print $2; exit}' "$f")
     x=$(callgrind_annotate --inclusive=yes --threshold=100 "$f" 2>/dev/null |
-      { grep -E "$BGFN" || true; } | awk '{gsub(",", "", $1); s += $1} END {print s + 0}')
+      { grep -E "$BGFN" || true; } | awk '{gsub(",", "", $1); s += $1} END {printf "%.0f\n", s}')
     all=$((all + t)); bg=$((bg + x))
   done
   echo "$((all - bg)) $bg"
