@@ -131,7 +131,8 @@ static inline void http_puts(http_out_t *o, const char *s)
     http_put_bytes(o, s, strlen(s));
 }
 
-static inline void http_putu(http_out_t *o, uint64_t v)
+/* v in decimal at p (at most 20 bytes); returns the end. */
+static inline char *http_fmt_u64(char *p, uint64_t v)
 {
     char d[20];
     int n = 0;
@@ -139,16 +140,28 @@ static inline void http_putu(http_out_t *o, uint64_t v)
         d[sizeof(d) - 1 - n++] = (char)('0' + v % 10);
         v /= 10;
     } while (v);
-    http_put_bytes(o, d + sizeof(d) - n, (size_t)n);
+    memcpy(p, d + sizeof(d) - n, (size_t)n);
+    return p + n;
 }
 
-/* n decimal digits of v, zero-padded. */
+/* n decimal digits of v, zero-padded, at p; returns the end. */
+static inline char *http_fmt_digits(char *p, unsigned v, int n)
+{
+    for (int i = n - 1; i >= 0; i--, v /= 10)
+        p[i] = (char)('0' + v % 10);
+    return p + n;
+}
+
+static inline void http_putu(http_out_t *o, uint64_t v)
+{
+    char d[20];
+    http_put_bytes(o, d, (size_t)(http_fmt_u64(d, v) - d));
+}
+
 static inline void http_putd(http_out_t *o, unsigned v, int n)
 {
     char d[8];
-    for (int i = n - 1; i >= 0; i--, v /= 10)
-        d[i] = (char)('0' + v % 10);
-    http_put_bytes(o, d, (size_t)n);
+    http_put_bytes(o, d, (size_t)(http_fmt_digits(d, v, n) - d));
 }
 
 /* ---------------------------------------------------------------- http.c */

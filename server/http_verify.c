@@ -58,43 +58,25 @@ static char *http_put_pct(char *p, const char *s, size_t n)
     return p;
 }
 
-static char *http_digits(char *p, unsigned v, int n)
-{
-    for (int i = n - 1; i >= 0; i--, v /= 10)
-        p[i] = (char)('0' + v % 10);
-    return p + n;
-}
-
 static char *http_put_time(char *p, int64_t ms)
 {
     clock_utc_t t;
     clock_utc(ms, &t);
-    p = http_digits(p, (unsigned)t.year, 4);
+    p = http_fmt_digits(p, (unsigned)t.year, 4);
     *p++ = '-';
-    p = http_digits(p, t.month, 2);
+    p = http_fmt_digits(p, t.month, 2);
     *p++ = '-';
-    p = http_digits(p, t.day, 2);
+    p = http_fmt_digits(p, t.day, 2);
     *p++ = 'T';
-    p = http_digits(p, t.hour, 2);
+    p = http_fmt_digits(p, t.hour, 2);
     *p++ = ':';
-    p = http_digits(p, t.min, 2);
+    p = http_fmt_digits(p, t.min, 2);
     *p++ = ':';
-    p = http_digits(p, t.sec, 2);
+    p = http_fmt_digits(p, t.sec, 2);
     *p++ = '.';
-    p = http_digits(p, t.ms, 3);
+    p = http_fmt_digits(p, t.ms, 3);
     *p++ = 'Z';
     return p;
-}
-
-static char *http_put_u64(char *p, uint64_t v)
-{
-    char d[20];
-    int n = 0;
-    do {
-        d[sizeof(d) - 1 - n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    return http_cpy(p, d + sizeof(d) - n, (size_t)n);
 }
 
 typedef struct {
@@ -124,7 +106,7 @@ static void http_verify_emit(void *arg, const ProtobufCMessage *answer)
     p = u->user_type == PAT__V1__USER_TYPE__USER_TYPE_SERVICE
             ? HTTP_LIT(p, "\r\nX-Patd-User-Type: service\r\nX-Patd-Token-Id: ")
             : HTTP_LIT(p, "\r\nX-Patd-User-Type: human\r\nX-Patd-Token-Id: ");
-    p = http_put_u64(p, t->id);
+    p = http_fmt_u64(p, t->id);
     p = t->kind == PAT__V1__TOKEN_KIND__TOKEN_KIND_SERVICE
             ? HTTP_LIT(p, "\r\nX-Patd-Token-Kind: service\r\nX-Patd-Token-Scim: ")
             : HTTP_LIT(p, "\r\nX-Patd-Token-Kind: personal\r\nX-Patd-Token-Scim: ");

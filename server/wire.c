@@ -278,7 +278,6 @@ static inline size_t wire_varint_put(uint8_t *p, uint64_t v)
         p[n++] = (uint8_t)(v | 0x80);
         v >>= 7;
     }
-
     p[n++] = (uint8_t)v;
     return n;
 }
