@@ -221,8 +221,9 @@ static void framed_run(framed_req_t *r)
 }
 
 /* A hot Verify read by hand (wire.h) and answered from memory: 1 with
- * r->out set. 0 for anything else, including a Verify that must read the
- * store, which is decoded again the generic way to travel to a worker. */
+ * r->out set. 0 for anything else; -1 for a Verify that must read the
+ * store, which is decoded again the generic way to travel to a worker
+ * (without a second try from memory). */
 static int framed_fast_verify(const disp_method_t *verify, framed_req_t *r, const uint8_t *data,
                               size_t len)
 {
@@ -239,7 +240,7 @@ static int framed_fast_verify(const disp_method_t *verify, framed_req_t *r, cons
     r->in = &in.base;
     if (framed_try_inline(r)) return 1;
     r->in = NULL;
-    return 0;
+    return -1;
 }
 
 /* ---------------------------------------------------------------- calls in place */
@@ -250,7 +251,7 @@ static uint8_t *framed_handle_mode(svc_t *svc, const uint8_t *frame, size_t len,
     framed_req_t r = {.svc = svc, .arena = disp_arena_new()};
     disp_method_t verify;
     if (disp_find(svc, "pat.v1.TokenService/Verify", &verify) != 0) abort();
-    if (framed_fast_verify(&verify, &r, frame, len)) {
+    if (framed_fast_verify(&verify, &r, frame, len) == 1) {
         disp_arena_free(r.arena);
         *out_len = r.out_len;
         return r.out;
@@ -379,7 +380,8 @@ static int framed_on_frame(void *arg, const uint8_t *data, size_t len)
     if (log_enabled(LOG_DEBUG)) r.t0_ns = metrics_now_ns();
     r.meta.client_ip = fc->peer_ip;
     r.meta.peer_verified = conn_peer_verified(c);
-    if (framed_fast_verify(&fc->verify, &r, data, len)) {
+    int fast = framed_fast_verify(&fc->verify, &r, data, len);
+    if (fast == 1) {
         framed_send_public(fc, r.out, r.out_len);
         framed_arena_put(fc, r.arena);
         return full;
@@ -388,7 +390,7 @@ static int framed_on_frame(void *arg, const uint8_t *data, size_t len)
     uint8_t *err = framed_decode(&r, data, len, &elen);
     if (err != NULL) {
         framed_send(fc, err, elen);
-    } else if (framed_try_inline(&r)) {
+    } else if (fast == 0 && framed_try_inline(&r)) {
         framed_send(fc, r.out, r.out_len);
     } else {
         framed_req_t *w = malloc(sizeof(*w));
