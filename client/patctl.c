@@ -720,7 +720,10 @@ static int cmd_health(void)
 {
     Pat__V1__HealthRequest req = PAT__V1__HEALTH_REQUEST__INIT;
     Pat__V1__HealthResponse *r = call("Health", &req.base, &pat__v1__health_response__descriptor);
-    const char *status = r->status == 1 ? "SERVING" : r->status == 2 ? "DRAINING" : "UNKNOWN";
+    const char *status = r->status == 1   ? "SERVING"
+                         : r->status == 2 ? "DRAINING"
+                         : r->status == 3 ? "CATCHING_UP"
+                                          : "UNKNOWN";
     if (o.json) {
         print_json(&r->base);
     } else {
@@ -733,6 +736,26 @@ static int cmd_health(void)
                    (unsigned long long)r->cache->entries, (unsigned long long)r->cache->capacity,
                    looked ? 100.0 * (double)r->cache->hits / (double)looked : 0.0,
                    (unsigned long long)r->cache->evictions);
+        }
+        const Pat__V1__ClusterStatus *c = r->cluster;
+        if (c) {
+            printf("cluster: %s, applied change %lld of %lld, lease %lld ms left of %llu, "
+                   "%llu fenced change%s (%llu waited out a lease)\n",
+                   c->ready       ? "ready"
+                   : c->connected ? "catching up"
+                                  : "not connected",
+                   (long long)c->applied, (long long)c->latest, (long long)c->lease_left_ms,
+                   (unsigned long long)c->lease_ms, (unsigned long long)c->fences,
+                   c->fences == 1 ? "" : "s", (unsigned long long)c->fence_timeouts);
+            for (size_t i = 0; i < c->n_nodes; i++) {
+                const Pat__V1__ClusterNode *n = c->nodes[i];
+                printf("  %-4s %s  %s  applied %lld (lag %lld), lease %s\n", n->self ? "this" : "",
+                       n->node_id, n->addr[0] ? n->addr : "-", (long long)n->applied,
+                       (long long)n->lag,
+                       n->expired             ? "expired"
+                       : n->lease_left_ms > 0 ? "held"
+                                              : "run out");
+            }
         }
     }
     protobuf_c_message_free_unpacked(&r->base, NULL);

@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* 32 bytes of header: no stored hash (an eviction recomputes it from the
  * key, which for tokens is a load), so that a token entry (header, key,
@@ -43,7 +44,19 @@ struct cache {
     cmap_t tokens, users;
     size_t capacity;
     _Atomic uint64_t hits, misses, evictions;
+    /* A clustered store's fence: entries are answers only while
+     * CLOCK_MONOTONIC is before this (UINT64_MAX: always). */
+    _Atomic uint64_t serve_until;
 };
+
+static int cache_fenced(cache_t *c)
+{
+    uint64_t until = atomic_load_explicit(&c->serve_until, memory_order_acquire);
+    if (__builtin_expect(until == UINT64_MAX, 1)) return 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec >= until;
+}
 
 /* The token payload stored after the 32-byte key. */
 typedef struct {
@@ -178,8 +191,9 @@ static int cmap_get(cache_t *c, cmap_t *m, const void *key, size_t klen,
 {
     uint64_t h = cache_hash(m, key, klen);
     cshard_t *s = cmap_shard(m, h);
+    int fenced = cache_fenced(c);
     pthread_mutex_lock(&s->lock);
-    centry_t *e = *cmap_slot(s, h, key, klen);
+    centry_t *e = fenced ? NULL : *cmap_slot(s, h, key, klen);
     if (e) {
         /* A hit moves the entry to the front only once it has aged past a
          * quarter of the shard (memcached bumps items the same way): a hot
@@ -267,6 +281,7 @@ cache_t *cache_new(size_t capacity)
     cache_t *c = calloc(1, sizeof(*c));
     if (c == NULL) abort();
     c->capacity = capacity;
+    atomic_init(&c->serve_until, UINT64_MAX);
     cmap_init(&c->tokens, capacity);
     c->tokens.digest_keys = 1;
     cmap_init(&c->users, capacity * 2);
@@ -448,11 +463,22 @@ static void cache_on_everything(void *arg)
     cache_clear(arg);
 }
 
+static void cache_on_serve_until(void *arg, uint64_t mono_ns)
+{
+    cache_serve_until(arg, mono_ns);
+}
+
+void cache_serve_until(cache_t *c, uint64_t mono_ns)
+{
+    atomic_store_explicit(&c->serve_until, mono_ns, memory_order_release);
+}
+
 void cache_observer(cache_t *c, store_observer_t *out)
 {
     out->token_changed = cache_on_token;
     out->user_changed = cache_on_user;
     out->everything_changed = cache_on_everything;
+    out->serve_until = cache_on_serve_until;
     out->arg = c;
 }
 

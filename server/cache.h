@@ -66,6 +66,10 @@ uint64_t cache_users_epoch(cache_t *c);
 void cache_user_put_since(cache_t *c, const store_user_t *u, uint64_t users_epoch);
 /* Forgets everything (the store says anything may have changed). */
 void cache_clear(cache_t *c);
+/* Fences the cache (a clustered store's lease, docs/cluster.md): from
+ * CLOCK_MONOTONIC mono_ns on, every lookup misses, so Verify reads the
+ * store, until a later call moves it on. UINT64_MAX (the default): never. */
+void cache_serve_until(cache_t *c, uint64_t mono_ns);
 
 /* The invalidations as a store observer: the store calls them for every
  * committed change (and a clustered store for other nodes' changes). */

@@ -75,6 +75,20 @@ static const config_def_t config_table[] = {
      "a cold Verify holds one for a round trip; 8 keep 2 cores busy and leave the database's "
      "100 default connections to the platform",
      0},
+    {"cluster-lease-ms", CONFIG_UINT, CFG(cluster_lease_ms), "2000", 200, 600000, "N",
+     "PostgreSQL: each node's lease, renewed every third of it (docs/cluster.md)",
+     "the longest a revoke waits for a node that died, and the longest a node cut off "
+     "from the database answers from its cache: 2 s, against 30-60 s that peers accept",
+     0},
+    {"cluster-drift-ppm", CONFIG_UINT, CFG(cluster_drift_ppm), "1000", 1, 100000, "N",
+     "PostgreSQL: the bound on clock rate drift between nodes, parts per million; a lease "
+     "ends 2 x drift x lease early",
+     "0.1%: NTP keeps clocks within 500 ppm of true (RFC 5905), so two within 1000 of each "
+     "other",
+     0},
+    {"cluster-allowance-ms", CONFIG_UINT, CFG(cluster_allowance_ms), "25", 1, 10000, "N",
+     "PostgreSQL: a lease also ends this much early (timer slack, scheduling)",
+     "a loop iteration and a timer's slack on a busy 2-core machine, several times over", 0},
     {"from", CONFIG_STRING, CFG(copy_from), "", 0, 0, "URL", "patd copy-store: the store to copy",
      "no default: say which", 0},
     {"to", CONFIG_STRING, CFG(copy_to), "", 0, 0, "URL",

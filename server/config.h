@@ -48,7 +48,7 @@ typedef struct {
         ui_session_ttl_ms;
     uint64_t http_max_header_bytes, http_max_headers, http_max_body_bytes, http_access_log;
     uint64_t retention_days, max_unread_mb, cache_mb, cache_entries, revoke_per_minute;
-    uint64_t store_connections;
+    uint64_t store_connections, cluster_lease_ms, cluster_drift_ppm, cluster_allowance_ms;
     config_list_t scim_prefixes;
     config_mode_t mode;
 } config_t;

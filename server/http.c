@@ -499,6 +499,9 @@ static void http_route(http_conn_t *hc)
         http_simple(&o, cfg, &ctx, 200, "", NULL, "ok\n");
     } else if (atomic_load(&cfg->stats->draining)) {
         http_simple(&o, cfg, &ctx, 503, "shutting_down", "Retry-After: 1\r\n", "draining\n");
+    } else if (!svc_cluster_ready(cfg->svc)) {
+        http_simple(&o, cfg, &ctx, 503, "not_ready", "Retry-After: 1\r\n",
+                    "catching up with the cluster, or its lease ran out\n");
     } else {
         http_simple(&o, cfg, &ctx, 200, "", NULL, "ready\n");
     }

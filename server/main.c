@@ -20,6 +20,7 @@
 #include "log.h"
 #include "framed.h"
 #include "http.h"
+#include "node.h"
 #include "service.h"
 #include "srv.h"
 #include "stats.h"
@@ -398,11 +399,10 @@ static void main_prefetch_done(void *arg)
     svc_prefetch_done(arg);
 }
 
-/* Another patd took over the store: stop serving, as on SIGTERM. */
-static void main_store_lost(const char *why)
+static void main_close_node(void *arg)
 {
-    log_error("event=store_lost %s", why);
-    kill(getpid(), SIGTERM);
+    node_close(*(node_t **)arg);
+    *(node_t **)arg = NULL;
 }
 
 /* Serves until a signal stops it; every module is made here and freed
@@ -422,15 +422,22 @@ static int main_serve(const config_t *cfg)
     tls_ctx_t *tls[2] = {NULL, NULL};
     cache_t *cache = NULL;
     srv_t *srv = NULL;
+    node_t *node = NULL;
     svc_t svc;
     int have_svc = 0, rc = 1, lock_fd = -1;
     char *key = NULL, *err = NULL;
 
     if (main_mkdir_private(cfg->data_dir) != 0) goto out;
     if ((lock_fd = main_lock_data_dir(cfg->data_dir, 1)) < 0) goto out;
+    char node_addr[2 * CONFIG_HOST_MAX + 48];
+    snprintf(node_addr, sizeof(node_addr), "%s:%d http %s:%d", cfg->listen.host, cfg->listen.port,
+             cfg->http_listen.host, cfg->http_listen.port);
     store_options_t sopt = {.cache_bytes = (size_t)cfg->cache_mb << 20,
                             .connections = (unsigned)cfg->store_connections,
-                            .on_lost = main_store_lost};
+                            .cluster_lease_ms = cfg->cluster_lease_ms,
+                            .cluster_drift_ppm = cfg->cluster_drift_ppm,
+                            .cluster_allowance_ms = cfg->cluster_allowance_ms,
+                            .node_addr = node_addr};
     if ((st = store_open(url, &sopt, &err)) == NULL) {
         log_error("%s", err ? err : "cannot open store");
         goto out;
@@ -495,6 +502,8 @@ static int main_serve(const config_t *cfg)
         .handle_signals = 1,
         .on_reload = main_reload,
         .reload_arg = &reload,
+        .on_close = main_close_node,
+        .close_arg = &node,
     };
     /* A store that reads many tokens in one go gets cold Verifies in
      * batches (conn.h); the others keep them on the worker pool, which
@@ -525,6 +534,7 @@ static int main_serve(const config_t *cfg)
     } else if (usage_start(usage) != 0) {
         log_error("cannot start the last-used flusher thread");
     } else {
+        node = node_start(srv_loop(srv), st);
         snprintf(addr_path, sizeof(addr_path), "%s/patd.addr", cfg->data_dir);
         main_write_addr_file(addr_path, srv, cfg);
         rc = srv_run(srv) == 0 ? 0 : 1;

@@ -225,6 +225,49 @@ char *metrics_render(svc_t *svc, const stats_t *stats, size_t *len)
                 (double)(USAGE_PERSIST_MS + USAGE_FLUSH_MS) / 1000.0);
     metrics_head(&b, "patd_draining", "gauge", "1 from the shutdown signal on (not ready).");
     metrics_put(&b, "patd_draining %d\n", atomic_load(&stats->draining));
+    store_cluster_t cl;
+    store_cluster_status(svc->store, &cl);
+    if (cl.clustered) {
+        metrics_head(&b, "patd_cluster_ready", "gauge",
+                     "1 while this node's lease holds and it has applied every change it knows.");
+        metrics_put(&b, "patd_cluster_ready %d\n", cl.ready);
+        metrics_head(&b, "patd_cluster_connected", "gauge",
+                     "1 while the listening connection to PostgreSQL is up.");
+        metrics_put(&b, "patd_cluster_connected %d\n", cl.connected);
+        metrics_head(&b, "patd_cluster_lease_seconds", "gauge",
+                     "What is left of this node's lease (<= 0: Verify reads the database).");
+        metrics_put(&b, "patd_cluster_lease_seconds %g\n", (double)cl.lease_left_ms / 1000.0);
+        metrics_head(&b, "patd_cluster_applied_change", "gauge",
+                     "The newest change each node has applied, as this node knows it.");
+        for (unsigned i = 0; i < cl.n_nodes; i++)
+            metrics_put(&b, "patd_cluster_applied_change{node=\"%s\",self=\"%d\"} %lld\n",
+                        cl.nodes[i].node_id, cl.nodes[i].self, (long long)cl.nodes[i].applied);
+        metrics_head(&b, "patd_cluster_lag_changes", "gauge",
+                     "Changes each node is behind the newest this node knows.");
+        for (unsigned i = 0; i < cl.n_nodes; i++)
+            metrics_put(
+                &b, "patd_cluster_lag_changes{node=\"%s\"} %lld\n", cl.nodes[i].node_id,
+                (long long)(cl.latest > cl.nodes[i].applied ? cl.latest - cl.nodes[i].applied : 0));
+        metrics_head(&b, "patd_cluster_nodes", "gauge", "Nodes with a lease that has not expired.");
+        unsigned live = 0;
+        for (unsigned i = 0; i < cl.n_nodes; i++)
+            live += !cl.nodes[i].expired;
+        metrics_put(&b, "patd_cluster_nodes %u\n", live);
+        metrics_head(&b, "patd_cluster_fences_total", "counter",
+                     "Yes-to-no changes made here that waited for every node.");
+        metrics_put(&b, "patd_cluster_fences_total %llu\n", (unsigned long long)cl.fences);
+        metrics_head(&b, "patd_cluster_fence_wait_seconds_total", "counter",
+                     "Time those changes waited, in all.");
+        metrics_put(&b, "patd_cluster_fence_wait_seconds_total %g\n",
+                    (double)cl.fence_wait_ms / 1000.0);
+        metrics_head(&b, "patd_cluster_fence_timeouts_total", "counter",
+                     "Of those, how many waited out a lease (a node that did not answer).");
+        metrics_put(&b, "patd_cluster_fence_timeouts_total %llu\n",
+                    (unsigned long long)cl.fence_timeouts);
+        metrics_head(&b, "patd_cluster_reconnects_total", "counter",
+                     "Times the listening connection was made again.");
+        metrics_put(&b, "patd_cluster_reconnects_total %llu\n", (unsigned long long)cl.reconnects);
+    }
     *len = b.len;
     return b.buf;
 }

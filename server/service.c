@@ -127,14 +127,24 @@ void svc_event(svc_t *svc, store_event_t *ev, int32_t kind, int64_t now, const c
 
 /* ---------------------------------------------------------------- Health */
 
+int svc_cluster_ready(svc_t *svc)
+{
+    store_cluster_t cl;
+    store_cluster_status(svc->store, &cl);
+    return !cl.clustered || cl.ready;
+}
+
 void svc_health(Pat__V1__TokenService_Service *service, const Pat__V1__HealthRequest *in,
                 Pat__V1__HealthResponse_Closure done, void *cd)
 {
     svc_t *svc = svc_of(service);
     (void)in;
     Pat__V1__HealthResponse r = PAT__V1__HEALTH_RESPONSE__INIT;
+    store_cluster_t cl;
+    store_cluster_status(svc->store, &cl);
     r.status = atomic_load(&svc->stats->draining) ? PAT__V1__SERVING_STATUS__SERVING_STATUS_DRAINING
-                                                  : PAT__V1__SERVING_STATUS__SERVING_STATUS_SERVING;
+               : cl.clustered && !cl.ready ? PAT__V1__SERVING_STATUS__SERVING_STATUS_CATCHING_UP
+                                           : PAT__V1__SERVING_STATUS__SERVING_STATUS_SERVING;
     r.version = (char *)PATD_VERSION;
     r.uptime_ms = (int64_t)(clock_mono_ms() - svc->start_mono_ms);
     r.now = clock_now_ms();
@@ -151,6 +161,34 @@ void svc_health(Pat__V1__TokenService_Service *service, const Pat__V1__HealthReq
     c.capacity = cs.capacity;
     c.user_entries = cs.user_entries;
     r.cache = &c;
+    Pat__V1__ClusterStatus cs_pb = PAT__V1__CLUSTER_STATUS__INIT;
+    Pat__V1__ClusterNode nodes[STORE_NODES_MAX], *np[STORE_NODES_MAX];
+    if (cl.clustered) {
+        cs_pb.ready = cl.ready;
+        cs_pb.connected = cl.connected;
+        cs_pb.applied = cl.applied;
+        cs_pb.latest = cl.latest;
+        cs_pb.lease_left_ms = cl.lease_left_ms;
+        cs_pb.lease_ms = cl.lease_ms;
+        cs_pb.fences = cl.fences;
+        cs_pb.fence_wait_ms = cl.fence_wait_ms;
+        cs_pb.fence_timeouts = cl.fence_timeouts;
+        cs_pb.reconnects = cl.reconnects;
+        for (unsigned i = 0; i < cl.n_nodes; i++) {
+            pat__v1__cluster_node__init(&nodes[i]);
+            nodes[i].node_id = cl.nodes[i].node_id;
+            nodes[i].addr = cl.nodes[i].addr;
+            nodes[i].applied = cl.nodes[i].applied;
+            nodes[i].lag = cl.latest > cl.nodes[i].applied ? cl.latest - cl.nodes[i].applied : 0;
+            nodes[i].lease_left_ms = cl.nodes[i].lease_left_ms;
+            nodes[i].expired = cl.nodes[i].expired;
+            nodes[i].self = cl.nodes[i].self;
+            np[i] = &nodes[i];
+        }
+        cs_pb.n_nodes = cl.n_nodes;
+        cs_pb.nodes = np;
+        r.cluster = &cs_pb;
+    }
     done(&r, cd);
 }
 

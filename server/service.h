@@ -136,6 +136,9 @@ int svc_is_platform(svc_call_t *call);
  * it. */
 void svc_prefetch(svc_t *svc, const char *const *tokens, size_t n);
 void svc_prefetch_done(svc_t *svc);
+/* 1 unless the store is shared by a cluster and this node is catching up
+ * or its lease ran out (/readyz, Health). */
+int svc_cluster_ready(svc_t *svc);
 int svc_verify_cached(svc_t *svc, const Pat__V1__VerifyRequest *in, svc_call_t *call,
                       Pat__V1__VerifyResponse_Closure done);
 

@@ -132,6 +132,7 @@ static void srv_close_all(srv_t *srv)
 {
     srv->phase = SRV_CLOSED;
     conn_set_close(srv->conns);
+    if (srv->cfg->on_close) srv->cfg->on_close(srv->cfg->close_arg);
     uv_close((uv_handle_t *)&srv->sweep, NULL);
     uv_close((uv_handle_t *)&srv->grace, NULL);
     uv_close((uv_handle_t *)&srv->drain, NULL);

@@ -42,6 +42,10 @@ typedef struct {
      * without dropping a connection (the platform keys). May be NULL. */
     void (*on_reload)(void *arg);
     void *reload_arg;
+    /* Phase 3, on the loop thread: close the handles of other modules
+     * (srv_loop) so that the loop can end. May be NULL. */
+    void (*on_close)(void *arg);
+    void *close_arg;
     /* Urgent work in batches (conn_set_batch); NULL: on the pool. */
     const conn_batch_t *batch;
 } srv_config_t;

@@ -73,6 +73,11 @@ typedef struct {
                                     unsigned *n);
     store_status_t (*activity_trim)(store_t *st, uint64_t id, unsigned keep);
     store_status_t (*activity_next_id)(store_t *st, uint64_t after, uint64_t *id);
+
+    /* Optional: a cluster of processes on one store (store.h). */
+    int (*cluster_fd)(store_t *st, int *want_write, uint64_t *gen);
+    uint64_t (*cluster_step)(store_t *st);
+    void (*cluster_status)(store_t *st, store_cluster_t *out);
 } store_backend_t;
 
 struct store {
@@ -93,6 +98,7 @@ struct store {
 void store_notify_token(store_t *st, const uint8_t hash[STORE_HASH_BYTES]);
 void store_notify_user(store_t *st, const char *user_id);
 void store_notify_everything(store_t *st);
+void store_notify_serve_until(store_t *st, uint64_t mono_ns);
 /* True (and the failure logged as a write failure) while fail_writes is
  * on: a backend calls it before each commit. */
 int store_injected_fault(store_t *st, const char *what);

@@ -132,6 +132,11 @@ void store_notify_everything(store_t *st)
     if (st->observer.everything_changed) st->observer.everything_changed(st->observer.arg);
 }
 
+void store_notify_serve_until(store_t *st, uint64_t mono_ns)
+{
+    if (st->observer.serve_until) st->observer.serve_until(st->observer.arg, mono_ns);
+}
+
 void store_set_observer(store_t *st, const store_observer_t *obs)
 {
     st->observer = *obs;
@@ -378,6 +383,24 @@ void store_tokens_get_with_owners(store_t *st, const uint8_t (*hashes)[STORE_HAS
     }
     for (size_t i = 0; i < n; i++)
         s[i] = store_token_get_with_owner(st, hashes[i], &out[i], &owner[i]);
+}
+
+int store_cluster_fd(store_t *st, int *want_write, uint64_t *gen)
+{
+    *want_write = 0;
+    *gen = 0;
+    return st->backend->cluster_fd ? st->backend->cluster_fd(st, want_write, gen) : -1;
+}
+
+uint64_t store_cluster_step(store_t *st)
+{
+    return st->backend->cluster_step ? st->backend->cluster_step(st) : 0;
+}
+
+void store_cluster_status(store_t *st, store_cluster_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (st->backend->cluster_status) st->backend->cluster_status(st, out);
 }
 
 int store_reads_in_batches(const store_t *st)

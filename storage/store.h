@@ -128,6 +128,11 @@ typedef struct {
     void (*token_changed)(void *arg, const uint8_t hash[STORE_HASH_BYTES]);
     void (*user_changed)(void *arg, const char *user_id);
     void (*everything_changed)(void *arg);
+    /* A clustered store (PostgreSQL) fences the cache: it may answer from
+     * memory only while now (CLOCK_MONOTONIC, ns) is before mono_ns, this
+     * node's lease (docs/cluster.md). Called on the loop thread; a store
+     * that never calls it leaves the cache unfenced. */
+    void (*serve_until)(void *arg, uint64_t mono_ns);
     void *arg;
 } store_observer_t;
 
@@ -137,9 +142,11 @@ typedef struct {
     int must_exist;       /* open only a store that exists (patd check): create nothing */
     int shared;           /* a tool beside a serving patd (check, migrate): no exclusive hold */
     unsigned connections; /* PostgreSQL: the pool's size; 0: its default */
-    /* Called (from any thread) when the store can no longer be served by
-     * this process: another patd took over the database. May be NULL. */
-    void (*on_lost)(const char *why);
+    /* PostgreSQL, a serving patd: its lease, the bound on clock rate drift
+     * between nodes (parts per million) and the fixed allowance that end
+     * it early (docs/cluster.md); 0: defaults for tests of the store. */
+    uint64_t cluster_lease_ms, cluster_drift_ppm, cluster_allowance_ms;
+    const char *node_addr; /* where this node listens, shown to the others */
 } store_options_t;
 
 /* Opens the store named by url ("rocksdb:DIR", DIR must exist; or a libpq
@@ -266,6 +273,44 @@ store_status_t store_activity_trim(store_t *st, uint64_t id, unsigned keep);
 /* The smallest token id above `after` that has events; NOT_FOUND past the
  * last. Pages through the histories for the purge of deleted tokens. */
 store_status_t store_activity_next_id(store_t *st, uint64_t after, uint64_t *id);
+
+/* ---------------------------------------------------------------- cluster */
+
+/* Several patd on one PostgreSQL (docs/cluster.md). The link to the others
+ * runs on the loop thread, which polls store_cluster_fd and calls
+ * store_cluster_step when it is readable or writable, or when the time
+ * store_cluster_step asked for has come; store_cluster_step never waits.
+ * A store without a cluster (RocksDB, the tools) answers -1 and 0. */
+#define STORE_NODE_ID_MAX 96
+#define STORE_NODES_MAX   32
+typedef struct {
+    char node_id[STORE_NODE_ID_MAX];
+    char addr[128];
+    int64_t applied;       /* the newest change it said it applied */
+    int64_t lease_left_ms; /* by this node's reckoning; <= 0: run out */
+    int expired, self;
+} store_node_t;
+
+typedef struct {
+    int clustered;
+    int connected;           /* the listening connection is up */
+    int ready;               /* the lease holds and every known change is applied */
+    int64_t applied, latest; /* this node's applied change, the newest it knows */
+    int64_t lease_left_ms;   /* this node's; <= 0: run out (no answers from the cache) */
+    uint64_t lease_ms;
+    uint64_t fences, fence_wait_ms, fence_timeouts; /* yes->no changes waited for, in all */
+    uint64_t reconnects, gaps; /* listening connection remade; caches emptied */
+    unsigned n_nodes;
+    store_node_t nodes[STORE_NODES_MAX];
+} store_cluster_t;
+
+/* The descriptor to poll (-1: none now) and whether to poll for writing;
+ * *gen changes whenever it is a new connection. */
+int store_cluster_fd(store_t *st, int *want_write, uint64_t *gen);
+/* Does what is due; returns the ms until it wants to be called again
+ * (0 when the store has no cluster). */
+uint64_t store_cluster_step(store_t *st);
+void store_cluster_status(store_t *st, store_cluster_t *out);
 
 /* ---------------------------------------------------------------- observing */
 

@@ -4,7 +4,11 @@
  * tells the observer before it returns. A change whose COMMIT got no
  * answer may or may not have happened: it answers UNAVAILABLE (nothing
  * not committed is acknowledged) and still tells the observer, since
- * forgetting a cache entry is always safe. */
+ * forgetting a cache entry is always safe.
+ *
+ * A change that can alter a Verify answer is also logged, last in its
+ * transaction (pg_log_change), for the other nodes; one that can turn a
+ * yes into a no is acknowledged only after pg_cluster_fence (cluster.c). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,6 +83,7 @@ store_status_t pg_user_upsert(store_t *st, const store_user_t *u, store_user_t *
     store_status_t s;
     store_user_t old;
     int existed = 0;
+    int64_t seq = 0;
     pg_conn_t *c = pg_get_writer(g, &s);
     if (c == NULL) return s;
     /* Twice at most: a user made by someone else between our read and our
@@ -98,6 +103,12 @@ store_status_t pg_user_upsert(store_t *st, const store_user_t *u, store_user_t *
         if (existed) {
             pg_p_user(&p, now);
             if (pg_tx_do(g, c, PG_USER_UPDATE, &p, &s, "write user") != 0) break;
+            /* What a VerifyResponse carries changed: the others must know;
+             * a lower role must be fenced. */
+            if ((strcmp(now->user_name, old.user_name) != 0 || strcmp(now->email, old.email) != 0 ||
+                 strcmp(now->name, old.name) != 0 || now->role != old.role) &&
+                pg_log_change(g, c, now->role < old.role, NULL, 0, u->user_id, &seq, &s) != 0)
+                break;
         } else {
             pg_p_user(&p, now);
             PGresult *r = pg_tx_run(g, c, PG_USER_INSERT, &p, &s, "write user");
@@ -115,6 +126,7 @@ store_status_t pg_user_upsert(store_t *st, const store_user_t *u, store_user_t *
     }
     pg_put(g, c);
     if (s == STORE_OK || s == STORE_UNAVAILABLE) store_notify_user(st, u->user_id);
+    if (s == STORE_OK && existed && now->role < old.role) pg_cluster_fence(g, seq);
     if (prev) {
         if (existed)
             *prev = old;
@@ -138,6 +150,7 @@ store_status_t pg_user_set_active(store_t *st, const char *user_id, int active,
     pg_conn_t *c = pg_get_writer(g, &s);
     if (c == NULL) return s;
     int wrote = 0;
+    int64_t seq = 0;
     if ((s = pg_begin(g, c, "write user")) != STORE_OK) goto out;
     /* Locked FOR UPDATE: a token being made for this user (which holds the
      * row FOR SHARE) commits first, and the count below sees it. */
@@ -165,11 +178,13 @@ store_status_t pg_user_set_active(store_t *st, const char *user_id, int active,
     pg_params_t p = {0};
     pg_p_user(&p, out);
     if (pg_tx_do(g, c, PG_USER_UPDATE, &p, &s, "write user") != 0) goto out;
+    if (pg_log_change(g, c, !active, NULL, 0, user_id, &seq, &s) != 0) goto out;
     wrote = 1;
     s = pg_commit(g, c, "write user");
 out:
     pg_put(g, c);
     if (wrote || s == STORE_UNAVAILABLE) store_notify_user(st, user_id);
+    if (wrote && s == STORE_OK && !active) pg_cluster_fence(g, seq);
     return s;
 }
 
@@ -205,6 +220,7 @@ store_status_t pg_user_delete(store_t *st, const char *user_id, int64_t now_ms,
     store_token_t *toks = NULL;
     size_t n = 0;
     int sent = 0;
+    int64_t seq = 0;
     if ((s = pg_begin(g, c, "delete user")) != STORE_OK) goto out;
     if ((s = pg_lock_user(g, c, PG_USER_LOCK, user_id, &u, "delete user")) != STORE_OK) goto out;
     pg_params_t p = {0};
@@ -232,6 +248,14 @@ store_status_t pg_user_delete(store_t *st, const char *user_id, int64_t now_ms,
     pg_params_t pu = {0};
     pg_p_text(&pu, user_id);
     if (pg_tx_do(g, c, PG_USER_DELETE, &pu, &s, "delete user") != 0) goto out;
+    uint8_t(*hashes)[STORE_HASH_BYTES] = malloc((n ? n : 1) * STORE_HASH_BYTES);
+    if (hashes == NULL) abort();
+    for (size_t i = 0; i < n; i++)
+        memcpy(hashes[i], toks[i].hash, STORE_HASH_BYTES);
+    int logged =
+        pg_log_change(g, c, 1, (const uint8_t(*)[STORE_HASH_BYTES])hashes, n, user_id, &seq, &s);
+    free(hashes);
+    if (logged != 0) goto out;
     s = pg_commit(g, c, "delete user");
     if (s == STORE_OK && n) {
         *ids = malloc(n * sizeof(**ids));
@@ -247,6 +271,7 @@ out:
             store_notify_token(st, toks[i].hash);
         store_notify_user(st, user_id);
     }
+    if (s == STORE_OK) pg_cluster_fence(g, seq);
     free(toks);
     return s;
 }
@@ -341,6 +366,7 @@ store_status_t pg_token_set_active(store_t *st, uint64_t id, int active, const s
     if (c == NULL) return s;
     store_user_t owner;
     int sent = 0;
+    int64_t seq = 0;
     if ((s = pg_lock_token(g, c, id, out, &owner, "write token")) != STORE_OK) goto out;
     if (out->active == active) {
         pg_rollback(g, c);
@@ -359,6 +385,9 @@ store_status_t pg_token_set_active(store_t *st, uint64_t id, int active, const s
     pg_p_bool(&p, active);
     if (pg_tx_do(g, c, PG_TOKEN_SET_ACTIVE, &p, &s, "write token") != 0) goto out;
     if (pg_add_event(g, c, id, ev, &s, "write token") != 0) goto out;
+    if (pg_log_change(g, c, !active, (const uint8_t(*)[STORE_HASH_BYTES])out->hash, 1, NULL, &seq,
+                      &s) != 0)
+        goto out;
     if ((s = pg_commit(g, c, "write token")) == STORE_OK) {
         out->active = active;
         *changed = 1;
@@ -366,6 +395,7 @@ store_status_t pg_token_set_active(store_t *st, uint64_t id, int active, const s
 out:
     pg_put(g, c);
     if (sent && (s == STORE_OK || s == STORE_UNAVAILABLE)) store_notify_token(st, out->hash);
+    if (sent && s == STORE_OK && !active) pg_cluster_fence(g, seq);
     return s;
 }
 
@@ -378,6 +408,7 @@ store_status_t pg_token_delete(store_t *st, uint64_t id, int64_t now_ms, const s
     if (c == NULL) return s;
     store_user_t owner;
     int sent = 0;
+    int64_t seq = 0;
     if ((s = pg_lock_token(g, c, id, out, &owner, "delete token")) != STORE_OK) goto out;
     if (pg_is_active(out, now_ms)) {
         pg_rollback(g, c);
@@ -392,10 +423,14 @@ store_status_t pg_token_delete(store_t *st, uint64_t id, int64_t now_ms, const s
     pg_p_i64(&p, (int64_t)id);
     if (pg_tx_do(g, c, PG_TOKEN_DELETE, &p, &s, "delete token") != 0) goto out;
     if (pg_add_event(g, c, id, &e, &s, "delete token") != 0) goto out;
+    if (pg_log_change(g, c, 1, (const uint8_t(*)[STORE_HASH_BYTES])out->hash, 1, NULL, &seq, &s) !=
+        0)
+        goto out;
     s = pg_commit(g, c, "delete token");
 out:
     pg_put(g, c);
     if (sent && (s == STORE_OK || s == STORE_UNAVAILABLE)) store_notify_token(st, out->hash);
+    if (sent && s == STORE_OK) pg_cluster_fence(g, seq);
     return s;
 }
 

@@ -11,6 +11,9 @@
  *                           the database itself, across processes
  *   patd_last_used          token_id -> Unix ms
  *   patd_activity           (token_id, time, seq) -> the event
+ *   patd_change_seq         the number of the newest logged change
+ *   patd_changes            seq -> the token hashes and user ids it touched
+ *   patd_nodes              node_id -> its lease and how far it applied
  * and the sequence patd_token_ids (ids are never reused: a sequence never
  * goes back, not even in a rolled-back transaction or after a crash).
  *
@@ -28,12 +31,11 @@
 
 #include "backend.h"
 
-#define PG_SCHEMA_KNOWN       1 /* the newest migration this patd has */
-#define PG_DEFAULT_CONNS      8
-#define PG_MAX_PARAMS         24
-#define PG_BACKOFF_MIN_NS     (50ull * 1000000)   /* first retry after an outage */
-#define PG_BACKOFF_MAX_NS     (2000ull * 1000000) /* retries at least this often */
-#define PG_KEEPER_INTERVAL_MS 500                 /* how often the session lock is checked */
+#define PG_SCHEMA_KNOWN   2 /* the newest migration this patd has */
+#define PG_DEFAULT_CONNS  8
+#define PG_MAX_PARAMS     24
+#define PG_BACKOFF_MIN_NS (50ull * 1000000)   /* first retry after an outage */
+#define PG_BACKOFF_MAX_NS (2000ull * 1000000) /* retries at least this often */
 
 /* The prepared statements, by number (their text is in pg.c's table). */
 enum {
@@ -66,8 +68,24 @@ enum {
     PG_ACTIVITY_NEXT,
     PG_IMPORT_USERS,
     PG_IMPORT_TOKENS,
+    PG_CHANGE_LOG,
+    PG_NODES,
     PG_STMT__COUNT
 };
+
+/* The cluster link's statements (pg_cluster_sql). */
+enum {
+    PG_CL_SETUP,
+    PG_CL_JOIN,
+    PG_CL_RENEW,
+    PG_CL_ACK,
+    PG_CL_EXPIRE,
+    PG_CL_FETCH,
+    PG_CL_LEAVE,
+    PG_CL__COUNT
+};
+
+typedef struct pg_cluster pg_cluster_t;
 
 typedef struct {
     PGconn *conn; /* NULL: not connected (or dropped after a failure) */
@@ -78,7 +96,6 @@ typedef struct {
     store_t base; /* first: store.c hands us &base */
     char *conninfo;
     int bulk, shared;
-    void (*on_lost)(const char *why);
 
     pthread_mutex_t lock; /* the pool and the outage state */
     pthread_cond_t freed;
@@ -88,19 +105,10 @@ typedef struct {
     uint64_t down_since; /* monotonic ns */
     uint64_t retry_at;   /* no connection attempt before this */
     uint64_t backoff;    /* the next wait after a failed attempt */
-    uint64_t up_gen;     /* counts the keeper's sightings of the database's return */
+    uint64_t up_gen;     /* counts the cluster link's sightings of the database's return */
 
-    /* The session-level advisory lock that makes this patd the store's
-     * only server (until the cluster issue's fencing): held on its own
-     * connection, checked by the keeper thread. While it is not held,
-     * changes are refused. */
-    PGconn *lock_conn;
-    _Atomic int held;
-    int lost;                               /* another patd has it: on_lost was called */
     _Atomic int warned_async, warned_fsync; /* each warning once */
-    pthread_t keeper;
-    int keeper_started, stopping;
-    pthread_cond_t keeper_wake;
+    pg_cluster_t *cl; /* a serving patd's link to the others (cluster.c); NULL for tools */
 } pg_t;
 
 static inline pg_t *pg_of(store_t *st)
@@ -171,9 +179,13 @@ void pg_text(const PGresult *r, int row, int col, char *dst, size_t cap);
  * that failed is dropped and made again by a later pg_get. */
 pg_conn_t *pg_get(pg_t *g, store_status_t *s);
 void pg_put(pg_t *g, pg_conn_t *c);
-/* For changes: as pg_get, but also UNAVAILABLE while the session lock is
- * not held (another patd may be serving). */
+/* For changes: as pg_get, but UNAVAILABLE while writes fail by injection. */
 pg_conn_t *pg_get_writer(pg_t *g, store_status_t *s);
+/* A new connection with patd's defaults, not yet connected (PQconnectPoll). */
+PGconn *pg_connect_start(pg_t *g);
+/* The cluster link reached the database again: the pool need not wait out
+ * its backoff. */
+void pg_database_back(pg_t *g);
 
 /* Runs a prepared statement. NULL on failure with *s set (EXISTS for a
  * unique violation, UNAVAILABLE otherwise, logged once per outage). */
@@ -205,6 +217,25 @@ typedef struct {
 extern const pg_migration_t pg_migrations[];
 extern const size_t pg_n_migrations;
 extern const char *const pg_statements[PG_STMT__COUNT];
+extern const char *const pg_cluster_sql[PG_CL__COUNT];
+
+/* The cluster (cluster.c). pg_cluster_new joins at open (0, or -1 with
+ * *errmsg); pg_cluster_leave deregisters at a clean close; free after. */
+int pg_cluster_new(pg_t *g, const store_options_t *opt, char **errmsg);
+void pg_cluster_leave(pg_t *g);
+void pg_cluster_free(pg_t *g);
+/* In a change's open transaction, last before COMMIT: logs what it touched
+ * (n hashes, and user_id if not NULL) and announces it. fence: it can turn
+ * a Verify from yes to no. *seq: its number. 0, or -1 with *s (rolled back). */
+int pg_log_change(pg_t *g, pg_conn_t *c, int fence, const uint8_t (*hashes)[STORE_HASH_BYTES],
+                  size_t n, const char *user_id, int64_t *seq, store_status_t *s);
+/* After a fencing change committed as seq: waits until every other live
+ * node has applied it, or its lease has run out (docs/cluster.md). */
+void pg_cluster_fence(pg_t *g, int64_t seq);
+/* store.h's store_cluster_*, run on the loop thread. */
+int pg_cluster_fd(store_t *st, int *want_write, uint64_t *gen);
+uint64_t pg_cluster_step(store_t *st);
+void pg_cluster_status(store_t *st, store_cluster_t *out);
 
 /* The operations (the backend table in pg.c lists them). */
 store_status_t pg_user_create(store_t *st, const store_user_t *u);

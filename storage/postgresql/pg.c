@@ -12,13 +12,11 @@
  * once instead of queueing behind connection timeouts. The outage is
  * logged once with its cause and once at its end.
  *
- * One server. Until the cluster issue's fencing, one patd serves a
- * database: at open it takes a session-level advisory lock on a connection
- * of its own, which the keeper thread checks every PG_KEEPER_INTERVAL_MS.
- * While the lock is not known to be held (that connection died, a pool
- * connection was remade after a failure), changes are refused; when it is
- * taken again on a new session, the cache is told that everything may have
- * changed; if another patd took it meanwhile, on_lost is called. */
+ * Several servers. Any number of patd serve one database, each with its
+ * own verification cache, kept exact by cluster.c: every change that can
+ * alter a Verify answer is logged and announced in its transaction, and
+ * a change that can turn a yes into a no waits until every live node has
+ * applied it or its lease has run out (docs/cluster.md). */
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,7 +27,6 @@
 
 /* pg_advisory_lock(PG_LOCK_CLASS, n): 'patd', then what is locked. */
 #define PG_LOCK_CLASS   0x70617464
-#define PG_LOCK_SERVE   1
 #define PG_LOCK_MIGRATE 2
 
 /* ---------------------------------------------------------------- parameters */
@@ -307,19 +304,26 @@ static void pg_notice(void *arg, const char *message)
     store_log(STORE_LOG_DEBUG, "postgresql: %s", line);
 }
 
+/* Our defaults first: whatever the URL says comes later and wins. */
+static const char *const pg_conn_keys[] = {"connect_timeout",
+                                           "application_name",
+                                           "keepalives_idle",
+                                           "keepalives_interval",
+                                           "keepalives_count",
+                                           "dbname",
+                                           NULL};
+
+PGconn *pg_connect_start(pg_t *g)
+{
+    const char *vals[] = {"5", "patd", "10", "5", "3", g->conninfo, NULL};
+    return PQconnectStartParams(pg_conn_keys, vals, 1);
+}
+
 /* Connects and prepares every statement; NULL and *why on failure. */
 static PGconn *pg_connect(pg_t *g, int prepare, char *why, size_t cap)
 {
-    /* Our defaults first: whatever the URL says comes later and wins. */
-    const char *keys[] = {"connect_timeout",
-                          "application_name",
-                          "keepalives_idle",
-                          "keepalives_interval",
-                          "keepalives_count",
-                          "dbname",
-                          NULL};
     const char *vals[] = {"5", "patd", "10", "5", "3", g->conninfo, NULL};
-    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    PGconn *c = PQconnectdbParams(pg_conn_keys, vals, 1);
     if (c == NULL || PQstatus(c) != CONNECTION_OK) {
         pg_oneline(c ? PQerrorMessage(c) : "out of memory", why, cap);
         PQfinish(c);
@@ -394,17 +398,13 @@ static void pg_outage_locked(pg_t *g, const char *cause)
     g->backoff = g->backoff * 2 > PG_BACKOFF_MAX_NS ? PG_BACKOFF_MAX_NS : g->backoff * 2;
 }
 
-/* A connection failed: drop it, and have the lock checked before the next change. */
+/* A connection failed: drop it. */
 static void pg_drop(pg_t *g, pg_conn_t *c, const char *cause)
 {
     PQfinish(c->conn);
     c->conn = NULL;
     pthread_mutex_lock(&g->lock);
     pg_outage_locked(g, cause);
-    if (!g->shared) {
-        atomic_store(&g->held, 0);
-        pthread_cond_broadcast(&g->keeper_wake);
-    }
     pthread_mutex_unlock(&g->lock);
 }
 
@@ -439,7 +439,7 @@ pg_conn_t *pg_get(pg_t *g, store_status_t *s)
     PGconn *conn = pg_connect(g, 1, why, sizeof(why));
     pthread_mutex_lock(&g->lock);
     if (conn == NULL) {
-        /* An attempt that began before the keeper saw the database answer
+        /* An attempt that began before the cluster link saw the database answer
          * again is stale: it must not put the pool back into backoff. */
         if (gen == g->up_gen) pg_outage_locked(g, why);
         c->busy = 0;
@@ -474,24 +474,18 @@ pg_conn_t *pg_get_writer(pg_t *g, store_status_t *s)
         *s = STORE_UNAVAILABLE;
         return NULL;
     }
-    pg_conn_t *c = pg_get(g, s);
-    if (c == NULL || g->shared || atomic_load(&g->held)) return c;
-    /* The keeper is checking the lock (a connection failed): wait for its
-     * answer a little, rather than refuse the first change after a blip. */
+    return pg_get(g, s);
+}
+
+void pg_database_back(pg_t *g)
+{
     pthread_mutex_lock(&g->lock);
-    pthread_cond_broadcast(&g->keeper_wake);
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += 1;
-    while (!atomic_load(&g->held) && !g->lost)
-        if (pthread_cond_timedwait(&g->freed, &g->lock, &until) != 0) break;
+    if (g->down) {
+        g->retry_at = 0;
+        g->backoff = PG_BACKOFF_MIN_NS;
+        g->up_gen++;
+    }
     pthread_mutex_unlock(&g->lock);
-    if (atomic_load(&g->held)) return c;
-    pg_put(g, c);
-    store_write_failed(&g->base, "this patd does not hold the store's lock (see the log)",
-                       "change");
-    *s = STORE_UNAVAILABLE;
-    return NULL;
 }
 
 PGresult *pg_run(pg_t *g, pg_conn_t *c, int stmt, const pg_params_t *p, store_status_t *s,
@@ -569,120 +563,6 @@ void pg_rollback(pg_t *g, pg_conn_t *c)
         PQfinish(c->conn);
         c->conn = NULL;
     }
-}
-
-/* ---------------------------------------------------------------- the session lock */
-
-/* Who holds the serve lock, for the message of the one refused. */
-static void pg_lock_holder(PGconn *c, char *out, size_t cap)
-{
-    char sql[512];
-    snprintf(sql, sizeof(sql),
-             "SELECT a.pid, coalesce(host(a.client_addr), 'local socket'), a.application_name, "
-             "to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ') FROM pg_locks l JOIN "
-             "pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.classid = "
-             "%d AND l.objid = %d AND l.granted",
-             PG_LOCK_CLASS, PG_LOCK_SERVE);
-    PGresult *r = PQexec(c, sql);
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
-        snprintf(out, cap, "PostgreSQL backend %s of %s (%s) since %s", PQgetvalue(r, 0, 0),
-                 PQgetvalue(r, 0, 2)[0] ? PQgetvalue(r, 0, 2) : "a client", PQgetvalue(r, 0, 1),
-                 PQgetvalue(r, 0, 3));
-    else
-        snprintf(out, cap, "a session that this role cannot see");
-    PQclear(r);
-}
-
-/* Takes the serve lock on a new connection: 1 held, 0 someone else has it
- * (*why says who), -1 cannot reach the database (*why says why). */
-static int pg_take_lock(pg_t *g, PGconn **out, char *why, size_t cap)
-{
-    PGconn *c = pg_connect(g, 0, why, cap);
-    if (c == NULL) return -1;
-    char sql[128];
-    snprintf(sql, sizeof(sql), "SELECT pg_try_advisory_lock(%d, %d)", PG_LOCK_CLASS, PG_LOCK_SERVE);
-    PGresult *r = PQexec(c, sql);
-    int rc = -1;
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
-        rc = PQgetvalue(r, 0, 0)[0] == 't';
-        if (!rc) pg_lock_holder(c, why, cap);
-    } else {
-        pg_oneline(PQerrorMessage(c), why, cap);
-    }
-    PQclear(r);
-    if (rc == 1)
-        *out = c;
-    else
-        PQfinish(c);
-    return rc;
-}
-
-static void *pg_keeper_main(void *arg)
-{
-    pg_t *g = arg;
-    pthread_mutex_lock(&g->lock);
-    while (!g->stopping) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += PG_KEEPER_INTERVAL_MS * 1000000L;
-        until.tv_sec += until.tv_nsec / 1000000000L;
-        until.tv_nsec %= 1000000000L;
-        if (atomic_load(&g->held)) pthread_cond_timedwait(&g->keeper_wake, &g->lock, &until);
-        if (g->stopping) break;
-        PGconn *c = g->lock_conn;
-        pthread_mutex_unlock(&g->lock);
-
-        int alive = 0;
-        if (c) {
-            PGresult *r = PQexec(c, "SELECT 1");
-            alive = PQresultStatus(r) == PGRES_TUPLES_OK;
-            PQclear(r);
-        }
-        char why[256] = "";
-        int got = alive ? 1 : 0;
-        PGconn *fresh = NULL;
-        if (!alive) {
-            if (c) PQfinish(c);
-            c = NULL;
-            got = pg_take_lock(g, &fresh, why, sizeof(why));
-        }
-
-        pthread_mutex_lock(&g->lock);
-        g->lock_conn = alive ? c : fresh;
-        if (got == 1) {
-            if (!alive) {
-                /* The database answers again: the pool need not wait out
-                 * its backoff (the cache is about to be emptied, and the
-                 * reads that refill it should not fail). */
-                g->retry_at = 0;
-                g->backoff = PG_BACKOFF_MIN_NS;
-                g->up_gen++;
-                /* A new session: someone may have changed the store while
-                 * this one could not see it. */
-                store_notify_everything(&g->base);
-                store_log(STORE_LOG_INFO, "postgresql: holding the store's lock again");
-            }
-            atomic_store(&g->held, 1);
-            pthread_cond_broadcast(&g->freed);
-        } else if (got == 0 && !g->lost) {
-            g->lost = 1;
-            char msg[400];
-            snprintf(msg, sizeof(msg),
-                     "another patd now serves this database (%s): this one stops serving it", why);
-            store_log(STORE_LOG_ERROR, "postgresql: %s", msg);
-            pthread_cond_broadcast(&g->freed);
-            if (g->on_lost) g->on_lost(msg);
-        }
-        if (got != 1 && !g->stopping) { /* try again after the interval */
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_nsec += PG_KEEPER_INTERVAL_MS * 1000000L;
-            until.tv_sec += until.tv_nsec / 1000000000L;
-            until.tv_nsec %= 1000000000L;
-            pthread_cond_timedwait(&g->keeper_wake, &g->lock, &until);
-        }
-    }
-    pthread_mutex_unlock(&g->lock);
-    return NULL;
 }
 
 /* ---------------------------------------------------------------- schema */
@@ -807,21 +687,13 @@ fail:
 
 static void pg_destroy(pg_t *g)
 {
-    if (g->keeper_started) {
-        pthread_mutex_lock(&g->lock);
-        g->stopping = 1;
-        pthread_cond_broadcast(&g->keeper_wake);
-        pthread_mutex_unlock(&g->lock);
-        pthread_join(g->keeper, NULL);
-    }
+    pg_cluster_free(g);
     for (unsigned i = 0; i < g->n_conns; i++)
         PQfinish(g->conns[i].conn);
-    PQfinish(g->lock_conn); /* and with it the session lock */
     free(g->conns);
     free(g->conninfo);
     pthread_mutex_destroy(&g->lock);
     pthread_cond_destroy(&g->freed);
-    pthread_cond_destroy(&g->keeper_wake);
     explicit_bzero(g->base.page_key, sizeof(g->base.page_key));
     free(g);
 }
@@ -870,32 +742,13 @@ static store_t *pg_open(const char *where, const store_options_t *opt, char **er
     g->conninfo = url;
     g->bulk = opt->bulk;
     g->shared = opt->shared || opt->must_exist;
-    g->on_lost = opt->on_lost;
     g->n_conns = opt->connections ? opt->connections : PG_DEFAULT_CONNS;
     g->conns = calloc(g->n_conns, sizeof(*g->conns));
     if (g->conns == NULL) abort();
     pthread_mutex_init(&g->lock, NULL);
     pthread_cond_init(&g->freed, NULL);
-    pthread_cond_init(&g->keeper_wake, NULL);
 
     if (pg_migrate(g, opt, errmsg) != 0) goto fail;
-    if (!g->shared) {
-        char why[256] = "";
-        int got = pg_take_lock(g, &g->lock_conn, why, sizeof(why));
-        if (got != 1) {
-            *errmsg = got == 0 ? store_errf("another patd serves this database (%s); one patd "
-                                            "serves a PostgreSQL store at a time",
-                                            why)
-                               : store_errf("cannot connect to PostgreSQL: %s", why);
-            goto fail;
-        }
-        atomic_store(&g->held, 1);
-        if (pthread_create(&g->keeper, NULL, pg_keeper_main, g) != 0) {
-            *errmsg = store_errf("cannot start the PostgreSQL lock keeper thread");
-            goto fail;
-        }
-        g->keeper_started = 1;
-    }
     /* One connection now, so that a wrong URL fails here and not at the
      * first request. */
     store_status_t s;
@@ -905,6 +758,7 @@ static store_t *pg_open(const char *where, const store_options_t *opt, char **er
         goto fail;
     }
     pg_put(g, c);
+    if (!g->shared && !g->bulk && pg_cluster_new(g, opt, errmsg) != 0) goto fail;
     free(dummy);
     return &g->base;
 fail:
@@ -916,6 +770,7 @@ fail:
 static void pg_close(store_t *st)
 {
     pg_t *g = pg_of(st);
+    pg_cluster_leave(g);
     if (g->bulk) {
         /* A loading tool's commits were not waited for: one synchronous
          * commit now flushes the WAL through all of them. */
@@ -1261,4 +1116,7 @@ const store_backend_t store_postgresql_backend = {
     .activity_list = pg_activity_list,
     .activity_trim = pg_activity_trim,
     .activity_next_id = pg_activity_next_id,
+    .cluster_fd = pg_cluster_fd,
+    .cluster_step = pg_cluster_step,
+    .cluster_status = pg_cluster_status,
 };

@@ -56,6 +56,36 @@ const pg_migration_t pg_migrations[] = {
      "  owner_id text NOT NULL,\n"
      "  token_kind integer NOT NULL,\n"
      "  PRIMARY KEY (token_id, time, seq));\n"},
+    {2, "the cluster: a change log, its counter and the nodes' leases",
+     /* One row, updated by every logged change in its transaction: the
+      * row lock orders the changes, so their numbers follow the order of
+      * their commits with no gap (a sequence would give neither). */
+     "CREATE TABLE patd_change_seq (\n"
+     "  only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),\n"
+     "  seq bigint NOT NULL);\n"
+     "INSERT INTO patd_change_seq (seq) VALUES (0);\n"
+     /* What each change touched: a token's hash or a user's id, a row
+      * each. fence: the change can turn a Verify from yes to no. */
+     "CREATE TABLE patd_changes (\n"
+     "  seq bigint NOT NULL,\n"
+     "  fence boolean NOT NULL,\n"
+     "  hash bytea CHECK (length(hash) = 32),\n"
+     "  user_id text COLLATE \"C\",\n"
+     "  at timestamptz NOT NULL DEFAULT now(),\n"
+     "  CHECK ((hash IS NULL) <> (user_id IS NULL)));\n"
+     "CREATE INDEX patd_changes_seq ON patd_changes (seq);\n"
+     /* Each serving patd: how far it has applied the log, and its lease
+      * (renewals counts its renewals; expired: another node saw it run
+      * out, and it must join again). */
+     "CREATE TABLE patd_nodes (\n"
+     "  node_id text COLLATE \"C\" PRIMARY KEY,\n"
+     "  addr text NOT NULL,\n"
+     "  started timestamptz NOT NULL DEFAULT now(),\n"
+     "  renewed timestamptz NOT NULL DEFAULT now(),\n"
+     "  renewals bigint NOT NULL DEFAULT 0,\n"
+     "  applied bigint NOT NULL,\n"
+     "  lease_ms integer NOT NULL,\n"
+     "  expired boolean NOT NULL DEFAULT false);\n"},
 };
 const size_t pg_n_migrations = sizeof(pg_migrations) / sizeof(pg_migrations[0]);
 
@@ -172,4 +202,59 @@ const char *const pg_statements[PG_STMT__COUNT] = {
         "$7::boolean[], $8::boolean[], $9::bigint[], $10::bigint[]) RETURNING id) "
         "SELECT setval('patd_token_ids', greatest((SELECT max(id) FROM i), (SELECT last_value "
         "FROM patd_token_ids)))",
+    /* A change's log entry, last in its transaction (the counter's row
+     * lock is held only for the commit): $1 fence, $2 hashes, $3 user ids.
+     * The NOTIFY goes out with the commit. */
+    [PG_CHANGE_LOG] =
+        "WITH s AS (UPDATE patd_change_seq SET seq = seq + 1 RETURNING seq), "
+        "h AS (INSERT INTO patd_changes (seq, fence, hash) SELECT s.seq, $1::boolean, x FROM s, "
+        "unnest($2::bytea[]) AS x), "
+        "u AS (INSERT INTO patd_changes (seq, fence, user_id) SELECT s.seq, $1::boolean, x FROM s, "
+        "unnest($3::text[]) AS x) "
+        "SELECT seq, pg_notify('patd_changes', seq::text) IS NULL FROM s",
+    /* Who a fence waits for, read after the change's commit. */
+    [PG_NODES] = "SELECT node_id, applied, expired FROM patd_nodes",
+};
+
+/* The cluster link's statements (cluster.c sends them on its own
+ * connection, results in binary). */
+const char *const pg_cluster_sql[PG_CL__COUNT] = {
+    [PG_CL_SETUP] = "SET synchronous_commit = off; LISTEN patd_changes; LISTEN patd_applied",
+    /* $1 node, $2 addr, $3 applied (NULL: a new process, which has
+     * nothing to apply: it starts at the newest change), $4 lease. */
+    [PG_CL_JOIN] =
+        "INSERT INTO patd_nodes (node_id, addr, applied, lease_ms) VALUES ($1, $2, "
+        "coalesce($3::bigint, (SELECT seq FROM patd_change_seq)), $4::integer) "
+        "ON CONFLICT (node_id) DO UPDATE SET addr = excluded.addr, applied = excluded.applied, "
+        "lease_ms = excluded.lease_ms, expired = false, renewed = now(), "
+        "renewals = patd_nodes.renewals + 1 "
+        "RETURNING applied, (SELECT seq FROM patd_change_seq)",
+    /* $1 node, $2 applied. Renews this node's lease unless another node
+     * expired it; trims the log every live node has applied, and forgets
+     * nodes expired long ago. Returns every node as it was before. */
+    [PG_CL_RENEW] =
+        "WITH me AS (UPDATE patd_nodes SET renewals = renewals + 1, renewed = now(), "
+        "applied = greatest(applied, $2::bigint) WHERE node_id = $1 AND NOT expired "
+        "RETURNING node_id), "
+        "t AS (DELETE FROM patd_changes WHERE seq <= (SELECT min(applied) FROM patd_nodes "
+        "WHERE NOT expired)), "
+        "d AS (DELETE FROM patd_nodes WHERE expired AND renewed < now() - interval '1 hour') "
+        "SELECT n.node_id, n.addr, n.renewals, n.applied, n.expired, n.lease_ms, "
+        "(SELECT count(*) FROM me), (SELECT seq FROM patd_change_seq) FROM patd_nodes n",
+    /* $1 node, $2 applied: tells the others. */
+    [PG_CL_ACK] = "WITH u AS (UPDATE patd_nodes SET applied = greatest(applied, $2::bigint) "
+                  "WHERE node_id = $1) SELECT pg_notify('patd_applied', 'a ' || $2 || ' ' || $1) "
+                  "IS NULL",
+    /* $1 node, $2 renewals: expires a node whose lease ran out, unless it
+     * renewed meanwhile. */
+    [PG_CL_EXPIRE] = "WITH u AS (UPDATE patd_nodes SET expired = true WHERE node_id = $1 AND "
+                     "renewals = $2::bigint AND NOT expired RETURNING node_id) "
+                     "SELECT pg_notify('patd_applied', 'x ' || node_id) IS NULL FROM u",
+    /* $1 after: the changes of the next 256 numbers, and the newest
+     * number (one row at least: a log trimmed past $1 shows). */
+    [PG_CL_FETCH] = "SELECT m.seq, c.seq, c.fence, c.hash, c.user_id FROM patd_change_seq m "
+                    "LEFT JOIN patd_changes c ON c.seq > $1::bigint AND c.seq <= $1::bigint + 256 "
+                    "ORDER BY c.seq",
+    [PG_CL_LEAVE] = "WITH d AS (DELETE FROM patd_nodes WHERE node_id = $1 RETURNING node_id) "
+                    "SELECT pg_notify('patd_applied', 'l ' || node_id) IS NULL FROM d",
 };
