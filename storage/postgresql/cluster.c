@@ -320,6 +320,10 @@ static void cl_renewed(pg_cluster_t *cl, PGresult *r, uint64_t recv)
         }
     pthread_mutex_unlock(&cl->mu);
     cl->next_renew = cl->sent_at + cl->lease_ns / 3;
+    if (latest < cl->applied) {
+        cl->fetch_more = 1; /* the log went back: the fetch empties the cache first */
+        return;             /* and no lease from this renewal */
+    }
     if (me) {
         cl_leased(cl, latest);
     } else {
@@ -342,6 +346,21 @@ static void cl_fetched(pg_cluster_t *cl, PGresult *r)
     pthread_mutex_lock(&cl->mu);
     if (newest > cl->latest) cl->latest = newest;
     pthread_mutex_unlock(&cl->mu);
+    if (newest < cl->applied) {
+        /* The log went back: a failover to a standby that had not received
+         * the newest changes, or a restored backup. What this cache holds
+         * may be newer than the database: forget it all. */
+        atomic_fetch_add(&cl->gaps, 1);
+        store_log(STORE_LOG_WARN,
+                  "cluster: the database's newest change is %" PRId64 ", older than the %" PRId64
+                  " applied here (a failover or a restore); emptying the cache",
+                  newest, cl->applied);
+        store_notify_everything(&cl->g->base);
+        cl->applied = newest;
+        cl->acked = -1;
+        cl->fetch_more = 0;
+        return;
+    }
     if ((first < 0 && newest > cl->applied) || (first >= 0 && first != cl->applied + 1)) {
         /* Trimmed past this node (it was expired meanwhile): what changed
          * cannot be told, so the cache forgets everything. */
@@ -393,7 +412,7 @@ static void cl_result(pg_cluster_t *cl, PGresult *r, uint64_t recv)
             pthread_mutex_unlock(&cl->mu);
             cl->joined = 1;
             cl->next_renew = cl->sent_at + cl->lease_ns / 3;
-            cl_leased(cl, latest);
+            if (latest >= cl->applied) cl_leased(cl, latest); /* else the log went back: fetch */
             cl->fetch_more = 1;
             store_log(STORE_LOG_INFO, "cluster: joined as %s at change %" PRId64, cl->id,
                       cl->applied);
@@ -693,10 +712,10 @@ void pg_cluster_leave(pg_t *g)
 {
     pg_cluster_t *cl = g->cl;
     if (cl == NULL) return;
-    /* Stop answering from the cache first, then leave: nobody waits for
-     * a node that is not in the table. */
+    /* Closed after the loop: nothing answers from the cache any more (and
+     * the observer may be gone), so leaving is safe: nobody waits for a
+     * node that is not in the table. */
     cl->lease_until = 0;
-    cl_publish(cl);
     store_status_t s;
     pg_conn_t *c = pg_get(g, &s);
     if (c) {
