@@ -43,7 +43,6 @@
 #define PG_CL_DEFAULT_DRIFT_PPM 1000
 #define PG_CL_DEFAULT_ALLOW_MS  25
 #define PG_CL_CONNECT_MAX_NS    (5000ull * 1000000) /* an attempt longer than this is abandoned */
-#define PG_CL_FENCE_BUCKETS     1
 
 typedef struct {
     char id[STORE_NODE_ID_MAX];
