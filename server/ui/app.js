@@ -55,8 +55,12 @@ function say(text) { $('status').textContent = text; }
 
 // ---------------------------------------------------------------- times
 
-function relative(iso) {
-  const ms = new Date(iso).getTime() - now();
+// A past event (created, last used, an activity entry) is never shown as
+// "in a moment": the server's clock and ours agree only to within the
+// round trip that measured the skew.
+function relative(iso, past) {
+  let ms = new Date(iso).getTime() - now();
+  if (past && ms > 0) ms = 0;
   const s = Math.abs(ms) / 1000;
   const units = [[86400 * 365, 'year'], [86400, 'day'], [3600, 'hour'], [60, 'minute']];
   for (const [per, unit] of units) {
@@ -71,10 +75,10 @@ function relative(iso) {
 
 // A time: relative on the page, exact in the reader's time zone on hover
 // and on focus (it takes the keyboard's focus too).
-function timeEl(iso, never) {
+function timeEl(iso, never, past) {
   if (!iso) return el('span', { class: 'never', text: never || 'Never' });
   const exact = new Date(iso).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'long' });
-  return el('time', { datetime: iso, title: exact, tabindex: '0', 'aria-label': exact, text: relative(iso) });
+  return el('time', { datetime: iso, title: exact, tabindex: '0', 'aria-label': exact, text: relative(iso, past) });
 }
 
 // ---------------------------------------------------------------- the list
@@ -86,14 +90,14 @@ async function whyStopped(t) {
   if (t.user && t.user.active === false)
     return 'Its user is deactivated: it works again only once the user is activated.';
   if (t.status === 'expired')
-    return `It expired ${relative(t.expiration)}: a token stops by itself at its expiration, and an expired one never returns. Generate a new one.`;
+    return `It expired ${relative(t.expiration, true)}: a token stops by itself at its expiration, and an expired one never returns. Generate a new one.`;
   if (t.status === 'revoked') {
     let events = [];
     try { events = (await api('GET', `/api/user-tokens/${t.id}/activity?limit=100`)).events; } catch (e) { /* shown without details */ }
     const ev = events.find((e) => e.kind === 'revoked');
     if (ev && ev.actor === 'leak_report')
-      return `Revoked ${relative(ev.time)} because it was reported as leaked${ev.client_ip ? ` (from ${ev.client_ip})` : ''}. Generate a new one.`;
-    if (ev) return `Revoked ${relative(ev.time)} by ${ev.actor}. Restore it if that was a mistake.`;
+      return `Revoked ${relative(ev.time, true)} because it was reported as leaked${ev.client_ip ? ` (from ${ev.client_ip})` : ''}. Generate a new one.`;
+    if (ev) return `Revoked ${relative(ev.time, true)} by ${ev.actor}. Restore it if that was a mistake.`;
     return 'Revoked. Restore it if that was a mistake.';
   }
   return '';
@@ -141,8 +145,8 @@ async function row(t, service) {
   const acts = el('div', { class: 'row-actions' });
   const tr = el('tr', { 'data-token': String(t.id) }, name, status,
     el('td', { 'data-label': 'Expires' }, timeEl(t.expiration, 'Never')),
-    el('td', { 'data-label': 'Last used' }, timeEl(t.last_used, 'Never used')),
-    el('td', { 'data-label': 'Created' }, timeEl(t.created)),
+    el('td', { 'data-label': 'Last used' }, timeEl(t.last_used, 'Never used', true)),
+    el('td', { 'data-label': 'Created' }, timeEl(t.created, '', true)),
     service ? el('td', { 'data-label': 'Service user', text: t.user ? (t.user.user_name || t.user.user_id) : '' }) : null,
     el('td', {}, acts));
   const detail = el('tr', { class: 'activity', hidden: '' }, el('td', { colspan: service ? '7' : '6' }));
@@ -175,7 +179,7 @@ async function toggleActivity(t, detail, button) {
     const { events } = await api('GET', `/api/user-tokens/${t.id}/activity?limit=20`);
     if (!events.length) { cell.replaceChildren(el('p', { text: 'No activity yet.' })); return; }
     const rows = events.map((e) => el('tr', {},
-      el('td', {}, timeEl(e.time)),
+      el('td', {}, timeEl(e.time, '', true)),
       el('td', { text: e.kind }),
       el('td', { text: e.kind === 'used' ? (e.path || '-') : '-' }),
       el('td', { text: e.kind === 'used' ? (e.client_ip || '-') : (e.actor || '-') }),
@@ -311,8 +315,10 @@ async function start() {
   }
   state.csrf = session.csrf;
   try {
+    // The server read its clock somewhere in the round trip: take the middle.
+    const t0 = Date.now();
     const h = await api('GET', '/api/health');
-    state.skew = new Date(h.now).getTime() - Date.now();
+    state.skew = new Date(h.now).getTime() - (t0 + Date.now()) / 2;
   } catch (e) { state.skew = 0; }
   let user;
   try { user = await api('GET', `/api/users/${encodeURIComponent(session.user_id)}`); } catch (e) { return; }
