@@ -255,6 +255,7 @@ const char *const pg_cluster_sql[PG_CL__COUNT] = {
     [PG_CL_FETCH] = "SELECT m.seq, c.seq, c.fence, c.hash, c.user_id FROM patd_change_seq m "
                     "LEFT JOIN patd_changes c ON c.seq > $1::bigint AND c.seq <= $1::bigint + 256 "
                     "ORDER BY c.seq",
-    [PG_CL_LEAVE] = "WITH d AS (DELETE FROM patd_nodes WHERE node_id = $1 RETURNING node_id) "
-                    "SELECT pg_notify('patd_applied', 'l ' || node_id) IS NULL FROM d",
+    /* In parentheses: clang takes two literals in a row for a missing comma. */
+    [PG_CL_LEAVE] = ("WITH d AS (DELETE FROM patd_nodes WHERE node_id = $1 RETURNING node_id) "
+                     "SELECT pg_notify('patd_applied', 'l ' || node_id) IS NULL FROM d"),
 };

@@ -279,8 +279,8 @@ static void test_R5_scim_path_forms_that_decode_to_dot_dot_are_refused(void **st
         "/scim/v2/%u002e%u002e/admin",
         "/scim/v2/%252e%252e/admin",
         "/scim/v2/Users%zz",
-        "/scim/v2/Us\x01"
-        "ers",
+        ("/scim/v2/Us\x01" /* split: \x01e would be one escape */
+         "ers"),
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         Pat__V1__VerifyResponse *out = NULL;
