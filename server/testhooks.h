@@ -1,4 +1,4 @@
-/* testhooks: the TestingService (AdvanceClock, SetFault), compiled only into the
+/* testhooks: the TestingService (AdvanceClock, SetFault, FlushUsage), compiled only into the
  * patd-testclock binary (PATD_TEST_CLOCK). A normal patd does not contain
  * this file, so its clock cannot be moved and no fault injected by anyone. */
 #ifndef PAT_TESTHOOKS_H

@@ -7,8 +7,10 @@
  * forgetting a cache entry is always safe.
  *
  * A change that can alter a Verify answer is also logged, last in its
- * transaction (pg_log_change), for the other nodes; one that can turn a
- * yes into a no is acknowledged only after pg_cluster_fence (cluster.c). */
+ * transaction (pg_log_change), for the other nodes, and acknowledged only
+ * after pg_cluster_fence (cluster.c): a yes->no change so that no node says
+ * yes after it, a no->yes one so that a restore or an activation answers
+ * yes on every node as soon as it is acknowledged (docs/cluster.md). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -126,7 +128,7 @@ store_status_t pg_user_upsert(store_t *st, const store_user_t *u, store_user_t *
     }
     pg_put(g, c);
     if (s == STORE_OK || s == STORE_UNAVAILABLE) store_notify_user(st, u->user_id);
-    if (s == STORE_OK && existed && now->role < old.role) pg_cluster_fence(g, seq);
+    if (s == STORE_OK) pg_cluster_fence(g, seq); /* seq 0: nothing logged */
     if (prev) {
         if (existed)
             *prev = old;
@@ -184,7 +186,7 @@ store_status_t pg_user_set_active(store_t *st, const char *user_id, int active,
 out:
     pg_put(g, c);
     if (wrote || s == STORE_UNAVAILABLE) store_notify_user(st, user_id);
-    if (wrote && s == STORE_OK && !active) pg_cluster_fence(g, seq);
+    if (wrote && s == STORE_OK) pg_cluster_fence(g, seq);
     return s;
 }
 
@@ -395,7 +397,7 @@ store_status_t pg_token_set_active(store_t *st, uint64_t id, int active, const s
 out:
     pg_put(g, c);
     if (sent && (s == STORE_OK || s == STORE_UNAVAILABLE)) store_notify_token(st, out->hash);
-    if (sent && s == STORE_OK && !active) pg_cluster_fence(g, seq);
+    if (sent && s == STORE_OK) pg_cluster_fence(g, seq);
     return s;
 }
 

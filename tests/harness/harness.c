@@ -7,6 +7,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,6 +153,109 @@ int h_sql(const patd_t *p, const char *sql, char *out, size_t cap)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* ---------------------------------------------------------------- cluster mode */
+
+static int h_cluster_size(void)
+{
+    const char *n = getenv("PATD_TEST_NODES");
+    if (n == NULL || getenv("PATD_TEST_PG_DIR") == NULL) return 1;
+    int v = atoi(n);
+    return v < 1 ? 1 : v > 8 ? 8 : v;
+}
+
+/* Waits until q's Health says SERVING: a node that just joined catches up
+ * first (CATCHING_UP). */
+static int h_wait_serving(const patd_t *q)
+{
+    for (int i = 0; i < 1000; i++) {
+        char err[256];
+        pat_client_t *c = pat_connect(q->server, 10000, err, sizeof(err));
+        Pat__V1__HealthRequest req = PAT__V1__HEALTH_REQUEST__INIT;
+        Pat__V1__HealthResponse *r = NULL;
+        pat_status_t st;
+        int serving = c &&
+                      pat_call(c, "Health", &req.base, &pat__v1__health_response__descriptor,
+                               (ProtobufCMessage **)&r, &st) == 0 &&
+                      r && r->status == PAT__V1__SERVING_STATUS__SERVING_STATUS_SERVING;
+        if (r) protobuf_c_message_free_unpacked(&r->base, NULL);
+        if (c) pat_close(c);
+        if (serving) return 0;
+        h_sleep_ms(10);
+    }
+    fprintf(stderr, "harness: %s did not serve within 10 s (see %s)\n", q->server, q->log_path);
+    return -1;
+}
+
+static int h_start_peers(patd_t *p, int n)
+{
+    p->peers = calloc((size_t)n, sizeof(*p->peers));
+    if (p->peers == NULL) return -1;
+    for (int i = 0; i < n; i++) {
+        patd_t *q = &p->peers[i];
+        q->testclock = p->testclock;
+        snprintf(q->dir, sizeof(q->dir), "/tmp/patd-test-XXXXXX");
+        if (mkdtemp(q->dir) == NULL) return -1;
+        p->n_peers = i + 1;
+        snprintf(q->store, sizeof(q->store), "%s", p->store);
+        snprintf(q->log_path, sizeof(q->log_path), "%s/patd.log", q->dir);
+        int k = 0;
+        for (; p->extra[k] && k < 13; k++)
+            q->extra[k] = p->extra[k];
+        q->extra[k++] = "--platform-key-file"; /* one key file, given to each node */
+        q->extra[k++] = p->key_file;
+        if (h_spawn(q) != 0) return -1;
+        q->key = strdup(p->key);
+    }
+    for (int i = -1; i < n; i++)
+        if (h_wait_serving(i < 0 ? p : &p->peers[i]) != 0) return -1;
+    return 0;
+}
+
+int h_nodes(const patd_t *p)
+{
+    return 1 + p->n_peers;
+}
+
+patd_t *h_node(const patd_t *p, int i)
+{
+    return i == 0 ? (patd_t *)p : &p->peers[i - 1];
+}
+
+patd_t *h_reader(const patd_t *p)
+{
+    if (p->n_peers == 0) return (patd_t *)p;
+    unsigned k = atomic_fetch_add(&((patd_t *)p)->next_reader, 1);
+    return &p->peers[k % (unsigned)p->n_peers];
+}
+
+/* Each client of a clustered node 0 has a twin on a reading node, with the
+ * same credentials, that h_call sends the read calls to. */
+enum { H_TWINS = 512 };
+static struct {
+    pat_client_t *c, *twin;
+} h_twins[H_TWINS];
+static pthread_mutex_t h_twins_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static pat_client_t *h_twin(const pat_client_t *c)
+{
+    pat_client_t *t = NULL;
+    pthread_mutex_lock(&h_twins_mu);
+    for (int i = 0; i < H_TWINS && t == NULL; i++)
+        if (h_twins[i].c == c) t = h_twins[i].twin;
+    pthread_mutex_unlock(&h_twins_mu);
+    return t;
+}
+
+static int h_is_read(const char *method)
+{
+    static const char *const reads[] = {"Verify",          "ListTokens",        "GetToken",
+                                        "GetCurrentToken", "ListTokenActivity", "GetUser",
+                                        "ListUsers",       "ListServiceUsers"};
+    for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++)
+        if (strcmp(method, reads[i]) == 0) return 1;
+    return 0;
+}
+
 int h_start(patd_t *p, int testclock, const char *const *extra)
 {
     memset(p, 0, sizeof(*p));
@@ -163,10 +267,12 @@ int h_start(patd_t *p, int testclock, const char *const *extra)
     for (int i = 0; extra && extra[i] && i < 15; i++)
         p->extra[i] = extra[i];
     if (h_spawn(p) != 0) return -1;
-    char kp[300], err[256];
-    snprintf(kp, sizeof(kp), "%s/platform.key", p->dir);
-    p->key = pat_read_secret_file(kp, err, sizeof(err));
-    return p->key ? 0 : -1;
+    char err[256];
+    snprintf(p->key_file, sizeof(p->key_file), "%s/platform.key", p->dir);
+    p->key = pat_read_secret_file(p->key_file, err, sizeof(err));
+    if (p->key == NULL) return -1;
+    int n = h_cluster_size();
+    return n > 1 ? h_start_peers(p, n - 1) : 0;
 }
 
 int h_restart(patd_t *p)
@@ -210,6 +316,12 @@ void h_kill(patd_t *p)
 
 void h_cleanup(patd_t *p)
 {
+    /* The peers first: the database goes with node 0. */
+    for (int i = 0; i < p->n_peers; i++)
+        h_cleanup(&p->peers[i]);
+    free(p->peers);
+    p->peers = NULL;
+    p->n_peers = 0;
     if (p->pid > 0) h_stop(p);
     if (p->key) {
         explicit_bzero(p->key, strlen(p->key));
@@ -234,21 +346,66 @@ pat_client_t *h_connect(const patd_t *p)
 {
     char err[256];
     pat_client_t *c = pat_connect(p->server, 10000, err, sizeof(err));
-    if (c == NULL) fprintf(stderr, "harness: %s\n", err);
+    if (c == NULL) {
+        fprintf(stderr, "harness: %s\n", err);
+        return NULL;
+    }
+    if (p->n_peers == 0) return c;
+    pat_client_t *twin = pat_connect(h_reader(p)->server, 10000, err, sizeof(err));
+    if (twin == NULL) fprintf(stderr, "harness: %s\n", err);
+    pthread_mutex_lock(&h_twins_mu);
+    int i = 0;
+    while (i < H_TWINS && h_twins[i].c != NULL)
+        i++;
+    if (i < H_TWINS && twin) {
+        h_twins[i].c = c;
+        h_twins[i].twin = twin;
+    } else if (twin) {
+        pat_close(twin);
+    }
+    pthread_mutex_unlock(&h_twins_mu);
     return c;
+}
+
+void h_close(pat_client_t *c)
+{
+    if (c == NULL) return;
+    pat_client_t *twin = NULL;
+    pthread_mutex_lock(&h_twins_mu);
+    for (int i = 0; i < H_TWINS; i++)
+        if (h_twins[i].c == c) {
+            twin = h_twins[i].twin;
+            h_twins[i].c = h_twins[i].twin = NULL;
+        }
+    pthread_mutex_unlock(&h_twins_mu);
+    if (twin) pat_close(twin);
+    pat_close(c);
+}
+
+void h_set_authorization(pat_client_t *c, const char *value)
+{
+    pat_set_authorization(c, value);
+    pat_client_t *twin = h_twin(c);
+    if (twin) pat_set_authorization(twin, value);
 }
 
 pat_client_t *h_platform(const patd_t *p, const char *user_id)
 {
     pat_client_t *c = h_connect(p);
-    if (c) pat_set_platform(c, p->key, user_id);
+    if (c == NULL) return NULL;
+    pat_set_platform(c, p->key, user_id);
+    pat_client_t *twin = h_twin(c);
+    if (twin) pat_set_platform(twin, p->key, user_id);
     return c;
 }
 
 pat_client_t *h_bearer(const patd_t *p, const char *token)
 {
     pat_client_t *c = h_connect(p);
-    if (c) pat_set_bearer(c, token);
+    if (c == NULL) return NULL;
+    pat_set_bearer(c, token);
+    pat_client_t *twin = h_twin(c);
+    if (twin) pat_set_bearer(twin, token);
     return c;
 }
 
@@ -257,7 +414,8 @@ int h_call(pat_client_t *c, const char *method, const ProtobufCMessage *req,
 {
     pat_status_t local;
     if (st == NULL) st = &local;
-    if (pat_call(c, method, req, desc, (ProtobufCMessage **)out, st) != 0) return -1;
+    pat_client_t *twin = h_is_read(method) ? h_twin(c) : NULL;
+    if (pat_call(twin ? twin : c, method, req, desc, (ProtobufCMessage **)out, st) != 0) return -1;
     return st->code;
 }
 
@@ -274,7 +432,7 @@ int h_user(const patd_t *p, const char *user_id, int role)
     pat_status_t st;
     int rc = h_call(c, "UpsertUser", &req.base, NULL, NULL, &st);
     if (rc != 0) fprintf(stderr, "harness: UpsertUser: %s\n", st.message);
-    pat_close(c);
+    h_close(c);
     return rc;
 }
 
@@ -284,7 +442,7 @@ int h_set_active(const patd_t *p, const char *user_id, int active, pat_status_t 
     Pat__V1__DeactivateUserRequest req = PAT__V1__DEACTIVATE_USER_REQUEST__INIT;
     req.user_id = (char *)user_id;
     int rc = h_call(c, active ? "ActivateUser" : "DeactivateUser", &req.base, NULL, NULL, st);
-    pat_close(c);
+    h_close(c);
     return rc;
 }
 
@@ -317,14 +475,14 @@ char *h_create(const patd_t *p, const char *user_id, const char *name, int days,
 {
     pat_client_t *c = h_platform(p, user_id);
     char *s = h_create_with(c, name, days, 0, 0, NULL, id, st);
-    pat_close(c);
+    h_close(c);
     return s;
 }
 
 int h_verify(const patd_t *p, const char *token, const char *path, int required_role,
              Pat__V1__VerifyResponse **out, pat_status_t *st)
 {
-    pat_client_t *c = h_connect(p);
+    pat_client_t *c = h_connect(h_reader(p));
     Pat__V1__VerifyRequest req = PAT__V1__VERIFY_REQUEST__INIT;
     req.bearer_token = (char *)token;
     req.path = (char *)(path ? path : "");
@@ -336,7 +494,7 @@ int h_verify(const patd_t *p, const char *token, const char *path, int required_
         *out = local_out;
     else if (local_out)
         protobuf_c_message_free_unpacked(&local_out->base, NULL);
-    pat_close(c);
+    h_close(c);
     return rc;
 }
 
@@ -432,12 +590,28 @@ int h_create_burst(pat_client_t *c, int n, const char *prefix, int *ok, int *ove
 
 int h_advance(const patd_t *p, int64_t ms)
 {
-    pat_client_t *c = h_platform(p, NULL);
-    Pat__V1__AdvanceClockRequest req = PAT__V1__ADVANCE_CLOCK_REQUEST__INIT;
-    req.advance_ms = ms;
-    pat_status_t st;
-    int rc = h_call(c, "pat.v1.TestingService/AdvanceClock", &req.base, NULL, NULL, &st);
-    pat_close(c);
+    int rc = 0;
+    for (int i = 0; i < h_nodes(p) && rc == 0; i++) {
+        pat_client_t *c = h_platform(h_node(p, i), NULL);
+        Pat__V1__AdvanceClockRequest req = PAT__V1__ADVANCE_CLOCK_REQUEST__INIT;
+        req.advance_ms = ms;
+        pat_status_t st;
+        rc = h_call(c, "pat.v1.TestingService/AdvanceClock", &req.base, NULL, NULL, &st);
+        h_close(c);
+    }
+    return rc;
+}
+
+int h_flush_usage(const patd_t *p)
+{
+    int rc = 0;
+    for (int i = 0; i < h_nodes(p) && rc == 0 && p->n_peers > 0; i++) {
+        pat_client_t *c = h_platform(h_node(p, i), NULL);
+        Pat__V1__FlushUsageRequest req = PAT__V1__FLUSH_USAGE_REQUEST__INIT;
+        pat_status_t st;
+        rc = h_call(c, "pat.v1.TestingService/FlushUsage", &req.base, NULL, NULL, &st);
+        h_close(c);
+    }
     return rc;
 }
 
@@ -458,17 +632,30 @@ int h_set_fault(const patd_t *p, int fail_writes)
 
 int h_set_faults(const patd_t *p, int fail_writes, int cold_reads)
 {
-    pat_client_t *c = h_platform(p, NULL);
-    Pat__V1__SetFaultRequest req = PAT__V1__SET_FAULT_REQUEST__INIT;
-    req.fail_writes = fail_writes;
-    req.cold_reads = cold_reads;
-    pat_status_t st;
-    int rc = h_call(c, "pat.v1.TestingService/SetFault", &req.base, NULL, NULL, &st);
-    pat_close(c);
+    int rc = 0;
+    for (int i = 0; i < h_nodes(p) && rc == 0; i++) {
+        pat_client_t *c = h_platform(h_node(p, i), NULL);
+        Pat__V1__SetFaultRequest req = PAT__V1__SET_FAULT_REQUEST__INIT;
+        req.fail_writes = fail_writes;
+        req.cold_reads = cold_reads;
+        pat_status_t st;
+        rc = h_call(c, "pat.v1.TestingService/SetFault", &req.base, NULL, NULL, &st);
+        h_close(c);
+    }
     return rc;
 }
 
+static int h_log_contains1(const patd_t *p, const char *needle);
+
 int h_log_contains(const patd_t *p, const char *needle)
+{
+    int found = 0;
+    for (int i = 0; i < h_nodes(p) && !found; i++)
+        found = h_log_contains1(h_node(p, i), needle);
+    return found;
+}
+
+static int h_log_contains1(const patd_t *p, const char *needle)
 {
     FILE *f = fopen(p->log_path, "r");
     if (f == NULL) return 0;

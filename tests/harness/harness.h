@@ -4,16 +4,26 @@
  * patd runs on 127.0.0.1 with an ephemeral port (--port-file) and a fresh
  * temporary data dir; its log goes to <dir>/patd.log, which tests read.
  * The binary comes from $PATD_BIN (set by ctest), or $PATD_TESTCLOCK_BIN
- * when h_start() is asked for the test clock. */
+ * when h_start() is asked for the test clock.
+ *
+ * Cluster mode ($PATD_TEST_NODES = n >= 2, with PostgreSQL): h_start starts
+ * n nodes on the same database (docs/cluster.md), the first one the one a
+ * test names, the others given its platform key file. Writes go to the
+ * first node; Verify (h_verify) and the read calls (h_call of List*, Get*,
+ * Verify on a client of the first node) go to the others in turn, so every
+ * test reads on another node than the one it wrote on. The test clock and
+ * the injected faults move on every node; h_stop, h_kill and h_restart act
+ * on the first only. */
 #ifndef PAT_HARNESS_H
 #define PAT_HARNESS_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 #include "patclient.h"
 
-typedef struct {
+typedef struct patd {
     pid_t pid;
     int port;
     int http_port; /* the HTTP listener's */
@@ -27,6 +37,11 @@ typedef struct {
      * (ctest's .postgresql entries), a fresh database of that server. */
     char store[512];
     char db[64];
+    /* Cluster mode: the other nodes (owned; NULL otherwise). */
+    struct patd *peers;
+    int n_peers;
+    char key_file[300]; /* a peer's --platform-key-file */
+    _Atomic unsigned next_reader;
 } patd_t;
 
 /* "rocksdb" or "postgresql": the backend these tests run against. */
@@ -47,7 +62,18 @@ void h_kill(patd_t *p);
 /* Stops if running and removes the data dir. */
 void h_cleanup(patd_t *p);
 
+/* Nodes: 1 + the peers; node 0 is p itself. */
+int h_nodes(const patd_t *p);
+patd_t *h_node(const patd_t *p, int i);
+/* The node the next read goes to: a peer in turn, or p itself. */
+patd_t *h_reader(const patd_t *p);
+
 pat_client_t *h_connect(const patd_t *p);
+/* Closes a client from h_connect, h_platform or h_bearer (and its twin on
+ * a reading node, in cluster mode). */
+void h_close(pat_client_t *c);
+/* pat_set_authorization on c and its twin. */
+void h_set_authorization(pat_client_t *c, const char *value);
 /* A client holding the platform key, acting as user_id (NULL: platform). */
 pat_client_t *h_platform(const patd_t *p, const char *user_id);
 /* A client holding a bearer token. */
@@ -82,13 +108,18 @@ void h_list_free(Pat__V1__TokenInfo **list, size_t n);
 int h_create_burst(pat_client_t *c, int n, const char *prefix, int *ok, int *overloaded);
 /* Moves the test clock (patd-testclock only). */
 int h_advance(const patd_t *p, int64_t ms);
+/* Cluster mode: every node writes its pending last-used times and use
+ * events now (patd-testclock only), so a read on another node sees them
+ * without waiting up to last_used_lag_ms (docs/cluster.md). No-op on one
+ * node, where reads see the memory that holds them. */
+int h_flush_usage(const patd_t *p);
 /* Runs `patd --check` on the (stopped) data dir; returns its exit code. */
 int h_check(const patd_t *p);
 /* Turns injected storage write failures on or off (patd-testclock only). */
 int h_set_fault(const patd_t *p, int fail_writes);
 /* Both faults; cold_reads sends every cache-missing Verify to a worker. */
 int h_set_faults(const patd_t *p, int fail_writes, int cold_reads);
-/* 1 if the whole log contains needle. */
+/* 1 if the whole log (of any node) contains needle. */
 int h_log_contains(const patd_t *p, const char *needle);
 /* Resident memory of the patd process in KiB. */
 long h_rss_kib(const patd_t *p);

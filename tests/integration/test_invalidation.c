@@ -1,6 +1,9 @@
 /* The verification cache against a real patd: exact invalidation under
  * load (R13, R14, R16 with the cache in front), bounded size with
- * eviction, counters in Health, and unknown tokens never filling it. */
+ * eviction, counters in Health, and unknown tokens never filling it.
+ * In cluster mode (harness.h: conformance.*.cluster3) the hammer verifies
+ * on the nodes other than the one that makes the change, and each round
+ * after the first makes it on a random node (issue 19). */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -25,7 +28,7 @@ static uint64_t mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void health(const patd_t *p, Pat__V1__CacheStats *out)
+static void health1(const patd_t *p, Pat__V1__CacheStats *out)
 {
     pat_client_t *c = h_connect(p);
     Pat__V1__HealthRequest req = PAT__V1__HEALTH_REQUEST__INIT;
@@ -36,7 +39,21 @@ static void health(const patd_t *p, Pat__V1__CacheStats *out)
     assert_non_null(r->cache);
     *out = *r->cache;
     protobuf_c_message_free_unpacked(&r->base, NULL);
-    pat_close(c);
+    h_close(c);
+}
+
+/* The cache counters, summed over every node. */
+static void health(const patd_t *p, Pat__V1__CacheStats *out)
+{
+    health1(p, out);
+    for (int i = 1; i < h_nodes(p); i++) {
+        Pat__V1__CacheStats o;
+        health1(h_node(p, i), &o);
+        out->hits += o.hits;
+        out->misses += o.misses;
+        out->entries += o.entries;
+        out->evictions += o.evictions;
+    }
 }
 
 /* Hammer: threads verify one token in a loop, each result stamped with the
@@ -47,6 +64,7 @@ typedef struct {
     int required_role;
     _Atomic int *stop;
     _Atomic uint64_t *cut; /* ack time of the change; 0 until acknowledged */
+    const char *want;      /* after the cut every answer has this reason (NULL: any no) */
     uint64_t late_successes, total, after_cut;
 } hammer_t;
 
@@ -54,6 +72,7 @@ static void *hammer(void *arg)
 {
     hammer_t *h = arg;
     pat_client_t *c = h_connect(h->p);
+    if (c == NULL) return NULL;
     while (!atomic_load(h->stop)) {
         Pat__V1__VerifyRequest req = PAT__V1__VERIFY_REQUEST__INIT;
         req.bearer_token = (char *)h->token;
@@ -66,49 +85,62 @@ static void *hammer(void *arg)
         h->total++;
         if (cut && sent > cut) {
             h->after_cut++;
-            if (st.code == 0) h->late_successes++;
+            if (st.code == 0 || (h->want && strcmp(st.reason, h->want) != 0)) h->late_successes++;
         }
     }
-    pat_close(c);
+    h_close(c);
     return NULL;
 }
 
-enum { CHANGE_REVOKE, CHANGE_DEACTIVATE, CHANGE_DOWNGRADE };
+enum { CHANGE_REVOKE, CHANGE_DEACTIVATE, CHANGE_DOWNGRADE, CHANGE_DELETE };
 
 static void run_hammer(int change)
 {
     patd_t p;
     assert_int_equal(h_start(&p, 0, NULL), 0);
     assert_int_equal(h_user(&p, "u", PAT__V1__ROLE__ROLE_ADMIN), 0);
+    int n = h_nodes(&p);
+    srand((unsigned)mono_ns());
     for (int round = 0; round < 5; round++) {
+        int w = round == 0 ? 0 : rand() % n; /* the node that makes the change */
+        patd_t *wp = h_node(&p, w);
         uint64_t id;
         char name[16];
         snprintf(name, sizeof(name), "t%d", round);
         char *tok = h_create(&p, "u", name, 30, &id, NULL);
         assert_non_null(tok);
+        if (change == CHANGE_DELETE) { /* R19: only a revoked token may go */
+            pat_client_t *c = h_platform(&p, "u");
+            assert_int_equal(h_update(c, id, 1, NULL, NULL), 0);
+            h_close(c);
+        }
         _Atomic int stop = 0;
         _Atomic uint64_t cut = 0;
         enum { N = 4 };
         pthread_t th[N];
         hammer_t hs[N];
         for (int i = 0; i < N; i++) {
-            hs[i] = (hammer_t){.p = &p,
+            hs[i] = (hammer_t){.p = n == 1 ? &p : h_node(&p, (w + 1 + i % (n - 1)) % n),
                                .token = tok,
                                .stop = &stop,
                                .cut = &cut,
-                               .required_role = change == CHANGE_DOWNGRADE ? 3 : 0};
+                               .required_role = change == CHANGE_DOWNGRADE ? 3 : 0,
+                               .want = change == CHANGE_DELETE ? "unknown_token" : NULL};
             pthread_create(&th[i], NULL, hammer, &hs[i]);
         }
-        usleep(100 * 1000); /* warm: the token is in the cache */
+        usleep(100 * 1000); /* warm: the token (revoked, for a delete) is in the cache */
         pat_status_t st;
-        if (change == CHANGE_REVOKE) {
-            pat_client_t *c = h_platform(&p, "u");
-            assert_int_equal(h_update(c, id, 1, NULL, &st), 0);
-            pat_close(c);
+        if (change == CHANGE_REVOKE || change == CHANGE_DELETE) {
+            pat_client_t *c = h_platform(wp, "u");
+            if (change == CHANGE_REVOKE)
+                assert_int_equal(h_update(c, id, 1, NULL, &st), 0);
+            else
+                assert_int_equal(h_delete(c, id, &st), 0);
+            h_close(c);
         } else if (change == CHANGE_DEACTIVATE) {
-            assert_int_equal(h_set_active(&p, "u", 0, &st), 0);
+            assert_int_equal(h_set_active(wp, "u", 0, &st), 0);
         } else {
-            assert_int_equal(h_user(&p, "u", PAT__V1__ROLE__ROLE_MEMBER), 0);
+            assert_int_equal(h_user(wp, "u", PAT__V1__ROLE__ROLE_MEMBER), 0);
         }
         atomic_store(&cut, mono_ns());
         usleep(150 * 1000);
@@ -120,15 +152,17 @@ static void run_hammer(int change)
             total += hs[i].total;
             after += hs[i].after_cut;
         }
-        fprintf(stderr, "change %d round %d: %llu verifies, %llu after the ack, %llu succeeded\n",
-                change, round, (unsigned long long)total, (unsigned long long)after,
+        fprintf(stderr,
+                "change %d round %d on node %d of %d: %llu verifies, %llu after the ack, %llu "
+                "succeeded\n",
+                change, round, w, n, (unsigned long long)total, (unsigned long long)after,
                 (unsigned long long)late);
         assert_true(after > 10); /* the test really raced the change */
         assert_int_equal(late, 0);
         /* Undo for the next round. */
-        if (change == CHANGE_DEACTIVATE) assert_int_equal(h_set_active(&p, "u", 1, &st), 0);
+        if (change == CHANGE_DEACTIVATE) assert_int_equal(h_set_active(wp, "u", 1, &st), 0);
         if (change == CHANGE_DOWNGRADE)
-            assert_int_equal(h_user(&p, "u", PAT__V1__ROLE__ROLE_ADMIN), 0);
+            assert_int_equal(h_user(wp, "u", PAT__V1__ROLE__ROLE_ADMIN), 0);
         free(tok);
     }
     Pat__V1__CacheStats cs;
@@ -155,6 +189,14 @@ static void test_R13_no_admin_verify_after_downgrade_ack_under_load(void **state
     run_hammer(CHANGE_DOWNGRADE);
 }
 
+/* R19: after a delete is acknowledged, every node says unknown_token, none
+ * still "revoked" from a cached entry. */
+static void test_R19_no_revoked_answer_after_delete_ack_under_load(void **state)
+{
+    (void)state;
+    run_hammer(CHANGE_DELETE);
+}
+
 static void test_cache_is_bounded_and_counts(void **state)
 {
     (void)state;
@@ -171,13 +213,15 @@ static void test_cache_is_bounded_and_counts(void **state)
         toks[i] = h_create_with(c, name, 30, 0, 0, NULL, NULL, NULL);
         assert_non_null(toks[i]);
     }
-    pat_close(c);
+    h_close(c);
+    /* One node's cache (in cluster mode, the last node's: reads only). */
+    const patd_t *r = h_node(&p, h_nodes(&p) - 1);
     pat_status_t st;
     for (int round = 0; round < 2; round++)
         for (int i = 0; i < N; i++)
-            assert_int_equal(h_verify(&p, toks[i], "/", 0, NULL, &st), 0);
+            assert_int_equal(h_verify(r, toks[i], "/", 0, NULL, &st), 0);
     Pat__V1__CacheStats cs;
-    health(&p, &cs);
+    health1(r, &cs);
     assert_int_equal(cs.capacity, 64);
     assert_true(cs.entries <= 64 + 64); /* per-shard rounding: at most one more per shard */
     assert_true(cs.evictions >= N - 128);
@@ -185,8 +229,8 @@ static void test_cache_is_bounded_and_counts(void **state)
     /* A hot set that fits is all hits. */
     uint64_t hits0 = cs.hits;
     for (int k = 0; k < 50; k++)
-        assert_int_equal(h_verify(&p, toks[0], "/", 0, NULL, &st), 0);
-    health(&p, &cs);
+        assert_int_equal(h_verify(r, toks[0], "/", 0, NULL, &st), 0);
+    health1(r, &cs);
     assert_true(cs.hits - hits0 >= 98); /* token and user, 49 of 50 times at least */
     for (int i = 0; i < N; i++)
         free(toks[i]);
@@ -222,6 +266,7 @@ int main(void)
         cmocka_unit_test(test_R16_no_verify_after_revoke_ack_succeeds_under_load),
         cmocka_unit_test(test_R14_no_verify_after_deactivate_ack_succeeds_under_load),
         cmocka_unit_test(test_R13_no_admin_verify_after_downgrade_ack_under_load),
+        cmocka_unit_test(test_R19_no_revoked_answer_after_delete_ack_under_load),
         cmocka_unit_test(test_cache_is_bounded_and_counts),
         cmocka_unit_test(test_unknown_tokens_never_fill_the_cache),
     };
