@@ -304,25 +304,29 @@ static void pg_notice(void *arg, const char *message)
     store_log(STORE_LOG_DEBUG, "postgresql: %s", line);
 }
 
-/* Our defaults first: whatever the URL says comes later and wins. */
-static const char *const pg_conn_keys[] = {"connect_timeout",
-                                           "application_name",
-                                           "keepalives_idle",
-                                           "keepalives_interval",
-                                           "keepalives_count",
-                                           "dbname",
-                                           NULL};
+/* Our defaults first: whatever the URL says comes later and wins. A
+ * database that vanishes without a word (a partition, a dead machine) is
+ * found out by keepalives when the connection is idle, and by
+ * tcp_user_timeout when a statement is in flight: without it a query
+ * waits for TCP's retransmissions to give up, a quarter of an hour. */
+static const char *const pg_conn_keys[] = {
+    "connect_timeout",  "application_name", "keepalives_idle", "keepalives_interval",
+    "keepalives_count", "tcp_user_timeout", "dbname",          NULL};
+#define PG_CONN_VALS(g)                                                                            \
+    {                                                                                              \
+        "5", "patd", "10", "5", "3", "5000", (g)->conninfo, NULL                                   \
+    }
 
 PGconn *pg_connect_start(pg_t *g)
 {
-    const char *vals[] = {"5", "patd", "10", "5", "3", g->conninfo, NULL};
+    const char *vals[] = PG_CONN_VALS(g);
     return PQconnectStartParams(pg_conn_keys, vals, 1);
 }
 
 /* Connects and prepares every statement; NULL and *why on failure. */
 static PGconn *pg_connect(pg_t *g, int prepare, char *why, size_t cap)
 {
-    const char *vals[] = {"5", "patd", "10", "5", "3", g->conninfo, NULL};
+    const char *vals[] = PG_CONN_VALS(g);
     PGconn *c = PQconnectdbParams(pg_conn_keys, vals, 1);
     if (c == NULL || PQstatus(c) != CONNECTION_OK) {
         pg_oneline(c ? PQerrorMessage(c) : "out of memory", why, cap);

@@ -1,6 +1,9 @@
 """patdtest: what the Python tests share: a real patd process on free ports
-(framed and HTTP) in a temporary data directory, patctl against it, raw
-HTTP over a socket, and the closing 'N passed, N failed' line."""
+(framed and HTTP) in a temporary data directory, patctl against it, the
+REST API and /v1/verify over HTTP (Rest), raw HTTP over a socket, and the
+closing 'N passed, N failed' line."""
+import http.client
+import json
 import os
 import shutil
 import socket
@@ -40,7 +43,12 @@ def _wait_file(path, proc, what, seconds=10):
 class Patd:
     """patd (or patd-testclock) on 127.0.0.1 with ephemeral ports."""
 
-    def __init__(self, bindir, extra=(), testclock=False, work=None):
+    def __init__(self, bindir, extra=(), testclock=False, work=None, host="127.0.0.1",
+                 prefix=()):
+        """host: the address both listeners bind; prefix: a command patd runs
+        under (["ip", "netns", "exec", NS] for a node in its own network
+        namespace)."""
+        self.host, self.prefix = host, list(prefix)
         self.bindir = os.path.abspath(bindir)
         self.work = work or tempfile.mkdtemp(prefix="patd-py-")
         self.data = os.path.join(self.work, "data")
@@ -62,13 +70,14 @@ class Patd:
         for f in (pf, hpf):
             if os.path.exists(f):
                 os.unlink(f)
-        argv = [self.bin, "--data-dir", self.data, "--listen", "127.0.0.1:0", "--port-file", pf,
-                "--http-listen", "127.0.0.1:0", "--http-port-file", hpf,
-                "--drain-grace-ms", "0", "--workers", "4"] + self.extra
+        argv = self.prefix + [
+            self.bin, "--data-dir", self.data, "--listen", f"{self.host}:0", "--port-file", pf,
+            "--http-listen", f"{self.host}:0", "--http-port-file", hpf,
+            "--drain-grace-ms", "0", "--workers", "4"] + self.extra
         self.proc = subprocess.Popen(argv, stderr=open(self.log_path, "a"))
         self.port = _wait_file(pf, self.proc, "its port file")
         self.http_port = _wait_file(hpf, self.proc, "its HTTP port file")
-        self.server = f"127.0.0.1:{self.port}"
+        self.server = f"{self.host}:{self.port}"
 
     def stop(self, timeout=10):
         if self.proc.poll() is None:
@@ -263,3 +272,63 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+class Rest:
+    """The REST API and /v1/verify of one patd over HTTP, with the platform
+    key (key: the secret; default: the one patd made in its data dir)."""
+
+    def __init__(self, p, key=None, timeout=30):
+        self.p, self.timeout = p, timeout
+        self.key = key or open(p.key).read().split()[0]
+
+    def _request(self, method, path, body=None, headers=None):
+        conn = http.client.HTTPConnection(self.p.host, self.p.http_port, timeout=self.timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            r = conn.getresponse()
+            return r.status, r.read()
+        finally:
+            conn.close()
+
+    def call(self, method, path, body=None, bearer=None, act_as=None):
+        h = {"Authorization": f"Bearer {bearer}" if bearer else f"Platform {self.key}"}
+        if act_as:
+            h["X-Act-As-User"] = act_as
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            h["Content-Type"] = "application/json"
+        status, raw = self._request(method, path, data, h)
+        return status, (json.loads(raw) if raw else None)
+
+    @staticmethod
+    def reason(resp):
+        s, b = resp
+        return (s, b["error"]["reason"]) if isinstance(b, dict) and "error" in b else (s, b)
+
+    def user(self, uid, role="member"):
+        s, b = self.call("PUT", f"/api/users/{uid}", {"user_name": uid, "role": role})
+        assert s == 200, (s, b)
+
+    def create(self, uid, name):
+        return self.call("POST", "/api/user-tokens", {"name": name}, act_as=uid)
+
+    def token(self, uid, name):
+        """A new personal token of uid: (id, secret)."""
+        s, b = self.create(uid, name)
+        assert s == 201, (s, b)
+        return b["token"]["id"], b["bearer_token"]
+
+    def revoke(self, uid, tid, revoke=True):
+        """(status, seconds the call took)."""
+        t0 = time.monotonic()
+        s, _ = self.call("PUT", f"/api/user-tokens/{tid}", {"revoke": revoke}, act_as=uid)
+        return s, time.monotonic() - t0
+
+    def verify(self, token, path="/api/x"):
+        return self._request("GET", "/v1/verify", headers={"Authorization": "Bearer " + token,
+                                                          "X-Original-URI": path})[0]
+
+    def ready(self):
+        return self._request("GET", "/readyz")[0]

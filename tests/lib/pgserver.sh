@@ -7,6 +7,9 @@
 #   pgserver.sh crash DIR   stop it as a power cut would (-m immediate), keep DIR
 #                           (start DIR brings it back, with crash recovery)
 #   pgserver.sh url DIR DB  the patd --store URL of database DB in it
+# With PGSERVER_LISTEN=ADDR and PGSERVER_HBA=CIDR at the first start, it also
+# listens on ADDR over TCP and trusts the postgres role from CIDR (the
+# partition test's private veth network).
 # PostgreSQL refuses to run as root: as root the server runs as the
 # `postgres` system user that the package makes (made here if missing).
 set -euo pipefail
@@ -46,6 +49,10 @@ max_connections = 200
 shared_buffers = 128MB
 log_min_messages = warning
 CONF
+      if [ -n "${PGSERVER_LISTEN:-}" ]; then
+        echo "listen_addresses = '$PGSERVER_LISTEN'" >>"$dir/data/postgresql.conf"
+        echo "host all postgres ${PGSERVER_HBA:?PGSERVER_HBA with PGSERVER_LISTEN} trust" >>"$dir/data/pg_hba.conf"
+      fi
     fi
     as_owner "$BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 start >/dev/null ||
       { cat "$dir/server.log" >&2; exit 1; }

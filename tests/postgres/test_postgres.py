@@ -16,7 +16,6 @@ patd processes, the REST API over TCP and psql beside them:
   to PostgreSQL: every token verifies through patd on PostgreSQL after.
 
 usage: test_postgres.py BINDIR SRCDIR"""
-import http.client
 import json
 import os
 import shutil
@@ -27,7 +26,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from patdtest import Checks, Patd  # noqa: E402
+from patdtest import Checks, Patd, Rest  # noqa: E402
 
 BIN, SRC = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
 PGSERVER = os.path.join(SRC, "tests", "lib", "pgserver.sh")
@@ -63,47 +62,6 @@ def patd_tool(*args):
     r = subprocess.run([os.path.join(BIN, "patd"), *args], capture_output=True, text=True,
                        timeout=300, cwd=work)
     return r.returncode, r.stdout + r.stderr
-
-
-class Api:
-    def __init__(self, p):
-        self.p = p
-        self.key = open(p.key).read().split()[0]
-
-    def call(self, method, path, body=None, bearer=None, act_as=None):
-        h = {"Authorization": f"Bearer {bearer}" if bearer else f"Platform {self.key}"}
-        if act_as:
-            h["X-Act-As-User"] = act_as
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            h["Content-Type"] = "application/json"
-        conn = http.client.HTTPConnection("127.0.0.1", self.p.http_port, timeout=30)
-        conn.request(method, path, body=data, headers=h)
-        r = conn.getresponse()
-        raw = r.read()
-        conn.close()
-        return r.status, (json.loads(raw) if raw else None)
-
-    def reason(self, resp):
-        s, b = resp
-        return (s, b["error"]["reason"]) if isinstance(b, dict) and "error" in b else (s, b)
-
-    def user(self, uid, role="member"):
-        s, b = self.call("PUT", f"/api/users/{uid}", {"user_name": uid, "role": role})
-        assert s == 200, (s, b)
-
-    def create(self, uid, name):
-        return self.call("POST", "/api/user-tokens", {"name": name}, act_as=uid)
-
-    def verify(self, token, path="/api/x"):
-        conn = http.client.HTTPConnection("127.0.0.1", self.p.http_port, timeout=30)
-        conn.request("GET", "/v1/verify", headers={"Authorization": "Bearer " + token,
-                                                    "X-Original-URI": path})
-        r = conn.getresponse()
-        r.read()
-        conn.close()
-        return r.status
 
 
 servers = []
@@ -155,7 +113,7 @@ try:
     # ------------------------------------------------------------ one server
     main = createdb("main")
     p1 = serve(main)
-    a1 = Api(p1)
+    a1 = Rest(p1)
     a1.user("alice", "admin")
     s, b = a1.create("alice", "laptop")
     check(s == 201, "CreateToken on PostgreSQL", b)
@@ -168,14 +126,14 @@ try:
           "only the token's hash is stored")
     # Issue 19: a second patd on the same database joins it as a second node.
     p1b = serve(main)
-    check(Api(p1b).verify(alice_tok) == 200,
+    check(Rest(p1b).verify(alice_tok) == 200,
           "a second patd on the same database serves the same tokens (cluster, issue 19)")
     p1b.stop()
     rc, out = patd_tool("check", "--store", main)
     check(rc == 0 and "0 problem(s)" in out, "patd check on PostgreSQL beside a serving patd", out)
     p1.stop()
     p2 = serve(main)  # another process, another data directory, the same database
-    a2 = Api(p2)
+    a2 = Rest(p2)
     check(a2.verify(alice_tok) == 200, "the token verifies through the next patd")
     check(a2.reason(a2.create("alice", "laptop")) == (409, "duplicate_name"),
           "duplicate_name holds across processes (the database's unique index)")
@@ -254,7 +212,7 @@ try:
     # A lease longer than the outage: a node answers from its cache for as
     # long as its lease holds (docs/cluster.md), here all through it.
     p3 = serve(main, "--log-level", "info", "--cluster-lease-ms", "10000")
-    a3 = Api(p3)
+    a3 = Rest(p3)
     check(a3.verify(alice_tok) == 200, "a token cached before the outage")
     acked, refused, verify_ok, verify_bad = [], [], [0], [0]
     stop = threading.Event()
@@ -344,7 +302,7 @@ try:
     src.data = seed
     src.key = os.path.join(seed, "platform.key")
     src.start()
-    asrc = Api(src)
+    asrc = Rest(src)
     toks = open(tokens_file).read().split()
     for t in toks[:20]:
         asrc.verify(t, "/api/used")
@@ -365,7 +323,7 @@ try:
     check(rc == 2 and "not empty" in out, "copy-store refuses a non-empty target", out)
     p4 = serve(target, "--platform-key-file", os.path.join(seed, "platform.key"))
     p4.key = os.path.join(seed, "platform.key")
-    a4 = Api(p4)
+    a4 = Rest(p4)
     r = subprocess.run([os.path.join(BIN, "patbench"), "--server", p4.server, "--scenario",
                         "verify", "-c", "1", "-P", "16", "--hot", "100000", "-n", "100000",
                         "--tokens-file", tokens_file, "--json"], capture_output=True, text=True,
