@@ -109,7 +109,8 @@ try:
     def poll():
         while not stop.is_set():
             t0 = time.monotonic()
-            seen.append((t0, P.verify(live)))
+            st = P.verify(live)
+            seen.append((t0, st, time.monotonic() - t0))
             time.sleep(0.01)
 
     poller = threading.Thread(target=poll)
@@ -131,11 +132,15 @@ try:
     time.sleep(0.3)
     stop.set()
     poller.join()
-    after = [(t - cut, st) for t, st in seen if t >= cut]
+    after = [(t - cut, st) for t, st, _ in seen if t >= cut]
+    slowest = max(d for t, _, d in seen if t >= cut)
     last_yes = max((t for t, st in after if st == 200), default=0.0)
     firsts = sorted({st for _, st in after if _ > last_yes})
     print(f"P answered Verify from its cache for {last_yes:.3f} s after the cut "
-          f"(lease {LEASE_MS} ms, margin {MARGIN_S * 1000:.0f} ms); then {firsts}")
+          f"(lease {LEASE_MS} ms, margin {MARGIN_S * 1000:.0f} ms); then {firsts}; the slowest "
+          f"Verify took {slowest:.3f} s")
+    check(slowest < 7, "no Verify on P waited for TCP's retransmissions (tcp_user_timeout)",
+          slowest)
     check(0 < last_yes <= LEASE_MS / 1000, "P answered from its cache for at most one lease",
           last_yes)
     check(firsts == [503], "and then 503, nothing else", after[-5:])
