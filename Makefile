@@ -8,7 +8,7 @@ ARGS  ?=
 
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build run test test-asan fuzz bench clean format format-check image test-image
+.PHONY: all deps build run test test-asan fuzz bench bench-cluster clean format format-check image test-image
 
 all: build
 
@@ -60,6 +60,11 @@ fuzz: deps
 
 bench:
 	bench/run.sh
+
+# Three nodes on one PostgreSQL against one (docs/cluster.md):
+# bench/results/cluster.md.
+bench-cluster:
+	bench/cluster.sh
 
 # The container image (docker where an engine answers, else podman; the
 # Debian base images are made locally where no registry is reachable).

@@ -17,6 +17,8 @@
  *   verify-cold  Verify tokens drawn at random from the whole file
  *   create       CreateToken (synced writes) as --users users via the platform key
  *   mixed        95% Verify, 4% ListTokens, 1% CreateToken or UpdateToken
+ *   revoke       each connection makes a token, then revokes and restores it
+ *                in turn (UpdateToken): the latency of a fenced change
  *   connect      connect, one Verify, close: connection churn (with --tls,
  *                a full TLS handshake each)
  *   redis-get    GET key:__rand_int__ from a Redis server (RESP): the
@@ -409,6 +411,13 @@ static void queue_one(conn_t *c)
             n = encode_create(out, id, user_of(c->idx), c->seq++);
             c->slot_create[slot] = 1;
         }
+    } else if (strcmp(sc, "revoke") == 0) {
+        if (c->last_token_id) { /* -P 1: its one token is made before any change of it */
+            n = encode_update(out, id, user_of(c->idx), c->last_token_id, (c->revoke_next ^= 1));
+        } else {
+            n = encode_create(out, id, user_of(c->idx), c->seq++);
+            c->slot_create[slot] = 1;
+        }
     } else if (strcmp(sc, "redis-get") == 0) {
         static const char get[] = "*2\r\n$3\r\nGET\r\n$16\r\nkey:__rand_int__\r\n";
         memcpy(out, get, sizeof(get) - 1);
@@ -503,7 +512,8 @@ static void on_response(conn_t *c, const uint8_t *p, size_t len)
         die("response to an unknown id %llu", (unsigned long long)id);
     record_answer(c, slot, code);
     /* mixed: remember the id of a token we created to revoke/restore it. */
-    if (code == 0 && c->slot_create[slot] && strcmp(opt.scenario, "mixed") == 0) {
+    if (code == 0 && c->slot_create[slot] &&
+        (strcmp(opt.scenario, "mixed") == 0 || strcmp(opt.scenario, "revoke") == 0)) {
         Pat__V1__Response *r = pat__v1__response__unpack(NULL, len, p);
         if (r && r->payload.len) {
             Pat__V1__CreateTokenResponse *cr =
@@ -715,7 +725,7 @@ static void usage(void)
         stderr,
         "usage: patbench [options]\n"
         "  --server HOST:PORT        (default 127.0.0.1:7700)\n"
-        "  --scenario S              verify | verify-cold | create | mixed | connect\n"
+        "  --scenario S              verify | verify-cold | create | mixed | revoke | connect\n"
         "                            | redis-get (the reference, against redis-server)\n"
         "                            | http (GET --path with a hot token as Bearer, keep-alive:\n"
         "                            patd's HTTP port, or a gateway or nginx in front)\n"
@@ -729,8 +739,8 @@ static void usage(void)
         "  --seed N                  first create N tokens through the API (with progress)\n"
         "                            and append them to --tokens-file\n"
         "  --hot N                   verify: use the first N tokens (default 10000)\n"
-        "  --platform-key-file F     create/mixed: the platform key\n"
-        "  --users N                 create/mixed: users to spread over (default 32)\n"
+        "  --platform-key-file F     create/mixed/revoke: the platform key\n"
+        "  --users N                 create/mixed/revoke: users to spread over (default 32)\n"
         "  --tls                     over TLS (patd's --listen tls://, redis-server --tls-port)\n"
         "  --cacert F                --tls: the CA that signs the server (default: the system's)\n"
         "  --one-per-conn            close each connection after one answer (any scenario)\n"
@@ -785,11 +795,15 @@ int main(int argc, char **argv)
     if (opt.conns < 1 || opt.conns > 10000 || opt.depth < 1 || opt.depth > MAX_DEPTH)
         die("--connections is 1..10000 and --pipeline 1..%d", MAX_DEPTH);
     const char *sc = opt.scenario;
-    int needs_tokens = strcmp(sc, "create") != 0 && strcmp(sc, "redis-get") != 0;
-    int needs_key = strcmp(sc, "create") == 0 || strcmp(sc, "mixed") == 0 || opt.seed > 0;
+    int needs_tokens =
+        strcmp(sc, "create") != 0 && strcmp(sc, "redis-get") != 0 && strcmp(sc, "revoke") != 0;
+    if (strcmp(sc, "revoke") == 0 && opt.depth != 1)
+        die("revoke changes one token per connection, one change at a time: -P 1");
+    int needs_key = strcmp(sc, "create") == 0 || strcmp(sc, "mixed") == 0 ||
+                    strcmp(sc, "revoke") == 0 || opt.seed > 0;
     if (!strcmp(sc, "verify") + !strcmp(sc, "verify-cold") + !strcmp(sc, "create") +
-            !strcmp(sc, "mixed") + !strcmp(sc, "connect") + !strcmp(sc, "redis-get") +
-            !strcmp(sc, "http") !=
+            !strcmp(sc, "mixed") + !strcmp(sc, "revoke") + !strcmp(sc, "connect") +
+            !strcmp(sc, "redis-get") + !strcmp(sc, "http") !=
         1)
         die("unknown scenario '%s'", sc);
     if (needs_key) {

@@ -52,6 +52,7 @@ try:
                  ["--scenario", "verify-cold", "-c", "4", "-n", "500"],
                  ["--scenario", "create", "--platform-key-file", key, "-c", "4", "-n", "40"],
                  ["--scenario", "mixed", "--platform-key-file", key, "-c", "4", "-n", "400"],
+                 ["--scenario", "revoke", "--platform-key-file", key, "-c", "2", "-n", "100"],
                  ["--scenario", "connect", "-c", "2", "-n", "100"]):
         if "--tokens-file" not in args and args[1] != "create":
             args = args + ["--tokens-file", toks]
@@ -66,6 +67,11 @@ try:
         if "-n" in args:
             check(j["requests"] == int(args[args.index("-n") + 1]), f"{args[1]}: -n honoured")
     check(j is not None and j["connects"] >= 100, "connect scenario reconnects")
+    r = subprocess.run([os.path.join(bindir, "patbench"), "--server", server, "--scenario",
+                        "revoke", "--platform-key-file", key, "-P", "2", "-n", "10"],
+                       capture_output=True, text=True, timeout=60)
+    check(r.returncode != 0 and "-P 1" in r.stderr,
+          f"revoke changes one token per connection at a time: -P 2 is refused ({r.stderr})")
 
     # redis-get, the reference make bench also drives with patbench: RESP
     # replies matched to requests in order, pipelined; an error reply counts.
