@@ -11,6 +11,9 @@
 #   - the healthcheck turns unhealthy when patd stops answering (SIGSTOP);
 #   - SIGTERM stops it with exit 0 within 5 s; no secret in its logs;
 #   - compose.yaml: patd and patbench on a named volume (bridge network);
+#   - its cluster profile: the PostgreSQL image (Debian 12's postgresql-15)
+#     built, three nodes on it; a token made on one verifies on the others
+#     and, revoked, is refused by them at once; patbench across them;
 #   - every container, volume and image it made is removed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -37,6 +40,7 @@ IMG="patd-test:$ID"
 NAME="patd-test-$ID"
 VOL="patd-test-$ID"
 PROJECT="patdtest$ID"
+CPROJECT="patdcl$ID"
 FAILS=0
 ok() { echo "ok   $*"; }
 bad() { echo "FAIL $*"; FAILS=$((FAILS + 1)); }
@@ -48,8 +52,10 @@ cleanup() {
   engine rm -f -t 0 "$NAME" >/dev/null 2>&1
   if [ -n "${COMPOSE:-}" ]; then
     PATD_IMAGE=$IMG $COMPOSE -p "$PROJECT" down -v >/dev/null 2>&1
+    PATD_IMAGE=$IMG $COMPOSE -p "$CPROJECT" down -v >/dev/null 2>&1
   fi
-  engine network rm -f "${PROJECT}_default" >/dev/null 2>&1 # podman-compose leaves it
+  engine network rm -f "${PROJECT}_default" "${CPROJECT}_default" >/dev/null 2>&1 # podman-compose leaves it
+  engine rmi -f "${PG_IMG:-x}" >/dev/null 2>&1
   engine volume rm -f "$VOL" >/dev/null 2>&1
   engine rmi -f "$IMG" >/dev/null 2>&1
   if [ "$ENGINE" = podman ]; then
@@ -160,7 +166,8 @@ else
   COMPOSE="podman-compose"
 fi
 export PATD_IMAGE=$IMG BENCH_SECONDS=3 PATD_PORT=$(free_port) PATD_HTTP_PORT=$(free_port)
-$COMPOSE -p "$PROJECT" up -d > "$TMP/compose.log" 2>&1 || { cat "$TMP/compose.log"; exit 1; }
+# The services named: Debian's podman-compose 1.0.3 ignores profiles.
+$COMPOSE -p "$PROJECT" up -d patd bench > "$TMP/compose.log" 2>&1 || { cat "$TMP/compose.log"; exit 1; }
 bench=""
 for _ in $(seq 1 60); do
   bench=$($COMPOSE -p "$PROJECT" logs bench 2>/dev/null || true)
@@ -177,6 +184,66 @@ else
 fi
 $COMPOSE -p "$PROJECT" down -v >/dev/null 2>&1
 engine network rm -f "${PROJECT}_default" >/dev/null 2>&1 || true
+
+echo "== compose.yaml, cluster profile: PostgreSQL and three patd nodes (issue 19)"
+PG_IMG="patd-postgres-test:$ID"
+B0=$(date +%s)
+engine "${bargs[@]/#$IMG/$PG_IMG}" storage/postgresql/image > "$TMP/pg-build.log" 2>&1 ||
+  { cat "$TMP/pg-build.log"; exit 1; }
+echo "PostgreSQL image built in $(( $(date +%s) - B0 )) s"
+PATD_DB_PASSWORD=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+export PATD_PG_IMAGE=$PG_IMG PATD_DB_PASSWORD
+for n in A B C; do export "PATD_${n}_PORT=$(free_port)" "PATD_${n}_HTTP_PORT=$(free_port)"; done
+cluster_up() { $COMPOSE -p "$CPROJECT" up -d "$@" >> "$TMP/cluster.log" 2>&1; }
+cluster_up postgres cluster-key patd-a patd-b patd-c || { cat "$TMP/cluster.log"; exit 1; }
+http_of() { eval echo "\$PATD_${1}_HTTP_PORT"; }
+ready() { [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(http_of "$1")/readyz")" = 200 ]; }
+all_ready() {
+  for _ in $(seq 1 180); do ready A && ready B && ready C && return 0; sleep 0.5; done
+  return 1
+}
+if all_ready; then
+  ok "three nodes on the PostgreSQL container are ready (/readyz)"
+else
+  bad "three nodes on the PostgreSQL container are ready (/readyz)"
+  $COMPOSE -p "$CPROJECT" logs 2>&1 | tail -40 || true
+fi
+cid() {
+  engine ps -q --filter "label=com.docker.compose.project=$CPROJECT" \
+    --filter "label=com.docker.compose.service=$1" | head -1
+}
+KEY=$(engine exec "$(cid patd-a)" cat /keys/platform.key)
+api() { # node method path [json] [act-as]
+  curl -s -X "$2" -H "Authorization: Platform $KEY" -H 'Content-Type: application/json' \
+    ${5:+-H "X-Act-As-User: $5"} ${4:+-d "$4"} "http://127.0.0.1:$(http_of "$1")$3"
+}
+api A PUT /api/users/alice '{"user_name":"alice"}' >/dev/null
+api A POST /api/user-tokens '{"name":"cluster"}' alice > "$TMP/ctoken"
+ctok=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["bearer_token"])' < "$TMP/ctoken")
+ctid=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["token"]["id"])' < "$TMP/ctoken")
+vcode() {
+  curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $ctok" \
+    "http://127.0.0.1:$(http_of "$1")/v1/verify"
+}
+check "R11: a token made through node A verifies on B and C" \
+  test "$(vcode B) $(vcode C)" = "200 200"
+api A PUT "/api/user-tokens/$ctid" '{"revoke":true}' alice >/dev/null
+check "R16: revoked through A, B and C refuse it at once" test "$(vcode B) $(vcode C)" = "401 401"
+cluster_up bench-cluster || true
+bench=""
+for _ in $(seq 1 90); do
+  bench=$($COMPOSE -p "$CPROJECT" logs bench-cluster 2>/dev/null || true)
+  [ "$(grep -c 'requests/s' <<<"$bench")" -ge 2 ] && break
+  sleep 1
+done
+check "patbench seeded through A and verified on B and C" \
+  test "$(grep -c 'requests/s' <<<"$bench")" -ge 2
+$COMPOSE -p "$CPROJECT" logs > "$TMP/cluster-logs" 2>&1 || true
+check "no node logged the database password or the platform key" \
+  bash -c "! grep -qF '$PATD_DB_PASSWORD' '$TMP/cluster-logs' && ! grep -qF '$KEY' '$TMP/cluster-logs'"
+$COMPOSE -p "$CPROJECT" down -v >/dev/null 2>&1
+engine network rm -f "${CPROJECT}_default" >/dev/null 2>&1 || true
+engine rmi -f "$PG_IMG" >/dev/null 2>&1 || true
 COMPOSE=""
 
 echo "test-image: $FAILS failure(s), $(( $(date +%s) - T0 )) s"
