@@ -18,24 +18,9 @@ DUR=${DUR:-4}
 B=build-release
 OUT=bench/results/cluster.md
 
-scripts/install-deps.sh
-cmake -S . -B $B -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build $B -j "$(nproc)" --target patd patbench patseed >/dev/null
-
-W=$(mktemp -d /tmp/patd-benchc-XXXXXX)
 PG=$(mktemp -u -d /tmp/patd-benchc-pg-XXXXXX) # outside $W (0700): the postgres user runs it
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  tests/lib/pgserver.sh stop "$PG" 2>/dev/null || true
-  rm -rf "$W"
-}
-trap cleanup EXIT
-
-say() { printf '%s\n' "$*" >&2; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-jget() { /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval("d"+sys.argv[1]))' "$1"; }
+# shellcheck source=bench/common.sh
+. bench/common.sh
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
 
 say "== PostgreSQL 15 (fsync on), 10k tokens (patseed, copied in)"
