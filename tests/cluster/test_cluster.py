@@ -5,6 +5,7 @@ by one node must leave no node answering yes (docs/cluster.md).
 
 - a token made on node A verifies on B and C (one platform key file given
   to each); a revoke on A is refused on B and C at once after its ack;
+- a page token made on A lists the next page on B, and B's on C;
 - the invalidation hammer: B and C verify in a loop while A revokes; any
   200 that started after the ack fails the test;
 - SIGSTOP of C: A's revoke waits at most one lease plus its margin; C,
@@ -77,6 +78,26 @@ try:
           "R16: right after A's ack, B and C refuse it from their caches")
     check(took < LEASE_MS / 1000, f"with every node live, the revoke waited {took:.3f} s, "
           "less than a lease")
+
+    # ---------------------------------------------------------------- page tokens
+    # The key that seals them is in the store: a page token made on A is
+    # taken by B, and B's by C.
+    A.token("alice", "page2")
+    A.token("alice", "page3")
+    s, b = A.call("GET", "/api/user-tokens?page_size=1", act_as="alice")
+    names = [t["name"] for t in b["tokens"]]
+    s2, b2 = B.call("GET", "/api/user-tokens?page_size=1&page_token=" + b["next_page_token"],
+                    act_as="alice")
+    s3, b3 = (C.call("GET", "/api/user-tokens?page_size=1&page_token=" + b2["next_page_token"],
+                     act_as="alice") if s2 == 200 and b2["next_page_token"] else (0, None))
+    pages = names + [t["name"] for t in (b2 or {}).get("tokens", []) + (b3 or {}).get("tokens", [])]
+    check(s == s2 == s3 == 200 and len(pages) == 3 and len(set(pages)) == 3
+          and b3["next_page_token"] == "",
+          "a page token made on A lists the next page on B, and B's on C", (s, s2, s3, pages))
+    forged = b["next_page_token"][:-2] + ("AA" if not b["next_page_token"].endswith("AA") else "BB")
+    check(Rest.reason(B.call("GET", "/api/user-tokens?page_size=1&page_token=" + forged,
+                             act_as="alice")) == (400, "invalid_field"),
+          "and an altered one is refused on B")
 
     # ---------------------------------------------------------------- the hammer
     bad = []
