@@ -254,7 +254,7 @@ char *metrics_render(svc_t *svc, const stats_t *stats, size_t *len)
             live += !cl.nodes[i].expired;
         metrics_put(&b, "patd_cluster_nodes %u\n", live);
         metrics_head(&b, "patd_cluster_fences_total", "counter",
-                     "Yes-to-no changes made here that waited for every node.");
+                     "Changes made here that waited for every node to apply them (the fence).");
         metrics_put(&b, "patd_cluster_fences_total %llu\n", (unsigned long long)cl.fences);
         metrics_head(&b, "patd_cluster_fence_wait_seconds_total", "counter",
                      "Time those changes waited, in all.");
