@@ -125,7 +125,7 @@ try {
   check((await page.evaluate(() => navigator.clipboard.readText())) === secret, 'Copy puts it on the clipboard');
   if (shots) await page.screenshot({ path: join(shots, 'secret.png') });
   await page.click('#secret-done');
-  // The bug of stop 29: the page learns the server's clock from
+  // A CI failure: the page learns the server's clock from
   // /api/health, and a slow answer (a loaded CI machine) made it run behind,
   // so a use a moment ago read "in a moment". Slow that answer on purpose.
   const slowHealth = async (route) => {
