@@ -27,7 +27,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from patdtest import Checks, Patd, Rest  # noqa: E402
+from patdtest import Checks, Patd, Rest, wait_ready  # noqa: E402
 
 BIN, SRC = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
 PGSERVER = os.path.join(SRC, "tests", "lib", "pgserver.sh")
@@ -59,10 +59,7 @@ try:
                                         "--cluster-lease-ms", str(LEASE_MS)],
                             work=tempfile.mkdtemp(dir=work)))
     A, B, C = (Rest(p, key) for p in servers)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not all(x.ready() == 200 for x in (A, B, C)):
-        time.sleep(0.05)
-    check(all(x.ready() == 200 for x in (A, B, C)), "three nodes join and are ready (/readyz)")
+    check(wait_ready((A, B, C), 10), "three nodes join and are ready (/readyz)")
     check(psql("SELECT count(*) FROM patd_nodes WHERE NOT expired") == "3",
           "each registered in patd_nodes")
     s, _ = A.call("PUT", "/api/users/alice", {"user_name": "alice"})
@@ -137,10 +134,8 @@ try:
     check(took >= 0.5 * LEASE_MS / 1000, "and it did wait for C's lease", took)
     os.kill(servers[2].proc.pid, signal.SIGCONT)
     check(C.verify(tok) == 401, "C, resumed, refuses the revoked token (first request)")
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and C.ready() != 200:
-        time.sleep(0.05)
-    check(C.ready() == 200 and C.verify(tok) == 401, "C catches up, is ready, and still refuses it")
+    check(wait_ready((C,), 10) and C.verify(tok) == 401,
+          "C catches up, is ready, and still refuses it")
 
     # ---------------------------------------------------------------- listener killed
     tid, tok = A.token("alice", "listener")
@@ -150,10 +145,7 @@ try:
     s, took = A.revoke("alice", tid)
     check(s == 200 and B.verify(tok) == 401,
           f"listening connections killed ({n}): a revoke meanwhile is refused on B", (s, took))
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not all(x.ready() == 200 for x in (A, B, C)):
-        time.sleep(0.05)
-    check(all(x.ready() == 200 for x in (A, B, C)), "every node listens again and is ready")
+    check(wait_ready((A, B, C), 10), "every node listens again and is ready")
 
     # ---------------------------------------------------------------- PostgreSQL restarted
     # Under load on every node: B and C hold a token in their caches; right

@@ -25,7 +25,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from patdtest import Checks, Patd, Rest  # noqa: E402
+from patdtest import Checks, Patd, Rest, wait_ready  # noqa: E402
 
 BIN, SRC = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
 PGSERVER = os.path.join(SRC, "tests", "lib", "pgserver.sh")
@@ -61,13 +61,6 @@ def net_down():
     for argv in (["ip", "link", "del", VDB + "h"], ["ip", "link", "del", VCL + "h"],
                  ["ip", "netns", "del", NS]):
         subprocess.run(argv, capture_output=True)
-
-
-def wait_ready(apis, seconds):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and not all(x.ready() == 200 for x in apis):
-        time.sleep(0.05)
-    return all(x.ready() == 200 for x in apis)
 
 
 if os.geteuid() != 0:

@@ -588,31 +588,34 @@ int h_create_burst(pat_client_t *c, int n, const char *prefix, int *ok, int *ove
     return rc;
 }
 
-int h_advance(const patd_t *p, int64_t ms)
+/* Calls TestingService/method with req on every node; the first failure
+ * ends it. */
+static int h_testing_all(const patd_t *p, const char *method, const ProtobufCMessage *req)
 {
+    char full[64];
+    snprintf(full, sizeof(full), "pat.v1.TestingService/%s", method);
     int rc = 0;
     for (int i = 0; i < h_nodes(p) && rc == 0; i++) {
         pat_client_t *c = h_platform(h_node(p, i), NULL);
-        Pat__V1__AdvanceClockRequest req = PAT__V1__ADVANCE_CLOCK_REQUEST__INIT;
-        req.advance_ms = ms;
         pat_status_t st;
-        rc = h_call(c, "pat.v1.TestingService/AdvanceClock", &req.base, NULL, NULL, &st);
+        rc = h_call(c, full, req, NULL, NULL, &st);
         h_close(c);
     }
     return rc;
 }
 
+int h_advance(const patd_t *p, int64_t ms)
+{
+    Pat__V1__AdvanceClockRequest req = PAT__V1__ADVANCE_CLOCK_REQUEST__INIT;
+    req.advance_ms = ms;
+    return h_testing_all(p, "AdvanceClock", &req.base);
+}
+
 int h_flush_usage(const patd_t *p)
 {
-    int rc = 0;
-    for (int i = 0; i < h_nodes(p) && rc == 0 && p->n_peers > 0; i++) {
-        pat_client_t *c = h_platform(h_node(p, i), NULL);
-        Pat__V1__FlushUsageRequest req = PAT__V1__FLUSH_USAGE_REQUEST__INIT;
-        pat_status_t st;
-        rc = h_call(c, "pat.v1.TestingService/FlushUsage", &req.base, NULL, NULL, &st);
-        h_close(c);
-    }
-    return rc;
+    if (p->n_peers == 0) return 0; /* one node: its reads see its memory */
+    Pat__V1__FlushUsageRequest req = PAT__V1__FLUSH_USAGE_REQUEST__INIT;
+    return h_testing_all(p, "FlushUsage", &req.base);
 }
 
 int h_check(const patd_t *p)
@@ -632,27 +635,10 @@ int h_set_fault(const patd_t *p, int fail_writes)
 
 int h_set_faults(const patd_t *p, int fail_writes, int cold_reads)
 {
-    int rc = 0;
-    for (int i = 0; i < h_nodes(p) && rc == 0; i++) {
-        pat_client_t *c = h_platform(h_node(p, i), NULL);
-        Pat__V1__SetFaultRequest req = PAT__V1__SET_FAULT_REQUEST__INIT;
-        req.fail_writes = fail_writes;
-        req.cold_reads = cold_reads;
-        pat_status_t st;
-        rc = h_call(c, "pat.v1.TestingService/SetFault", &req.base, NULL, NULL, &st);
-        h_close(c);
-    }
-    return rc;
-}
-
-static int h_log_contains1(const patd_t *p, const char *needle);
-
-int h_log_contains(const patd_t *p, const char *needle)
-{
-    int found = 0;
-    for (int i = 0; i < h_nodes(p) && !found; i++)
-        found = h_log_contains1(h_node(p, i), needle);
-    return found;
+    Pat__V1__SetFaultRequest req = PAT__V1__SET_FAULT_REQUEST__INIT;
+    req.fail_writes = fail_writes;
+    req.cold_reads = cold_reads;
+    return h_testing_all(p, "SetFault", &req.base);
 }
 
 static int h_log_contains1(const patd_t *p, const char *needle)
@@ -668,6 +654,14 @@ static int h_log_contains1(const patd_t *p, const char *needle)
     fclose(f);
     int found = strstr(buf, needle) != NULL;
     free(buf);
+    return found;
+}
+
+int h_log_contains(const patd_t *p, const char *needle)
+{
+    int found = 0;
+    for (int i = 0; i < h_nodes(p) && !found; i++)
+        found = h_log_contains1(h_node(p, i), needle);
     return found;
 }
 

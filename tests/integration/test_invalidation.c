@@ -1,7 +1,7 @@
 /* The verification cache against a real patd: exact invalidation under
  * load (R13, R14, R16 with the cache in front), bounded size with
  * eviction, counters in Health, and unknown tokens never filling it.
- * In cluster mode (harness.h: conformance.*.cluster3) the hammer verifies
+ * In cluster mode (harness.h; ctest's .cluster3 entry) the hammer verifies
  * on the nodes other than the one that makes the change, and each round
  * after the first makes it on a random node (issue 19). */
 #include <pthread.h>

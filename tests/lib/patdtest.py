@@ -274,6 +274,14 @@ def free_port():
     return port
 
 
+def wait_ready(apis, seconds):
+    """True once every Rest in apis answers 200 on /readyz, within seconds."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not all(x.ready() == 200 for x in apis):
+        time.sleep(0.05)
+    return all(x.ready() == 200 for x in apis)
+
+
 class Rest:
     """The REST API and /v1/verify of one patd over HTTP, with the platform
     key (key: the secret; default: the one patd made in its data dir)."""
