@@ -28,8 +28,8 @@ typedef struct {
     centry_t **buckets;
     size_t nbuckets, count, cap;
     centry_t *head, *tail;
-    uint64_t epoch;
-    uint32_t clock; /* counts moves to the front */
+    _Atomic uint64_t epoch; /* written under the lock; cache_mark_current reads it without */
+    uint32_t clock;         /* counts moves to the front */
 } cshard_t;
 
 typedef struct {
@@ -204,9 +204,8 @@ static int cmap_get(cache_t *c, cmap_t *m, const void *key, size_t klen,
             lru_push(s, e);
         }
         copy(CACHE_PAYLOAD(e), out);
-    } else if (epoch) {
-        *epoch = s->epoch;
     }
+    if (epoch) *epoch = atomic_load_explicit(&s->epoch, memory_order_relaxed);
     pthread_mutex_unlock(&s->lock);
     if (e)
         atomic_fetch_add_explicit(&c->hits, 1, memory_order_relaxed);
@@ -228,7 +227,8 @@ static void cmap_put(cache_t *c, cmap_t *m, const void *key, size_t klen, const 
     memcpy(e->data, key, klen);
     memcpy(CACHE_PAYLOAD(e), payload, plen);
     pthread_mutex_lock(&s->lock);
-    if (any_shard ? atomic_load(&m->changes) != epoch : s->epoch != epoch) {
+    if (any_shard ? atomic_load(&m->changes) != epoch
+                  : atomic_load_explicit(&s->epoch, memory_order_relaxed) != epoch) {
         /* A write invalidated this shard since the reader looked: what it
          * read may be older than that write, so it must not be cached. */
         pthread_mutex_unlock(&s->lock);
@@ -257,7 +257,7 @@ static void cmap_invalidate(cmap_t *m, const void *key, size_t klen)
     pthread_mutex_lock(&s->lock);
     centry_t **pp = cmap_slot(s, h, key, klen);
     if (*pp) cmap_remove(s, pp);
-    s->epoch++;
+    atomic_fetch_add_explicit(&s->epoch, 1, memory_order_release);
     atomic_fetch_add(&m->changes, 1);
     pthread_mutex_unlock(&s->lock);
 }
@@ -270,7 +270,7 @@ static void cmap_clear(cmap_t *m)
         while (s->head)
             cmap_remove(s, cmap_slot(s, cache_hash(m, s->head->data, s->head->klen), s->head->data,
                                      s->head->klen));
-        s->epoch++;
+        atomic_fetch_add_explicit(&s->epoch, 1, memory_order_release);
         atomic_fetch_add(&m->changes, 1);
         pthread_mutex_unlock(&s->lock);
     }
@@ -480,6 +480,30 @@ void cache_observer(cache_t *c, store_observer_t *out)
     out->everything_changed = cache_on_everything;
     out->serve_until = cache_on_serve_until;
     out->arg = c;
+}
+
+cache_mark_t cache_token_mark(cache_t *c, const uint8_t hash[STORE_HASH_BYTES], uint64_t epoch)
+{
+    cmap_t *m = &c->tokens;
+    cache_mark_t k = {&cmap_shard(m, cache_hash(m, hash, STORE_HASH_BYTES))->epoch, epoch};
+    return k;
+}
+
+cache_mark_t cache_user_mark(cache_t *c, const char *user_id, uint64_t epoch)
+{
+    cmap_t *m = &c->users;
+    cache_mark_t k = {&cmap_shard(m, cache_hash(m, user_id, strlen(user_id)))->epoch, epoch};
+    return k;
+}
+
+int cache_mark_current(cache_t *c, const cache_mark_t *m)
+{
+    return !cache_fenced(c) && atomic_load_explicit(m->epoch, memory_order_acquire) == m->seen;
+}
+
+void cache_count_hits(cache_t *c, unsigned n)
+{
+    atomic_fetch_add_explicit(&c->hits, n, memory_order_relaxed);
 }
 
 void cache_count_miss(cache_t *c)

@@ -25,6 +25,7 @@
 #ifndef PAT_CACHE_H
 #define PAT_CACHE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,8 +45,9 @@ typedef struct {
 cache_t *cache_new(size_t capacity);
 void cache_free(cache_t *c);
 
-/* Token lookups (the domain's values: store.h). On a miss *epoch receives
- * the value to pass to the matching insert. Returns 1 on a hit (out
+/* Token lookups (the domain's values: store.h). *epoch receives the
+ * shard's epoch as the lookup saw it: on a miss the value to pass to the
+ * matching insert, on a hit what cache_token_mark() takes. Returns 1 on a hit (out
  * filled), 0 on a miss. count_miss = 0 for a tentative lookup that will be
  * retried (the loop thread's attempt before a worker), so one request
  * counts one miss. */
@@ -75,7 +77,23 @@ void cache_serve_until(cache_t *c, uint64_t mono_ns);
  * committed change (and a clustered store for other nodes' changes). */
 void cache_observer(cache_t *c, store_observer_t *out);
 
+/* A mark of what a hit read: the epoch its shard had at the lookup (the
+ * get's *epoch). While cache_mark_current() is 1 for the marks of a token
+ * and its user, a lookup of both would read what they read: no change to
+ * either shard, no clear, no fence passed. Lock-free, one acquire load (a
+ * prepared Verify answer lives by it, svc_verify.c). A mark points into c
+ * and is valid as long as c. */
+typedef struct {
+    const _Atomic uint64_t *epoch;
+    uint64_t seen;
+} cache_mark_t;
+cache_mark_t cache_token_mark(cache_t *c, const uint8_t hash[STORE_HASH_BYTES], uint64_t epoch);
+cache_mark_t cache_user_mark(cache_t *c, const char *user_id, uint64_t epoch);
+int cache_mark_current(cache_t *c, const cache_mark_t *m);
+
 void cache_stats(cache_t *c, cache_stats_t *out);
+/* Counts n hits that a reader answered by marks instead of lookups. */
+void cache_count_hits(cache_t *c, unsigned n);
 /* Counts a miss that storage answered (callers pass count_miss = 0 to the
  * lookups when a miss may still be retried elsewhere). */
 void cache_count_miss(cache_t *c);

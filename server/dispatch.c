@@ -204,3 +204,12 @@ int disp_call_inline(svc_t *svc, const disp_method_t *m, const disp_meta_t *meta
     disp_count(svc, m, out->err, t0);
     return 1;
 }
+
+int disp_verify_prepared(svc_t *svc, const disp_method_t *m, const Pat__V1__VerifyRequest *in,
+                         svc_form_t form, svc_prepared_t *out)
+{
+    uint64_t t0 = metrics_now_ns();
+    if (!svc_verify_prepared(svc, in, form, out)) return 0;
+    disp_count(svc, m, PAT_E_OK, t0);
+    return 1;
+}

@@ -70,6 +70,12 @@ void disp_call(svc_t *svc, const disp_method_t *m, const disp_meta_t *meta,
 int disp_call_inline(svc_t *svc, const disp_method_t *m, const disp_meta_t *meta,
                      const ProtobufCMessage *in, disp_emit_fn emit, void *arg, disp_outcome_t *out);
 
+/* A Verify (m) answered with the bytes prepared for it in form
+ * (svc_verify_prepared), counted as disp_call_inline counts one: 1 with
+ * out set, or 0 to call disp_call_inline. */
+int disp_verify_prepared(svc_t *svc, const disp_method_t *m, const Pat__V1__VerifyRequest *in,
+                         svc_form_t form, svc_prepared_t *out);
+
 typedef struct disp_arena disp_arena_t;
 disp_arena_t *disp_arena_new(void);
 ProtobufCAllocator *disp_arena_allocator(disp_arena_t *a);

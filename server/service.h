@@ -142,6 +142,31 @@ int svc_cluster_ready(svc_t *svc);
 int svc_verify_cached(svc_t *svc, const Pat__V1__VerifyRequest *in, svc_call_t *call,
                       Pat__V1__VerifyResponse_Closure done);
 
+/* Prepared answers: a hot Verify without the cache's lookups or the
+ * answer's encoding. The answer to a token's Verify is the same bytes until
+ * the token or its user changes, but for this use's time; so when
+ * svc_verify_cached succeeds from the cache alone, the emit function it
+ * calls may hand its encoding of the answer to svc_prepare(), under the
+ * front-end's form, with where the time of the use (last_used, a protobuf
+ * varint of ms) is in it, or SIZE_MAX. Later Verifies of that token on this
+ * thread are answered by svc_verify_prepared() with those bytes, the time
+ * rewritten, after the same checks (fields, expiry, SCIM path, roles) on
+ * what decided the answer, and the use recorded; it answers only while the
+ * cache entries the answer was read from are unchanged (cache_mark_t), so
+ * no change that is acknowledged is ever answered past. Anything else,
+ * refusals included, returns 0 and takes svc_verify_cached's way. Both are
+ * the loop thread's (the memo is per thread); the bytes are valid until the
+ * thread's next Verify. */
+/* One form per front-end that prepares; HTTP's /v1/verify does not yet. */
+typedef enum { SVC_FORM_FRAMED, SVC_FORMS } svc_form_t;
+typedef struct {
+    const uint8_t *bytes;
+    size_t len;
+} svc_prepared_t;
+void svc_prepare(svc_form_t form, const void *bytes, size_t len, size_t now_at);
+int svc_verify_prepared(svc_t *svc, const Pat__V1__VerifyRequest *in, svc_form_t form,
+                        svc_prepared_t *out);
+
 /* Exposed for unit tests and the fuzzer. */
 /* Normalizes an API path (resolves ".", "..", "//", %2e, drops query and
  * fragment) into out; returns -1 if it is not an absolute path or escapes

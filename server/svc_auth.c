@@ -84,19 +84,23 @@ static ssize_t svc_prefetched(const uint8_t *hash)
     return -1;
 }
 
-int svc_authenticate(svc_t *svc, const char *tok, int64_t now, int try_only, store_token_t *t,
-                     store_user_t *u, pat_err_t *e, const char **why)
+int svc_authenticate(svc_t *svc, const char *tok, int64_t now, int try_only, svc_hot_t *hot,
+                     store_token_t *t, store_user_t *u, pat_err_t *e, const char **why)
 {
     size_t len = strlen(tok);
     *e = PAT_E_MALFORMED_TOKEN;
     *why = "token is malformed or its checksum is wrong";
     uint8_t hash[TOKEN_HASH_BYTES];
+    if (hot) hot->hit = 0;
     /* The loop thread remembers the tokens it hashed (token.h). */
-    if (token_check_hash(tok, len, try_only, hash) != 0) return 0;
+    if (hot ? token_check_hash_tagged(tok, len, hot->tag, hash) != 0
+            : token_check_hash(tok, len, try_only, hash) != 0)
+        return 0;
     uint64_t epoch = 0;
     store_status_t s = STORE_OK;
-    int have_owner = 0;
+    int have_owner = 0, token_hit = 1;
     if (!cache_token_get(svc->cache, hash, t, &epoch, 0)) {
+        token_hit = 0;
         if (try_only) {
             if (svc_read_token(svc, hash, 1, t, &s)) return 1; /* the worker counts it */
         } else {
@@ -139,10 +143,14 @@ int svc_authenticate(svc_t *svc, const char *tok, int64_t now, int try_only, sto
         *why = "token has been revoked";
         return 0;
     }
+    if (hot && token_hit) hot->tok = cache_token_mark(svc->cache, hash, epoch);
     if (!have_owner && !cache_user_get(svc->cache, t->owner_id, u, &epoch, 0)) {
         if (svc_read_user(svc, t->owner_id, try_only, u, &s)) return 1;
         cache_count_miss(svc->cache);
         if (s == STORE_OK) cache_user_put(svc->cache, u, epoch);
+    } else if (hot && token_hit && !have_owner) {
+        hot->hit = 1;
+        hot->usr = cache_user_mark(svc->cache, t->owner_id, epoch);
     }
     if (s != STORE_OK) {
         *e = s == STORE_NOT_FOUND ? PAT_E_UNKNOWN_TOKEN : svc_store_err(s);
@@ -263,7 +271,7 @@ int svc_caller(svc_call_t *call, svc_principal_t *p, int need_user)
         store_token_t t;
         pat_err_t e;
         const char *why;
-        svc_authenticate(call->svc, a + 7, clock_now_ms(), 0, &t, &p->user, &e, &why);
+        svc_authenticate(call->svc, a + 7, clock_now_ms(), 0, NULL, &t, &p->user, &e, &why);
         if (e != PAT_E_OK) {
             svc_fail(call, e, "caller's %s", why);
             return -1;

@@ -16,6 +16,7 @@
 #define PAT_SVC_INTERNAL_H
 
 #include "service.h"
+#include "token.h"
 
 #define ROLE_MEMBER   PAT__V1__ROLE__ROLE_MEMBER
 #define ROLE_ADMIN    PAT__V1__ROLE__ROLE_ADMIN
@@ -73,8 +74,16 @@ const char *svc_role_name(int r);
  * try_only (the loop thread): on a cache miss, read storage only if it can
  * answer without waiting; returns 1 (nothing decided) if it declined, else
  * 0. */
-int svc_authenticate(svc_t *svc, const char *tok, int64_t now, int try_only, store_token_t *t,
-                     store_user_t *u, pat_err_t *e, const char **why);
+/* hot (the loop thread's Verify, NULL elsewhere): in, the token's memo tag
+ * (token_tag); out, whether the token and its user both came from the
+ * cache, and their marks (cache.h) if they did. */
+typedef struct {
+    uint8_t tag[TOKEN_MEMO_TAG_BYTES];
+    int hit;
+    cache_mark_t tok, usr;
+} svc_hot_t;
+int svc_authenticate(svc_t *svc, const char *tok, int64_t now, int try_only, svc_hot_t *hot,
+                     store_token_t *t, store_user_t *u, pat_err_t *e, const char **why);
 /* Authenticates the caller. need_user: the method acts as a user, so the
  * platform must name one with x-act-as-user. 0, or -1 with call's error. */
 int svc_caller(svc_call_t *call, svc_principal_t *p, int need_user);

@@ -2,10 +2,163 @@
  * used on and the role the path needs, answered with the token and its
  * user (R11-R16, R5 for SCIM tokens). Runs on the loop thread from memory,
  * or on a worker when storage must be read. */
+#include <openssl/crypto.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
 #include "svc_internal.h"
+#include "wire.h"
+
+/* ---------------------------------------------------------------- prepared answers
+ *
+ * The loop thread's memo of the answers it gave (service.h): one slot per
+ * token tag, direct-mapped, holding what decided the answer (the token's
+ * id, expiry, SCIM flag and the user's role) and each front-end's bytes of
+ * it, valid while the marks of the cache entries it was read from are
+ * current. No secret is kept: the tag is the token memo's keyed SipHash,
+ * the bytes an answer any holder of the token may read. */
+#define SVC_PREP_SLOTS 8192 /* 6.5 MiB of address space, touched as a hot set fills it */
+#define SVC_PREP_BYTES 768  /* the forms of one answer; a larger one is not prepared */
+
+typedef struct {
+    uint8_t tag[TOKEN_MEMO_TAG_BYTES];
+    cache_mark_t tok, usr;
+    uint64_t id;
+    int64_t expiration;
+    int32_t role;
+    uint8_t scim, live;
+    uint16_t used;
+    struct {
+        uint16_t off, len, now_at; /* now_at: 1 + the offset of the time's varint, or 0 */
+    } form[SVC_FORMS];
+    uint8_t bytes[SVC_PREP_BYTES];
+} svc_prep_t;
+
+static pthread_once_t svc_prep_once = PTHREAD_ONCE_INIT;
+static pthread_key_t svc_prep_key;
+static __thread svc_prep_t *svc_prep_table;
+static __thread svc_prep_t *svc_prep_open; /* the slot a Verify's emit may fill */
+
+static void svc_prep_init(void)
+{
+    if (pthread_key_create(&svc_prep_key, free) != 0) abort();
+}
+
+static svc_prep_t *svc_prep_slot(const uint8_t tag[TOKEN_MEMO_TAG_BYTES], int create)
+{
+    if (svc_prep_table == NULL) {
+        if (!create) return NULL;
+        pthread_once(&svc_prep_once, svc_prep_init);
+        svc_prep_table = calloc(SVC_PREP_SLOTS, sizeof(*svc_prep_table));
+        if (svc_prep_table == NULL || pthread_setspecific(svc_prep_key, svc_prep_table) != 0)
+            abort();
+    }
+    uint32_t i;
+    memcpy(&i, tag + 4, sizeof(i)); /* other bits than the token memo's index */
+    return &svc_prep_table[i & (SVC_PREP_SLOTS - 1)];
+}
+
+static int svc_mark_same(const cache_mark_t *a, const cache_mark_t *b)
+{
+    return a->epoch == b->epoch && a->seen == b->seen;
+}
+
+/* Opens the slot of a Verify that succeeded from the cache alone, for the
+ * front-end's emit to fill (svc_prepare) while it runs. */
+static void svc_prep_begin(const svc_hot_t *hot, const store_token_t *t, const store_user_t *u)
+{
+    svc_prep_t *p = svc_prep_slot(hot->tag, 1);
+    int same = p->live && CRYPTO_memcmp(p->tag, hot->tag, sizeof(p->tag)) == 0 &&
+               svc_mark_same(&p->tok, &hot->tok) && svc_mark_same(&p->usr, &hot->usr);
+    if (!same) { /* another token, or the same one changed: its forms are stale */
+        memcpy(p->tag, hot->tag, sizeof(p->tag));
+        p->tok = hot->tok;
+        p->usr = hot->usr;
+        p->id = t->id;
+        p->expiration = t->expiration;
+        p->role = u->role;
+        p->scim = (uint8_t)t->scim;
+        p->used = 0;
+        memset(p->form, 0, sizeof(p->form));
+        p->live = 1;
+    }
+    svc_prep_open = p;
+}
+
+void svc_prepare(svc_form_t form, const void *bytes, size_t len, size_t now_at)
+{
+    svc_prep_t *p = svc_prep_open;
+    if (p == NULL || form >= SVC_FORMS || len == 0 || (now_at != SIZE_MAX && now_at >= len)) return;
+    size_t off = p->form[form].len == len ? p->form[form].off : p->used;
+    if (off + len > SVC_PREP_BYTES) {
+        p->used = 0; /* the forms' bytes, rewritten: start them again */
+        memset(p->form, 0, sizeof(p->form));
+        off = 0;
+        if (len > SVC_PREP_BYTES) return;
+    }
+    memcpy(p->bytes + off, bytes, len);
+    p->form[form].off = (uint16_t)off;
+    p->form[form].len = (uint16_t)len;
+    p->form[form].now_at = now_at == SIZE_MAX ? 0 : (uint16_t)(now_at + 1);
+    if (off + len > p->used) p->used = (uint16_t)(off + len);
+}
+
+/* The checks of a Verify's fields: 0, or which failed (path: the
+ * normalized path, SVC_PATH_MAX + 1 bytes). */
+enum { SVC_VF_OK, SVC_VF_PATH_LONG, SVC_VF_PATH, SVC_VF_ROLE, SVC_VF_IP_LONG };
+
+static int svc_verify_fields(const Pat__V1__VerifyRequest *in, char *path)
+{
+    path[0] = '\0';
+    if (strlen(in->path) > SVC_PATH_MAX) return SVC_VF_PATH_LONG;
+    /* Valid UTF-8 without NUL: each front-end checks its strings where they
+     * enter (wire_check on the framed port, http.c for headers). */
+    if (in->path[0] && svc_normalize_path(in->path, path, SVC_PATH_MAX + 1) != 0)
+        return SVC_VF_PATH;
+    if (!svc_valid_role(in->required_role)) return SVC_VF_ROLE;
+    if (strlen(in->client_ip) > USAGE_CLIENT_IP_MAX) return SVC_VF_IP_LONG;
+    return SVC_VF_OK;
+}
+
+int svc_verify_prepared(svc_t *svc, const Pat__V1__VerifyRequest *in, svc_form_t form,
+                        svc_prepared_t *out)
+{
+    if (svc_prep_table == NULL || form >= SVC_FORMS) return 0;
+    size_t tl = strlen(in->bearer_token);
+    if (tl == 0 || tl > TOKEN_MAX_LEN) return 0;
+    char path[SVC_PATH_MAX + 1];
+    if (svc_verify_fields(in, path) != SVC_VF_OK) return 0;
+    uint8_t tag[TOKEN_MEMO_TAG_BYTES];
+    token_tag(in->bearer_token, tl, tag);
+    svc_prep_t *p = svc_prep_slot(tag, 0);
+    if (!p->live || p->form[form].len == 0 || CRYPTO_memcmp(p->tag, tag, sizeof(tag)) != 0)
+        return 0;
+    /* The same checks as svc_authenticate and svc_verify_run, on what
+     * decided the answer; any refusal is left to them, with its reason. */
+    if (!cache_mark_current(svc->cache, &p->tok) || !cache_mark_current(svc->cache, &p->usr))
+        return 0;
+    int64_t now = clock_now_ms();
+    if (p->expiration != 0 && now >= p->expiration) return 0;
+    if (p->scim && (p->role < ROLE_ADMIN || !svc_path_is_scim(svc, path))) return 0;
+    if (p->role < (int)in->required_role) return 0;
+    uint8_t *b = p->bytes + p->form[form].off;
+    /* This use's time, in the place of the last one's when it is as long
+     * (a time past 2109 or before 1970-01-01 + 2^35 ms is one byte longer or shorter). */
+    if (p->form[form].now_at &&
+        wire_varint_rewrite(b + p->form[form].now_at - 1,
+                            p->form[form].len - (p->form[form].now_at - 1), (uint64_t)now) != 0)
+        return 0;
+    cache_count_hits(svc->cache, 2);
+    usage_record(svc->usage, p->id, now, in->path[0] ? path : NULL, in->client_ip);
+    out->bytes = b;
+    out->len = p->form[form].len;
+    return 1;
+}
+
+/* ---------------------------------------------------------------- Verify */
 
 /* Verify, in full (try_only = 0) or from memory alone. Returns 0 when
  * try_only and storage is needed (nothing answered), else 1. */
@@ -13,26 +166,22 @@ static int svc_verify_run(svc_t *svc, const Pat__V1__VerifyRequest *in, svc_call
                           Pat__V1__VerifyResponse_Closure done, int try_only)
 {
     char path[SVC_PATH_MAX + 1];
-    path[0] = '\0';
     pat_err_t e = PAT_E_OK;
     const char *why = "";
-    size_t path_len = strlen(in->path);
-    if (path_len > SVC_PATH_MAX) {
+    switch (svc_verify_fields(in, path)) {
+    case SVC_VF_OK:
+        break;
+    case SVC_VF_PATH_LONG:
         svc_fail(call, PAT_E_INVALID_FIELD, "path is longer than %d bytes", SVC_PATH_MAX);
         goto fail;
-    }
-    /* Valid UTF-8 without NUL: each front-end checks its strings where they
-     * enter (wire_check on the framed port, http.c for headers). */
-    if (in->path[0] && svc_normalize_path(in->path, path, sizeof(path)) != 0) {
+    case SVC_VF_PATH:
         svc_fail(call, PAT_E_INVALID_FIELD,
                  "path must be absolute, stay below /, and not encode a separator");
         goto fail;
-    }
-    if (!svc_valid_role(in->required_role)) {
+    case SVC_VF_ROLE:
         svc_fail(call, PAT_E_INVALID_FIELD, "required_role %d is not a Role", in->required_role);
         goto fail;
-    }
-    if (strlen(in->client_ip) > USAGE_CLIENT_IP_MAX) {
+    default:
         svc_fail(call, PAT_E_INVALID_FIELD, "client_ip is longer than %d bytes",
                  USAGE_CLIENT_IP_MAX);
         goto fail;
@@ -40,7 +189,16 @@ static int svc_verify_run(svc_t *svc, const Pat__V1__VerifyRequest *in, svc_call
     store_token_t t;
     store_user_t u;
     int64_t now = clock_now_ms();
-    if (svc_authenticate(svc, in->bearer_token, now, try_only, &t, &u, &e, &why)) return 0;
+    /* On the loop thread, a success from the cache alone is prepared. */
+    svc_hot_t hot, *hp = NULL;
+    if (try_only) {
+        size_t tl = strlen(in->bearer_token);
+        if (tl && tl <= TOKEN_MAX_LEN) {
+            token_tag(in->bearer_token, tl, hot.tag);
+            hp = &hot;
+        }
+    }
+    if (svc_authenticate(svc, in->bearer_token, now, try_only, hp, &t, &u, &e, &why)) return 0;
     if (e == PAT_E_OK && t.scim && !svc_path_is_scim(svc, path)) {
         e = PAT_E_SCIM_ONLY;
         why = "a SCIM token may only be used on SCIM endpoints";
@@ -77,7 +235,9 @@ static int svc_verify_run(svc_t *svc, const Pat__V1__VerifyRequest *in, svc_call
     ti.user = &user_pb;
     r.user = &user_pb;
     r.token = &ti;
+    if (hp && hot.hit) svc_prep_begin(&hot, &t, &u);
     done(&r, call);
+    svc_prep_open = NULL;
     return 1;
 fail:
     done(NULL, call);

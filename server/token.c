@@ -152,35 +152,56 @@ static void token_memo_init(void)
         abort();
 }
 
-int token_check_hash(const char *s, size_t len, int remember, uint8_t out[TOKEN_HASH_BYTES])
+static token_memo_slot_t *token_memo_slot(const uint8_t tag[16])
 {
-    if (len == 0 || len > TOKEN_MAX_LEN) return -1;
-    token_memo_slot_t *slot = NULL;
-    uint8_t tag[16];
-    if (remember) {
-        pthread_once(&token_memo_once, token_memo_init);
-        if (token_memo == NULL) {
-            /* Pages of a calloc this size come from mmap, untouched until
-             * used: a small hot set costs what it fills. */
-            token_memo = calloc(TOKEN_MEMO_SLOTS, sizeof(*token_memo));
-            if (token_memo == NULL || pthread_setspecific(token_memo_tls, token_memo) != 0) abort();
-        }
-        token_siphash128(token_memo_key, s, len, tag);
-        uint32_t i;
-        memcpy(&i, tag, sizeof(i));
-        slot = &token_memo[i & (TOKEN_MEMO_SLOTS - 1)];
-        if (CRYPTO_memcmp(slot->tag, tag, sizeof(tag)) == 0) {
-            memcpy(out, slot->hash, TOKEN_HASH_BYTES);
-            return 0;
-        }
+    if (token_memo == NULL) {
+        /* Pages of a calloc this size come from mmap, untouched until
+         * used: a small hot set costs what it fills. */
+        token_memo = calloc(TOKEN_MEMO_SLOTS, sizeof(*token_memo));
+        if (token_memo == NULL || pthread_setspecific(token_memo_tls, token_memo) != 0) abort();
+    }
+    uint32_t i;
+    memcpy(&i, tag, sizeof(i));
+    return &token_memo[i & (TOKEN_MEMO_SLOTS - 1)];
+}
+
+void token_tag(const char *s, size_t len, uint8_t tag[TOKEN_MEMO_TAG_BYTES])
+{
+    pthread_once(&token_memo_once, token_memo_init);
+    token_siphash128(token_memo_key, s, len, tag);
+}
+
+/* The check, remembered in slot under tag when slot is not NULL. */
+static int token_check_in(const char *s, size_t len, token_memo_slot_t *slot, const uint8_t *tag,
+                          uint8_t out[TOKEN_HASH_BYTES])
+{
+    if (slot != NULL && CRYPTO_memcmp(slot->tag, tag, TOKEN_MEMO_TAG_BYTES) == 0) {
+        memcpy(out, slot->hash, TOKEN_HASH_BYTES);
+        return 0;
     }
     if (token_parse(s, len, NULL) != 0) return -1;
     token_hash(s, len, out);
     if (slot != NULL) {
-        memcpy(slot->tag, tag, sizeof(tag));
+        memcpy(slot->tag, tag, TOKEN_MEMO_TAG_BYTES);
         memcpy(slot->hash, out, TOKEN_HASH_BYTES);
     }
     return 0;
+}
+
+int token_check_hash(const char *s, size_t len, int remember, uint8_t out[TOKEN_HASH_BYTES])
+{
+    if (len == 0 || len > TOKEN_MAX_LEN) return -1;
+    if (!remember) return token_check_in(s, len, NULL, NULL, out);
+    uint8_t tag[TOKEN_MEMO_TAG_BYTES];
+    token_tag(s, len, tag);
+    return token_check_in(s, len, token_memo_slot(tag), tag, out);
+}
+
+int token_check_hash_tagged(const char *s, size_t len, const uint8_t tag[TOKEN_MEMO_TAG_BYTES],
+                            uint8_t out[TOKEN_HASH_BYTES])
+{
+    if (len == 0 || len > TOKEN_MAX_LEN) return -1;
+    return token_check_in(s, len, token_memo_slot(tag), tag, out);
 }
 
 /* ---------------------------------------------------------------- checksums and parsing */

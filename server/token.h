@@ -58,6 +58,13 @@ void token_hash(const char *s, size_t len, uint8_t out[TOKEN_HASH_BYTES]);
  * remember = 1; workers, whose misses would fill a memo each, pass 0. */
 #define TOKEN_MEMO_SLOTS (1u << 16) /* 3 MiB; a hot set of 10k tokens collides in 7% */
 int token_check_hash(const char *s, size_t len, int remember, uint8_t out[TOKEN_HASH_BYTES]);
+/* The memo's tag of s (the caller's key to memos of its own: a prepared
+ * Verify answer, svc_verify.c), and token_check_hash(s, len, 1, out) given
+ * that tag, so that a caller that has it does not compute it twice. */
+#define TOKEN_MEMO_TAG_BYTES 16
+void token_tag(const char *s, size_t len, uint8_t tag[TOKEN_MEMO_TAG_BYTES]);
+int token_check_hash_tagged(const char *s, size_t len, const uint8_t tag[TOKEN_MEMO_TAG_BYTES],
+                            uint8_t out[TOKEN_HASH_BYTES]);
 
 /* SipHash-2-4 with its 128-bit output (Aumasson and Bernstein's reference
  * algorithm), for the memo's tags. OpenSSL has it behind EVP_MAC, whose

@@ -373,8 +373,10 @@ static uint8_t *wire_put_user(uint8_t *p, unsigned field, const Pat__V1__User *u
     return wire_put_str(p, 9, u->created_by, z->len[4]);
 }
 
-static size_t wire_pack_verify_response(const Pat__V1__VerifyResponse *r, uint8_t *out, size_t cap)
+static size_t wire_pack_verify_response(const Pat__V1__VerifyResponse *r, uint8_t *out, size_t cap,
+                                        size_t *last_used_at)
 {
+    *last_used_at = SIZE_MAX;
     const Pat__V1__TokenInfo *t = r->token;
     if (r->base.n_unknown_fields || (t && t->base.n_unknown_fields) ||
         (r->user && r->user->base.n_unknown_fields) ||
@@ -407,6 +409,7 @@ static size_t wire_pack_verify_response(const Pat__V1__VerifyResponse *r, uint8_
         p = wire_put_str(p, 2, t->name, name_len);
         p = wire_put_uint(p, 3, (uint64_t)t->created);
         p = wire_put_uint(p, 4, (uint64_t)t->expiration);
+        if (t->last_used) *last_used_at = (size_t)(p - out) + 1; /* after its one-byte key */
         p = wire_put_uint(p, 5, (uint64_t)t->last_used);
         p = wire_put_uint(p, 6, t->active ? 1 : 0);
         p = wire_put_uint(p, 7, WIRE_ENUM(t->status));
@@ -418,10 +421,24 @@ static size_t wire_pack_verify_response(const Pat__V1__VerifyResponse *r, uint8_
     return (size_t)(p - out);
 }
 
-size_t wire_pack_answer(const ProtobufCMessage *msg, uint8_t *out, size_t cap)
+size_t wire_pack_answer(const ProtobufCMessage *msg, uint8_t *out, size_t cap, size_t *last_used_at)
 {
+    size_t at;
+    if (last_used_at == NULL) last_used_at = &at;
+    *last_used_at = SIZE_MAX;
     if (msg->descriptor == &pat__v1__verify_response__descriptor)
-        return wire_pack_verify_response((const Pat__V1__VerifyResponse *)msg, out, cap);
+        return wire_pack_verify_response((const Pat__V1__VerifyResponse *)msg, out, cap,
+                                         last_used_at);
+    return 0;
+}
+
+int wire_varint_rewrite(uint8_t *p, size_t avail, uint64_t v)
+{
+    size_t n = 0;
+    while (n < avail && (p[n] & 0x80))
+        n++;
+    if (n == avail || wire_varint_len(v) != n + 1) return -1;
+    wire_varint_put(p, v);
     return 0;
 }
 

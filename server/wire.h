@@ -62,8 +62,14 @@ int wire_read_verify(const uint8_t *frame, size_t len, wire_verify_t *out);
 /* Packs msg into out (cap bytes) as protobuf-c would, for the messages a
  * hot Verify answers with (pat.v1.VerifyResponse; its User is encoded once
  * when both fields carry the same one). Returns the length, or 0 if msg is
- * of another type or does not fit: pack it with protobuf-c. */
-size_t wire_pack_answer(const ProtobufCMessage *msg, uint8_t *out, size_t cap);
+ * of another type or does not fit: pack it with protobuf-c. last_used_at
+ * (may be NULL) receives the offset of token.last_used's varint, or
+ * SIZE_MAX when it is not there. */
+size_t wire_pack_answer(const ProtobufCMessage *msg, uint8_t *out, size_t cap,
+                        size_t *last_used_at);
+/* Writes v over the varint at p (avail bytes to the buffer's end) if v's
+ * varint is exactly as long: 0, else -1 and nothing written. */
+int wire_varint_rewrite(uint8_t *p, size_t avail, uint64_t v);
 
 /* The packed pat.v1.Response of a call that succeeded: id, a Status of
  * HTTP 200 and the payload; out needs WIRE_OK_OVERHEAD + payload_len

@@ -125,13 +125,13 @@ static void test_pack_verify_response_is_protobuf_c(void **state)
         size_t n = protobuf_c_message_get_packed_size(&a.r.base);
         assert_true(n <= sizeof(theirs));
         protobuf_c_message_pack(&a.r.base, theirs);
-        size_t m = wire_pack_answer(&a.r.base, mine, sizeof(mine));
+        size_t m = wire_pack_answer(&a.r.base, mine, sizeof(mine), NULL);
         assert_int_equal(m, n);
         assert_memory_equal(mine, theirs, n);
     }
     /* The all-default message is empty, as protobuf-c packs it. */
     Pat__V1__VerifyResponse empty = PAT__V1__VERIFY_RESPONSE__INIT;
-    assert_int_equal(wire_pack_answer(&empty.base, mine, sizeof(mine)), 0);
+    assert_int_equal(wire_pack_answer(&empty.base, mine, sizeof(mine), NULL), 0);
 }
 
 /* Too small a buffer, or another message, declines (the caller packs with
@@ -145,12 +145,12 @@ static void test_pack_declines(void **state)
     do {
         rnd_answer(&a);
     } while (protobuf_c_message_get_packed_size(&a.r.base) <= 64);
-    assert_int_equal(wire_pack_answer(&a.r.base, buf, 64), 0);
+    assert_int_equal(wire_pack_answer(&a.r.base, buf, 64, NULL), 0);
     for (int i = 64; i < 80; i++)
         assert_int_equal(buf[i], 0xaa);
     Pat__V1__User u = PAT__V1__USER__INIT;
     u.user_id = "x";
-    assert_int_equal(wire_pack_answer(&u.base, buf, 64), 0);
+    assert_int_equal(wire_pack_answer(&u.base, buf, 64, NULL), 0);
 }
 
 /* A successful call's envelope is protobuf-c's Response. */
