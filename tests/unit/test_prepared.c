@@ -153,13 +153,22 @@ static void warm(fixture_t *f, const char *tok, const char *path)
     assert_true(prepared(f, tok, path, 0));
 }
 
+/* A user, a token of theirs (its bearer token in tok) and its answer
+ * prepared on path: the token's id. */
+static uint64_t fresh(fixture_t *f, const char *user, Pat__V1__Role role, int days, int scim,
+                      const char *path, char *tok)
+{
+    upsert(f, user, role);
+    uint64_t id = create(f, user, days, scim, tok);
+    warm(f, tok, path);
+    return id;
+}
+
 static void test_R15_a_prepared_answer_carries_this_uses_time(void **state)
 {
     fixture_t *f = *state;
     char tok[128];
-    upsert(f, "alice", PAT__V1__ROLE__ROLE_MEMBER);
-    create(f, "alice", 0, 0, tok);
-    warm(f, tok, "/api/x");
+    fresh(f, "alice", PAT__V1__ROLE__ROLE_MEMBER, 0, 0, "/api/x", tok);
     for (int i = 0; i < 3; i++) {
         clock_advance(5);
         int64_t lu = 0;
@@ -181,9 +190,7 @@ static void test_R11_revoke_ends_a_prepared_answer(void **state)
 {
     fixture_t *f = *state;
     char tok[128];
-    upsert(f, "bob", PAT__V1__ROLE__ROLE_MEMBER);
-    uint64_t id = create(f, "bob", 0, 0, tok);
-    warm(f, tok, "");
+    uint64_t id = fresh(f, "bob", PAT__V1__ROLE__ROLE_MEMBER, 0, 0, "", tok);
     Pat__V1__UpdateTokenRequest up = PAT__V1__UPDATE_TOKEN_REQUEST__INIT;
     up.id = id;
     up.revoke = 1;
@@ -200,9 +207,7 @@ static void test_R12_expiry_ends_a_prepared_answer(void **state)
 {
     fixture_t *f = *state;
     char tok[128];
-    upsert(f, "carol", PAT__V1__ROLE__ROLE_MEMBER);
-    create(f, "carol", 1, 0, tok);
-    warm(f, tok, "");
+    fresh(f, "carol", PAT__V1__ROLE__ROLE_MEMBER, 1, 0, "", tok);
     clock_advance(86400 * 1000 - 1000); /* the test clock runs too: a margin */
     assert_true(prepared(f, tok, "", 0));
     clock_advance(1000);
@@ -214,9 +219,7 @@ static void test_R13_R14_user_changes_end_a_prepared_answer(void **state)
 {
     fixture_t *f = *state;
     char tok[128];
-    upsert(f, "dave", PAT__V1__ROLE__ROLE_ADMIN);
-    create(f, "dave", 0, 0, tok);
-    warm(f, tok, "");
+    fresh(f, "dave", PAT__V1__ROLE__ROLE_ADMIN, 0, 0, "", tok);
     assert_true(prepared(f, tok, "", PAT__V1__ROLE__ROLE_ADMIN));
     upsert(f, "dave", PAT__V1__ROLE__ROLE_MEMBER); /* downgraded */
     assert_false(prepared(f, tok, "", 0));
@@ -238,9 +241,7 @@ static void test_R5_scim_paths_of_a_prepared_answer(void **state)
 {
     fixture_t *f = *state;
     char tok[128];
-    upsert(f, "erin", PAT__V1__ROLE__ROLE_ADMIN);
-    create(f, "erin", 0, 1, tok);
-    warm(f, tok, "/scim/v2/Users");
+    fresh(f, "erin", PAT__V1__ROLE__ROLE_ADMIN, 0, 1, "/scim/v2/Users", tok);
     assert_false(prepared(f, tok, "/api/tokens", 0));
     assert_string_equal(verify(f, tok, "/api/tokens", 0, NULL), "scim_only");
     assert_false(prepared(f, tok, "/scim/v2/../../api", 0));
@@ -251,9 +252,7 @@ static void test_fence_and_clear_end_prepared_answers(void **state)
 {
     fixture_t *f = *state;
     char tok[128];
-    upsert(f, "frank", PAT__V1__ROLE__ROLE_MEMBER);
-    create(f, "frank", 0, 0, tok);
-    warm(f, tok, "");
+    fresh(f, "frank", PAT__V1__ROLE__ROLE_MEMBER, 0, 0, "", tok);
     cache_serve_until(f->cache, 0); /* a clustered store's lease ran out */
     assert_false(prepared(f, tok, "", 0));
     cache_serve_until(f->cache, UINT64_MAX);
