@@ -123,6 +123,28 @@ static int svc_verify_fields(const Pat__V1__VerifyRequest *in, char *path)
     return SVC_VF_OK;
 }
 
+/* What the path and role ask of a valid token (R5, R1, R13): PAT_E_OK, or
+ * the refusal with why. */
+static pat_err_t svc_verify_allows(svc_t *svc, int scim, int role, const char *path,
+                                   int required_role, const char **why)
+{
+    if (scim && !svc_path_is_scim(svc, path)) {
+        *why = "a SCIM token may only be used on SCIM endpoints";
+        return PAT_E_SCIM_ONLY;
+    }
+    /* Only Admins may make a SCIM token, and a token carries its user's
+     * current role (R1, R13): once its user is no Admin, it stops. */
+    if (scim && role < ROLE_ADMIN) {
+        *why = "a SCIM token works only while its user is an Admin";
+        return PAT_E_INSUFFICIENT_ROLE;
+    }
+    if (role < required_role) {
+        *why = "the token's user lacks the required role";
+        return PAT_E_INSUFFICIENT_ROLE;
+    }
+    return PAT_E_OK;
+}
+
 int svc_verify_prepared(svc_t *svc, const Pat__V1__VerifyRequest *in, svc_form_t form,
                         svc_prepared_t *out)
 {
@@ -142,8 +164,9 @@ int svc_verify_prepared(svc_t *svc, const Pat__V1__VerifyRequest *in, svc_form_t
         return 0;
     int64_t now = clock_now_ms();
     if (p->expiration != 0 && now >= p->expiration) return 0;
-    if (p->scim && (p->role < ROLE_ADMIN || !svc_path_is_scim(svc, path))) return 0;
-    if (p->role < (int)in->required_role) return 0;
+    const char *why;
+    if (svc_verify_allows(svc, p->scim, p->role, path, (int)in->required_role, &why) != PAT_E_OK)
+        return 0;
     uint8_t *b = p->bytes + p->form[form].off;
     /* This use's time, in the place of the last one's when it is as long
      * (a time past 2109 or before 1970-01-01 + 2^35 ms is one byte longer or shorter). */
@@ -199,20 +222,7 @@ static int svc_verify_run(svc_t *svc, const Pat__V1__VerifyRequest *in, svc_call
         }
     }
     if (svc_authenticate(svc, in->bearer_token, now, try_only, hp, &t, &u, &e, &why)) return 0;
-    if (e == PAT_E_OK && t.scim && !svc_path_is_scim(svc, path)) {
-        e = PAT_E_SCIM_ONLY;
-        why = "a SCIM token may only be used on SCIM endpoints";
-    }
-    /* Only Admins may make a SCIM token, and a token carries its user's
-     * current role (R1, R13): once its user is no Admin, it stops. */
-    if (e == PAT_E_OK && t.scim && u.role < ROLE_ADMIN) {
-        e = PAT_E_INSUFFICIENT_ROLE;
-        why = "a SCIM token works only while its user is an Admin";
-    }
-    if (e == PAT_E_OK && u.role < (int)in->required_role) {
-        e = PAT_E_INSUFFICIENT_ROLE;
-        why = "the token's user lacks the required role";
-    }
+    if (e == PAT_E_OK) e = svc_verify_allows(svc, t.scim, u.role, path, in->required_role, &why);
     if (e != PAT_E_OK) {
         svc_fail(call, e, "%s", why);
         goto fail;
