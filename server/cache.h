@@ -37,6 +37,7 @@ typedef struct cache cache_t;
 
 typedef struct {
     uint64_t hits, misses, evictions, entries, capacity, user_entries;
+    uint64_t prepared; /* Verifies answered by marks (cache_count_prepared), in hits too */
 } cache_stats_t;
 
 /* capacity: token entries kept; 0 disables. Users get twice that: their
@@ -92,8 +93,9 @@ cache_mark_t cache_user_mark(cache_t *c, const char *user_id, uint64_t epoch);
 int cache_mark_current(cache_t *c, const cache_mark_t *m);
 
 void cache_stats(cache_t *c, cache_stats_t *out);
-/* Counts n hits that a reader answered by marks instead of lookups. */
-void cache_count_hits(cache_t *c, unsigned n);
+/* Counts a Verify answered by the marks of its token's and its user's
+ * entries instead of lookups: two hits, and one prepared answer. */
+void cache_count_prepared(cache_t *c);
 /* Counts a miss that storage answered (callers pass count_miss = 0 to the
  * lookups when a miss may still be retried elsewhere). */
 void cache_count_miss(cache_t *c);

@@ -173,6 +173,9 @@ char *metrics_render(svc_t *svc, const stats_t *stats, size_t *len)
     cache_stats(svc->cache, &cs);
     metrics_head(&b, "patd_cache_hits_total", "counter", "Verification cache hits.");
     metrics_put(&b, "patd_cache_hits_total %llu\n", (unsigned long long)cs.hits);
+    metrics_head(&b, "patd_verify_prepared_total", "counter",
+                 "Verifies answered with a prepared answer (each also two cache hits).");
+    metrics_put(&b, "patd_verify_prepared_total %llu\n", (unsigned long long)cs.prepared);
     metrics_head(&b, "patd_cache_misses_total", "counter",
                  "Verification cache misses answered by the store.");
     metrics_put(&b, "patd_cache_misses_total %llu\n", (unsigned long long)cs.misses);

@@ -157,8 +157,10 @@ int svc_verify_cached(svc_t *svc, const Pat__V1__VerifyRequest *in, svc_call_t *
  * refusals included, returns 0 and takes svc_verify_cached's way. Both are
  * the loop thread's (the memo is per thread); the bytes are valid until the
  * thread's next Verify. */
-/* One form per front-end that prepares; HTTP's /v1/verify does not yet. */
-typedef enum { SVC_FORM_FRAMED, SVC_FORMS } svc_form_t;
+/* One form per front-end: the framed port's packed VerifyResponse, and
+ * /v1/verify's identity headers (no time in them). A token's forms share
+ * its slot and its checks. */
+typedef enum { SVC_FORM_FRAMED, SVC_FORM_HTTP, SVC_FORMS } svc_form_t;
 typedef struct {
     const uint8_t *bytes;
     size_t len;

@@ -174,7 +174,7 @@ int svc_verify_prepared(svc_t *svc, const Pat__V1__VerifyRequest *in, svc_form_t
         wire_varint_rewrite(b + p->form[form].now_at - 1,
                             p->form[form].len - (p->form[form].now_at - 1), (uint64_t)now) != 0)
         return 0;
-    cache_count_hits(svc->cache, 2);
+    cache_count_prepared(svc->cache);
     usage_record(svc->usage, p->id, now, in->path[0] ? path : NULL, in->client_ip);
     out->bytes = b;
     out->len = p->form[form].len;

@@ -202,6 +202,58 @@ try:
                         timeout=30)
     check(pc.returncode == 0, "promtool check metrics", pc.stdout + pc.stderr)
 
+    # --- prepared answers (issue 20): a hot /v1/verify is answered with the
+    # identity headers kept from the token's last answer, the same bytes as a
+    # fresh one, and never past a change to the token or its user (R11, R13)
+    def prepared_count():
+        return metric(call(H, "/metrics")[2].decode(), "patd_verify_prepared_total")
+
+    def ident(h):
+        return {k: v for k, v in h.items() if k.startswith("x-patd-") and k != "x-patd-reason"}
+
+    p.user("pam", "admin")
+    pam = p.token("pam", "prep", "--expires", "30d")
+    pam_h = {"Authorization": "Bearer " + pam, "X-Original-URI": "/api/prep"}
+    s, first, _ = call(H, "/v1/verify", pam_h)
+    before = prepared_count()
+    seen = []
+    for i in range(6):
+        s, h, _ = call(H, "/v1/verify", pam_h)
+        seen.append((s, ident(h)))
+        if i == 2:  # the framed port's answer of the same token shares the slot
+            rc, out, err = p.ctl("verify", "--path", "/api/prep", stdin=pam + "\n")
+            check(rc == 0, "prepared: a framed Verify between HTTP ones", out + err)
+    after = prepared_count()
+    check(s == 200 and first.get("x-patd-user-role") == "admin" and
+          all(x == (200, ident(first)) for x in seen),
+          "prepared: every hot answer has the first one's identity headers", seen)
+    check(before is not None and after is not None and after - before >= 4,
+          "prepared: hot /v1/verify answered from the prepared answer", (before, after))
+    p.user("pam", "member")  # R13: downgraded; the next request sees it
+    s, h, _ = call(H, "/v1/verify", dict(pam_h, **{"X-Patd-Required-Role": "admin"}))
+    check(s == 403 and h.get("x-patd-reason") == "insufficient_role",
+          "R13: a downgrade ends the prepared answer at once", h)
+    s, h, _ = call(H, "/v1/verify", pam_h)
+    s2, h2, _ = call(H, "/v1/verify", pam_h)
+    check(s == 200 and s2 == 200 and h.get("x-patd-user-role") == "member" and
+          ident(h2) == ident(h), "R13: the answers after it carry the new role", (h, h2))
+    # The framed port's answer was prepared before the downgrade, in the
+    # slot the HTTP answers just prepared again: it must not come back.
+    for i in range(2):
+        rc, out, err = p.ctl("--json", "verify", "--path", "/api/prep", stdin=pam + "\n")
+        role = json.loads(out).get("user", {}).get("role") if rc == 0 else None
+        check(role == "member", f"R13: the framed answer carries the new role too ({i})",
+              out + err)
+    rc, _, _ = p.ctl("tokens", "revoke", "prep", as_user="pam")
+    before = prepared_count()
+    s, h, _ = call(H, "/v1/verify", pam_h)
+    check(rc == 0 and s == 401 and h.get("x-patd-reason") == "revoked" and
+          prepared_count() == before, "R11: a revoke ends the prepared answer at once", h)
+    for i in range(3):
+        s, h, _ = call(H, "/v1/verify", {"Authorization": "Bearer " + wtok})
+        check(s == 200 and urllib.parse.unquote(h.get("x-patd-user-id", "")) == weird,
+              f"prepared: a percent-encoded user id kept intact ({i})", h.get("x-patd-user-id"))
+
     # --- hostile requests: one answer, then close
     hostile = {
         "Content-Length with Transfer-Encoding":
