@@ -174,7 +174,7 @@ static void run_hammer(int change)
                                .stop = &stop,
                                .cut = &cut,
                                .required_role = change == CHANGE_DOWNGRADE ? 3 : 0,
-                               .http = i % 2,
+                               .http = i >= N / 2, /* each port on every node */
                                .want = change == CHANGE_DELETE ? "unknown_token" : NULL};
             pthread_create(&th[i], NULL, hammer, &hs[i]);
         }
