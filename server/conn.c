@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 #include "clock.h"
 #include "log.h"
@@ -420,6 +421,11 @@ void conn_fail(conn_t *c)
 
 static void conn_work_run(uv_work_t *uv)
 {
+    static __thread int named; /* libuv's pool threads, named on their first work */
+    if (!named) {
+        prctl(PR_SET_NAME, "patd-worker");
+        named = 1;
+    }
     conn_runner_t *r = uv->data;
     conn_set_t *s = r->set;
     pthread_mutex_lock(&s->lanes_lock);
@@ -462,6 +468,7 @@ static void conn_work_done(uv_work_t *uv, int status)
 static void *conn_batch_main(void *arg)
 {
     conn_set_t *s = arg;
+    prctl(PR_SET_NAME, "patd-batch"); /* threads are named for top -H and /proc */
     conn_work_t *items[CONN_BATCH_MAX];
     const char *tokens[CONN_BATCH_MAX];
     pthread_mutex_lock(&s->lanes_lock);

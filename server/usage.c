@@ -10,6 +10,7 @@
 #include <time.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 #include "clock.h"
 #include "log.h"
@@ -768,6 +769,7 @@ int usage_purge_deleted(usage_t *u, int64_t now_ms, unsigned budget)
 static void *usage_flusher(void *arg)
 {
     usage_t *u = arg;
+    prctl(PR_SET_NAME, "patd-flush"); /* threads are named for top -H and /proc */
     uint64_t next_purge = clock_mono_ms() + USAGE_PURGE_EVERY_MS;
     pthread_mutex_lock(&u->wake_lock);
     while (!u->stopping) {
@@ -803,6 +805,7 @@ static void *usage_flusher(void *arg)
 static void *usage_drainer(void *arg)
 {
     usage_t *u = arg;
+    prctl(PR_SET_NAME, "patd-drain");
     struct sched_param sp = {0};
     if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) != 0)
         log_warn("usage: cannot make the drain thread SCHED_IDLE; it runs at normal priority");

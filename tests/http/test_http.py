@@ -7,6 +7,7 @@ grace, and hostile HTTP: request smuggling, oversized and too many headers,
 an oversized body, slowloris, garbage, a pipelined flood without reading;
 a good client is served meanwhile and RSS stays bounded."""
 import datetime
+import glob
 import http.client
 import json
 import os
@@ -201,6 +202,18 @@ try:
     pc = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True,
                         timeout=30)
     check(pc.returncode == 0, "promtool check metrics", pc.stdout + pc.stderr)
+
+    # --- each thread named, so that top -H and /proc attribute CPU to it
+    # (issue 20: unnamed, a per-thread sample could not say which thread
+    # took patd's CPU outside the loop)
+    names = set()
+    for f in glob.glob(f"/proc/{p.proc.pid}/task/*/comm"):
+        try:
+            names.add(open(f).read().strip())
+        except OSError:
+            pass  # a thread that ended meanwhile
+    for want in ["patd", "patd-worker", "patd-drain", "patd-flush", "rocksdb:low"]:
+        check(want in names, f"threads: one named {want}", sorted(names))
 
     # --- prepared answers (issue 20): a hot /v1/verify is answered with the
     # identity headers kept from the token's last answer, the same bytes as a
