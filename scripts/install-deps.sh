@@ -5,7 +5,10 @@
 set -euo pipefail
 
 # --runtime: only what a built patd needs to run (the image's last stage).
-RUNTIME_PKGS=(libprotobuf-c1 libuv1 librocksdb7.8 libssl3 zlib1g libjansson4 libpq5 ca-certificates)
+# RocksDB is linked in (CMakeLists.txt, PATD_ROCKSDB_STATIC): the image
+# needs the compression libraries it calls, not librocksdb7.8.
+RUNTIME_PKGS=(libprotobuf-c1 libuv1 libsnappy1v5 liblz4-1 libzstd1 libbz2-1.0 libstdc++6 libssl3
+  zlib1g libjansson4 libpq5 ca-certificates)
 
 # --build: what a release build of patd, patctl and patbench needs
 # (cmake -DPATD_TESTS=OFF), without the test and benchmark tools: the
