@@ -7,7 +7,6 @@
 #include <string.h>
 #include <sys/prctl.h>
 
-#include "clock.h"
 #include "log.h"
 
 #define CONN_OUT_KEEP (16 * 1024) /* output buffer kept between writes */
@@ -189,7 +188,7 @@ static void conn_flush(conn_t *c)
     if (done == c->out_len) {
         conn_completed(c, c->out_count);
         conn_out_reset(c);
-        c->last_active_ms = clock_mono_ms();
+        c->last_active_ms = uv_now(c->set->loop);
         return;
     }
     /* The rest goes out as the outstanding write: the queued buffer
@@ -238,7 +237,7 @@ static void conn_on_written(conn_t *c, int status)
         conn_close(c);
         return;
     }
-    c->last_active_ms = clock_mono_ms();
+    c->last_active_ms = uv_now(c->set->loop);
     if (c->out_len) conn_mark_dirty(c);
 }
 
@@ -376,7 +375,7 @@ void conn_io(conn_t *c, conn_io_t ev, const uint8_t *data, ssize_t n)
     switch (ev) {
     case CONN_IO_READ:
         if (c->state != CONN_OPEN || n <= 0) return;
-        c->last_active_ms = clock_mono_ms();
+        c->last_active_ms = uv_now(c->set->loop);
         conn_feed(c, data, (size_t)n);
         break;
     case CONN_IO_EOF:
@@ -691,7 +690,7 @@ void conn_set_accept(conn_set_t *s, uv_stream_t *listener, const transport_ops_t
     s->n++;
     atomic_fetch_add(&s->stats->connections, 1);
     atomic_fetch_add_explicit(&s->stats->accepted, 1, memory_order_relaxed);
-    c->last_active_ms = clock_mono_ms();
+    c->last_active_ms = uv_now(c->set->loop);
     c->proto = proto;
     c->ps = proto->open(c, cfg);
     if (c->ps == NULL) {
@@ -710,7 +709,9 @@ void conn_set_accept(conn_set_t *s, uv_stream_t *listener, const transport_ops_t
 
 void conn_set_sweep(conn_set_t *s)
 {
-    uint64_t now = clock_mono_ms();
+    /* Activity is stamped with the loop's time, libuv's monotonic ms read
+     * once per iteration: a clock read per request and per write less. */
+    uint64_t now = uv_now(s->loop);
     for (conn_t *c = s->conns, *next; c; c = next) {
         next = c->next;
         /* No progress for the timeout: nothing read, no answer written.
