@@ -168,6 +168,11 @@ typedef struct {
 void svc_prepare(svc_form_t form, const void *bytes, size_t len, size_t now_at);
 int svc_verify_prepared(svc_t *svc, const Pat__V1__VerifyRequest *in, svc_form_t form,
                         svc_prepared_t *out);
+#ifdef PATD_TEST_CLOCK
+/* Tests only: this thread's prepared slots in `sets` sets (a power of two),
+ * so that a test sees a set fill; 0 restores the number patd uses. */
+void svc_prep_narrow(unsigned sets);
+#endif
 
 /* Exposed for unit tests and the fuzzer. */
 /* Normalizes an API path (resolves ".", "..", "//", %2e, drops query and
