@@ -49,8 +49,8 @@ test-asan: deps
 # so the repository's corpus is not rewritten). A crash fails the target.
 fuzz: deps
 	@CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DPATD_FUZZ=ON $(QUIET) >/dev/null
-	@cmake --build build-fuzz -j $(JOBS) --target fuzz_frame fuzz_dispatch fuzz_token fuzz_http fuzz_json $(NOPRINT)
-	@set -e; for f in frame dispatch token http json; do \
+	@cmake --build build-fuzz -j $(JOBS) --target fuzz_frame fuzz_dispatch fuzz_token fuzz_http fuzz_json fuzz_record $(NOPRINT)
+	@set -e; for f in frame dispatch token http json record; do \
 	  d=$$(mktemp -d); cp tests/fuzz/corpus/$$f/* $$d/; \
 	  echo "fuzz_$$f: $(FUZZ_SECONDS) s"; \
 	  build-fuzz/tests/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \

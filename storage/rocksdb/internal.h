@@ -1,5 +1,6 @@
 /* rocksdb/internal.h: the RocksDB backend's state and helpers, shared by
- * its files and by nothing outside storage/rocksdb/.
+ * its files and by nothing outside storage/rocksdb/ but its unit test
+ * (tests/unit/test_records.c).
  *
  * One DB under DIR with these column families:
  *   meta             "schema_version" -> u32, "token_id_hw" -> u64,
@@ -114,6 +115,10 @@ store_status_t rdb_reserve_ids(rdb_t *r, uint64_t hw);
 /* Records and domain values. */
 void rdb_user_from_rec(const rdb_user_rec_t *rec, store_user_t *out);
 void rdb_token_from_rec(const rdb_token_rec_t *rec, store_token_t *out);
+/* A TokenRecord's bytes straight into *out (rocksdb.c: as unpack +
+ * rdb_token_from_rec, without the generic unpacker): 0, or -1 when
+ * protobuf-c would refuse them (*out untouched). */
+int rdb_token_decode(const uint8_t *p, size_t len, store_token_t *out);
 void rdb_event_from_rec(const rdb_event_rec_t *rec, store_event_t *out);
 /* Packs a domain value as its record into a malloc'd buffer. */
 void *rdb_pack_user(const store_user_t *u, size_t *len);
