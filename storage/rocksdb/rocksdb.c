@@ -122,40 +122,50 @@ void rdb_arena_done(rdb_arena_t *a)
     a->used = 0;
 }
 
-store_status_t rdb_get_record(rdb_t *r, int cf, const void *key, size_t klen,
-                              const ProtobufCMessageDescriptor *desc, void **out, int mem_only,
-                              ProtobufCAllocator *al)
+/* One point read: STORE_OK with *v (the caller destroys it), or the
+ * status (mem_only: STORE_DECLINED when the block is not in memory). */
+static store_status_t rdb_read(rdb_t *r, int cf, const void *key, size_t klen, int mem_only,
+                               rocksdb_pinnableslice_t **v)
 {
     char *err = NULL;
-    rocksdb_pinnableslice_t *v = rocksdb_get_pinned_cf(r->db, mem_only ? r->ropts_mem : r->ropts,
-                                                       r->cf[cf], key, klen, &err);
+    *v = rocksdb_get_pinned_cf(r->db, mem_only ? r->ropts_mem : r->ropts, r->cf[cf], key, klen,
+                               &err);
     if (err && mem_only && strstr(err, "ncomplete") != NULL) {
         rocksdb_free(err); /* Status::Incomplete: the block is not in memory */
         return STORE_DECLINED;
     }
     if (err) return rdb_fail(err, "get");
-    if (v == NULL) return STORE_NOT_FOUND;
+    return *v == NULL ? STORE_NOT_FOUND : STORE_OK;
+}
+
+static store_status_t rdb_undecodable(int cf)
+{
+    store_log(STORE_LOG_ERROR, "rocksdb: undecodable record in column family %s", rdb_cf_names[cf]);
+    return STORE_CORRUPT;
+}
+
+store_status_t rdb_get_record(rdb_t *r, int cf, const void *key, size_t klen,
+                              const ProtobufCMessageDescriptor *desc, void **out, int mem_only,
+                              ProtobufCAllocator *al)
+{
+    rocksdb_pinnableslice_t *v;
+    store_status_t s = rdb_read(r, cf, key, klen, mem_only, &v);
+    if (s != STORE_OK) return s;
     size_t len;
     const char *val = rocksdb_pinnableslice_value(v, &len);
     *out = protobuf_c_message_unpack(desc, al, len, (const uint8_t *)val);
     rocksdb_pinnableslice_destroy(v);
-    if (*out == NULL) {
-        store_log(STORE_LOG_ERROR, "rocksdb: undecodable record in column family %s",
-                  rdb_cf_names[cf]);
-        return STORE_CORRUPT;
-    }
-    return STORE_OK;
+    return *out == NULL ? rdb_undecodable(cf) : STORE_OK;
 }
 
 store_status_t rdb_get_u64_value(rdb_t *r, int cf, const void *key, size_t klen, uint64_t *out)
 {
-    char *err = NULL;
-    rocksdb_pinnableslice_t *v = rocksdb_get_pinned_cf(r->db, r->ropts, r->cf[cf], key, klen, &err);
-    if (err) return rdb_fail(err, "get");
-    if (v == NULL) return STORE_NOT_FOUND;
+    rocksdb_pinnableslice_t *v;
+    store_status_t s = rdb_read(r, cf, key, klen, 0, &v);
+    if (s != STORE_OK) return s;
     size_t len;
     const char *val = rocksdb_pinnableslice_value(v, &len);
-    store_status_t s = STORE_CORRUPT;
+    s = STORE_CORRUPT;
     if (len == 8) {
         *out = rdb_get_u64((const uint8_t *)val);
         s = STORE_OK;
@@ -297,25 +307,14 @@ int rdb_token_decode(const uint8_t *p, size_t len, store_token_t *out)
 static store_status_t rdb_get_token(rdb_t *r, int cf, const void *key, size_t klen,
                                     store_token_t *out, int mem_only)
 {
-    char *err = NULL;
-    rocksdb_pinnableslice_t *v = rocksdb_get_pinned_cf(r->db, mem_only ? r->ropts_mem : r->ropts,
-                                                       r->cf[cf], key, klen, &err);
-    if (err && mem_only && strstr(err, "ncomplete") != NULL) {
-        rocksdb_free(err); /* Status::Incomplete: the block is not in memory */
-        return STORE_DECLINED;
-    }
-    if (err) return rdb_fail(err, "get");
-    if (v == NULL) return STORE_NOT_FOUND;
+    rocksdb_pinnableslice_t *v;
+    store_status_t s = rdb_read(r, cf, key, klen, mem_only, &v);
+    if (s != STORE_OK) return s;
     size_t len;
     const uint8_t *val = (const uint8_t *)rocksdb_pinnableslice_value(v, &len);
     int rc = rdb_token_decode(val, len, out);
     rocksdb_pinnableslice_destroy(v);
-    if (rc != 0) {
-        store_log(STORE_LOG_ERROR, "rocksdb: undecodable record in column family %s",
-                  rdb_cf_names[cf]);
-        return STORE_CORRUPT;
-    }
-    return STORE_OK;
+    return rc != 0 ? rdb_undecodable(cf) : STORE_OK;
 }
 
 void rdb_user_from_rec(const rdb_user_rec_t *rec, store_user_t *out)
