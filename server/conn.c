@@ -188,7 +188,7 @@ static void conn_flush(conn_t *c)
     if (done == c->out_len) {
         conn_completed(c, c->out_count);
         conn_out_reset(c);
-        c->last_active_ms = uv_now(c->set->loop);
+        c->last_active_ms = conn_now_ms(c);
         return;
     }
     /* The rest goes out as the outstanding write: the queued buffer
@@ -237,7 +237,7 @@ static void conn_on_written(conn_t *c, int status)
         conn_close(c);
         return;
     }
-    c->last_active_ms = uv_now(c->set->loop);
+    c->last_active_ms = conn_now_ms(c);
     if (c->out_len) conn_mark_dirty(c);
 }
 
@@ -375,7 +375,7 @@ void conn_io(conn_t *c, conn_io_t ev, const uint8_t *data, ssize_t n)
     switch (ev) {
     case CONN_IO_READ:
         if (c->state != CONN_OPEN || n <= 0) return;
-        c->last_active_ms = uv_now(c->set->loop);
+        c->last_active_ms = conn_now_ms(c);
         conn_feed(c, data, (size_t)n);
         break;
     case CONN_IO_EOF:
@@ -690,7 +690,7 @@ void conn_set_accept(conn_set_t *s, uv_stream_t *listener, const transport_ops_t
     s->n++;
     atomic_fetch_add(&s->stats->connections, 1);
     atomic_fetch_add_explicit(&s->stats->accepted, 1, memory_order_relaxed);
-    c->last_active_ms = uv_now(c->set->loop);
+    c->last_active_ms = conn_now_ms(c);
     c->proto = proto;
     c->ps = proto->open(c, cfg);
     if (c->ps == NULL) {
@@ -707,11 +707,16 @@ void conn_set_accept(conn_set_t *s, uv_stream_t *listener, const transport_ops_t
     conn_settle(c);
 }
 
+/* libuv's monotonic ms, read once per loop iteration: a clock read per
+ * request and per write less than clock_mono_ms(). */
+uint64_t conn_now_ms(const conn_t *c)
+{
+    return uv_now(c->set->loop);
+}
+
 void conn_set_sweep(conn_set_t *s)
 {
-    /* Activity is stamped with the loop's time, libuv's monotonic ms read
-     * once per iteration: a clock read per request and per write less. */
-    uint64_t now = uv_now(s->loop);
+    uint64_t now = uv_now(s->loop); /* conn_now_ms's clock */
     for (conn_t *c = s->conns, *next; c; c = next) {
         next = c->next;
         /* No progress for the timeout: nothing read, no answer written.

@@ -184,6 +184,10 @@ int conn_budget_ok(const conn_t *c, size_t len);
 /* The protocol answered an error it cannot recover from: stop reading and
  * close once every answer is written. */
 void conn_fail(conn_t *c);
+/* The loop's monotonic ms (uv_now): the clock of activity, of the idle
+ * sweep and of protocol_ops_t.expired's now_ms, so a protocol's deadline
+ * is set on the clock it is checked against. */
+uint64_t conn_now_ms(const conn_t *c);
 /* 1 when the server is draining: the protocol answers "shutting down". */
 int conn_draining(const conn_t *c);
 conn_state_t conn_state(const conn_t *c);

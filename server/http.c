@@ -9,7 +9,6 @@
 #include <strings.h>
 #include <time.h>
 
-#include "clock.h"
 #include "http_internal.h"
 #include "log.h"
 #include "metrics.h"
@@ -537,7 +536,7 @@ static int http_on_message_begin(llhttp_t *p)
     hc->raw_header_bytes = 0;
     hc->in_request = 1;
     hc->headers_done = 0;
-    hc->deadline_ms = clock_mono_ms() + hc->cfg->header_timeout_ms;
+    hc->deadline_ms = conn_now_ms(hc->conn) + hc->cfg->header_timeout_ms;
     hc->t0_ns = metrics_now_ns();
     return 0;
 }
