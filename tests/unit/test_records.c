@@ -17,15 +17,7 @@
 #include <cmocka.h>
 
 #include "rocksdb/internal.h"
-
-static uint64_t rng = 0x9E3779B97F4A7C15ULL;
-static uint64_t next(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
+#include "test_rng.h"
 
 /* The reference: protobuf-c, then the domain value. -1 if it refuses. */
 static int reference(const uint8_t *p, size_t len, store_token_t *out)
@@ -69,9 +61,9 @@ static int agree(const uint8_t *p, size_t len)
 
 static void random_text(char *buf, size_t max)
 {
-    size_t n = next() % max;
+    size_t n = rnd() % max;
     for (size_t i = 0; i < n; i++) {
-        uint64_t r = next();
+        uint64_t r = rnd();
         /* ASCII mostly, some UTF-8 sequences, now and then a NUL */
         unsigned c = r % 13 == 0   ? 0x80u | (unsigned)(r >> 8 & 0x3f)
                      : r % 97 == 0 ? 0u
@@ -87,8 +79,8 @@ static size_t random_record(uint8_t *out, char *name, char *owner, char *by, uin
     rdb_token_rec_t rec = PATD__STORE__TOKEN_RECORD__INIT;
     static const uint64_t edges[] = {0,     1,          127,       128,       16383,
                                      16384, UINT32_MAX, INT64_MAX, UINT64_MAX};
-    rec.schema = (uint32_t)next();
-    rec.id = next() % 3 ? next() >> (next() % 64) : edges[next() % 9];
+    rec.schema = (uint32_t)rnd();
+    rec.id = rnd() % 3 ? rnd() >> (rnd() % 64) : edges[rnd() % 9];
     random_text(name, 300); /* past STORE_NAME_MAX: cut */
     random_text(owner, 300);
     random_text(by, 40);
@@ -96,14 +88,14 @@ static size_t random_record(uint8_t *out, char *name, char *owner, char *by, uin
     rec.name = name;
     rec.owner_id = owner;
     rec.created_by = by;
-    rec.kind = (int32_t)next();
-    rec.scim = next() & 1;
-    rec.created = (int64_t)(next() % 3 ? next() >> 20 : edges[next() % 9]);
-    rec.expiration = (int64_t)(next() % 2 ? 0 : next());
-    rec.active = next() & 1;
-    size_t hl = next() % 4 ? STORE_HASH_BYTES : next() % 40; /* a wrong length is no hash */
+    rec.kind = (int32_t)rnd();
+    rec.scim = rnd() & 1;
+    rec.created = (int64_t)(rnd() % 3 ? rnd() >> 20 : edges[rnd() % 9]);
+    rec.expiration = (int64_t)(rnd() % 2 ? 0 : rnd());
+    rec.active = rnd() & 1;
+    size_t hl = rnd() % 4 ? STORE_HASH_BYTES : rnd() % 40; /* a wrong length is no hash */
     for (size_t i = 0; i < hl; i++)
-        hash[i] = (uint8_t)next();
+        hash[i] = (uint8_t)rnd();
     rec.hash.data = hash;
     rec.hash.len = hl;
     return patd__store__token_record__pack(&rec, out);
@@ -188,17 +180,17 @@ static void test_broken_records_are_refused_as_protobuf_c_refuses_them(void **st
     int refused = 0;
     for (int i = 0; i < 50000; i++) {
         size_t n = random_record(buf, name, owner, by, hash);
-        switch (next() % 3) {
+        switch (rnd() % 3) {
         case 0:
-            n = n ? next() % n : 0;
+            n = n ? rnd() % n : 0;
             break;
         case 1:
             for (int k = 0; k < 3 && n; k++)
-                buf[next() % n] ^= (uint8_t)(1u << (next() % 8));
+                buf[rnd() % n] ^= (uint8_t)(1u << (rnd() % 8));
             break;
         default:
-            for (size_t k = next() % (n + 1); k < n; k++)
-                buf[k] = (uint8_t)next();
+            for (size_t k = rnd() % (n + 1); k < n; k++)
+                buf[k] = (uint8_t)rnd();
         }
         refused += agree(buf, n) != 0;
     }

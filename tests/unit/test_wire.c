@@ -12,17 +12,8 @@
 #include <cmocka.h>
 
 #include "pat/v1/pat.pb-c.h"
+#include "test_rng.h"
 #include "wire.h"
-
-/* A fixed-seed generator, so a failure replays. */
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static uint64_t rnd(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
 
 /* A random string: empty a quarter of the time, sometimes multi-byte. */
 static char *rnd_str(char *buf, size_t cap)
