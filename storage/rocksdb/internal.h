@@ -55,8 +55,7 @@ typedef struct {
     rocksdb_options_t *opts;
     rocksdb_options_t *cf_opts[CF__COUNT];
     rocksdb_block_based_table_options_t *table_opts[CF__COUNT];
-    rocksdb_cache_t *cache;     /* blocks */
-    rocksdb_cache_t *row_cache; /* records read by key (rdb_tune) */
+    rocksdb_cache_t *cache;
     rocksdb_column_family_handle_t *cf[CF__COUNT];
     rocksdb_readoptions_t *ropts;
     rocksdb_readoptions_t *ropts_mem; /* block-cache tier: never does I/O */

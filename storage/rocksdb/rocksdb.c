@@ -431,7 +431,6 @@ static void rdb_destroy(rdb_t *r)
     }
     if (r->opts) rocksdb_options_destroy(r->opts);
     if (r->cache) rocksdb_cache_destroy(r->cache);
-    if (r->row_cache) rocksdb_cache_destroy(r->row_cache);
     if (r->ropts) rocksdb_readoptions_destroy(r->ropts);
     if (r->ropts_mem) rocksdb_readoptions_destroy(r->ropts_mem);
     if (r->wsync) rocksdb_writeoptions_destroy(r->wsync);
@@ -470,22 +469,8 @@ static void rdb_insert_hints(rocksdb_options_t **o)
 
 static void rdb_tune(rdb_t *r, size_t cache_bytes)
 {
-    /* Half of the read cache holds records by key (RocksDB's row cache),
-     * half holds blocks. A cold Verify is a point read; one that hits the
-     * row cache copies the record out of one LRU entry, where through the
-     * blocks it costs the block cache's lookup, the index's hash, the
-     * filter and a search of the data block. Measured under make bench's
-     * cold load (a million tokens, 10k in the verification cache, the
-     * default 256 MiB): 128 MiB of each served 25% more cold Verifies per
-     * second than 256 MiB of blocks, and the loop thread spent 13 us per
-     * Verify instead of 16.5; 192 MiB of rows left too few blocks (reads
-     * went to the file on workers) and 64 MiB too few rows (no gain). A
-     * row cache is keyed by table file, and a write lands in the memtable,
-     * which every read looks at first: it never answers past a change. */
-    r->row_cache = rocksdb_cache_create_lru(cache_bytes / 2);
-    r->cache = rocksdb_cache_create_lru(cache_bytes - cache_bytes / 2);
+    r->cache = rocksdb_cache_create_lru(cache_bytes);
     r->opts = rocksdb_options_create();
-    rocksdb_options_set_row_cache(r->opts, r->row_cache);
     rocksdb_options_set_create_if_missing(r->opts, 1);
     rocksdb_options_set_create_missing_column_families(r->opts, 1);
     rocksdb_options_increase_parallelism(r->opts, 2);

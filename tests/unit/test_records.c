@@ -5,9 +5,7 @@
  * unpacker). Both must give the same token for every record protobuf-c
  * accepts, and the hand decoder must refuse whatever protobuf-c refuses:
  * records as patd writes them, records with every field at its edge,
- * unknown fields, and random truncations, byte flips and garbage.
- * And the records a cold Verify reads from RocksDB's row cache (rdb_tune):
- * never an answer older than the last change (R16, R17, R19). */
+ * unknown fields, and random truncations, byte flips and garbage. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -200,103 +197,12 @@ static void test_broken_records_are_refused_as_protobuf_c_refuses_them(void **st
     assert_true(refused > 1000); /* the broken ones were broken enough */
 }
 
-/* ---------------------------------------------------------------- the row cache */
-
-static store_event_t row_event(store_t *st, int kind)
-{
-    store_event_t ev = {.seq = store_event_seq(st), .kind = kind, .time = 2000};
-    snprintf(ev.actor, sizeof(ev.actor), "tester");
-    return ev;
-}
-
-/* A record read as a worker reads it (from the file, after a compaction),
- * then as the loop thread does (a read that may not wait, which must then
- * answer from memory): both give the same status and state. */
-static store_status_t row_read(store_t *st, const uint8_t *hash, store_token_t *t)
-{
-    store_status_t s = store_token_get_by_hash(st, hash, t);
-    store_token_t again;
-    assert_int_equal(store_token_try_get_by_hash(st, hash, &again), s);
-    if (s == STORE_OK) assert_int_equal(again.active, t->active);
-    return s;
-}
-
-/* R16, R17, R19: a record in a table file is read through the row cache
- * (the second read of it comes from there), and every change after it,
- * in the memtable or compacted into another file, is what the next read
- * gives. */
-static void test_R16_R17_R19_row_cache_never_answers_past_a_change(void **state)
-{
-    (void)state;
-    char dir[] = "/tmp/patd-rows-XXXXXX", url[64];
-    assert_non_null(mkdtemp(dir));
-    snprintf(url, sizeof(url), "rocksdb:%s", dir);
-    char *err = NULL;
-    store_t *st = store_open(url, NULL, &err);
-    assert_non_null(st);
-    rdb_t *r = rdb_of(st);
-    store_user_t u = {.role = 1, .user_type = STORE_USER_HUMAN, .active = 1, .created = 1000};
-    snprintf(u.user_id, sizeof(u.user_id), "alice");
-    snprintf(u.created_by, sizeof(u.created_by), "test");
-    assert_int_equal(store_user_create(st, &u), STORE_OK);
-    store_token_t t = {.kind = STORE_KIND_PERSONAL, .active = 1, .created = 1000};
-    memset(t.hash, 5, sizeof(t.hash));
-    snprintf(t.owner_id, sizeof(t.owner_id), "alice");
-    snprintf(t.name, sizeof(t.name), "ci");
-    store_event_t ev = row_event(st, STORE_EVENT_CREATED);
-    assert_int_equal(store_token_create(st, &t, &ev), STORE_OK);
-    uint8_t hash[STORE_HASH_BYTES];
-    memcpy(hash, t.hash, sizeof(hash));
-
-    store_compact(st); /* the record now lives in a table file */
-    size_t before = rocksdb_cache_get_usage(r->row_cache);
-    store_token_t got;
-    assert_int_equal(row_read(st, hash, &got), STORE_OK);
-    assert_true(got.active);
-    assert_true(rocksdb_cache_get_usage(r->row_cache) > before); /* kept by key */
-
-    int changed = 0;
-    ev = row_event(st, STORE_EVENT_REVOKED);
-    assert_int_equal(store_token_set_active(st, t.id, 0, &ev, &got, &changed), STORE_OK);
-    assert_true(changed);
-    assert_int_equal(row_read(st, hash, &got), STORE_OK); /* R16: the memtable's */
-    assert_false(got.active);
-    store_compact(st);
-    assert_int_equal(row_read(st, hash, &got), STORE_OK); /* and the new file's */
-    assert_false(got.active);
-    assert_int_equal(row_read(st, hash, &got), STORE_OK);
-    assert_false(got.active);
-
-    ev = row_event(st, STORE_EVENT_RESTORED); /* R17 */
-    assert_int_equal(store_token_set_active(st, t.id, 1, &ev, &got, &changed), STORE_OK);
-    assert_int_equal(row_read(st, hash, &got), STORE_OK);
-    assert_true(got.active);
-    store_compact(st);
-    assert_int_equal(row_read(st, hash, &got), STORE_OK);
-    assert_true(got.active);
-
-    ev = row_event(st, STORE_EVENT_REVOKED);
-    assert_int_equal(store_token_set_active(st, t.id, 0, &ev, &got, &changed), STORE_OK);
-    ev = row_event(st, STORE_EVENT_DELETED); /* R19 */
-    assert_int_equal(store_token_delete(st, t.id, 2001, &ev, &got), STORE_OK);
-    assert_int_equal(row_read(st, hash, &got), STORE_NOT_FOUND);
-    store_compact(st);
-    assert_int_equal(row_read(st, hash, &got), STORE_NOT_FOUND);
-    assert_int_equal(store_token_get_by_hash(st, hash, &got), STORE_NOT_FOUND);
-
-    store_close(st);
-    char cmd[96];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_records_as_written_decode_as_protobuf_c_does),
         cmocka_unit_test(test_unknown_fields_and_repeats),
         cmocka_unit_test(test_broken_records_are_refused_as_protobuf_c_refuses_them),
-        cmocka_unit_test(test_R16_R17_R19_row_cache_never_answers_past_a_change),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
