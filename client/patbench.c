@@ -14,7 +14,11 @@
  * Scenarios:
  *   verify       Verify tokens from --tokens-file, the first --hot of them,
  *                each connection walking them from its own offset
- *   verify-cold  Verify tokens drawn at random from the whole file
+ *   verify-cold  Verify tokens drawn at random from the whole file, from a
+ *                fixed seed unless --draw-seed says otherwise: runs are
+ *                repeatable (bench/instructions.sh counts the same work
+ *                each time), but a second run against the same server asks
+ *                for the tokens the first one left in its caches
  *   create       CreateToken (synced writes) as --users users via the platform key
  *   mixed        95% Verify, 4% ListTokens, 1% CreateToken or UpdateToken
  *   revoke       each connection makes a token, then revokes and restores it
@@ -136,7 +140,16 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* xorshift64; --draw-seed N starts it at splitmix64(N) instead. */
 static uint64_t rng_state = 88172645463325252ull;
+static void rng_seed(uint64_t n)
+{
+    uint64_t z = n + 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    rng_state = z ? z : 88172645463325252ull; /* xorshift's state must not be 0 */
+}
 static uint64_t rng(void)
 {
     rng_state ^= rng_state << 13;
@@ -739,6 +752,9 @@ static void usage(void)
         "  --seed N                  first create N tokens through the API (with progress)\n"
         "                            and append them to --tokens-file\n"
         "  --hot N                   verify: use the first N tokens (default 10000)\n"
+        "  --draw-seed N             verify-cold, mixed: draw other tokens than the fixed\n"
+        "                            default does (a second run on one server otherwise\n"
+        "                            repeats the first one's tokens, now cached)\n"
         "  --platform-key-file F     create/mixed/revoke: the platform key\n"
         "  --users N                 create/mixed/revoke: users to spread over (default 32)\n"
         "  --tls                     over TLS (patd's --listen tls://, redis-server --tls-port)\n"
@@ -780,6 +796,8 @@ int main(int argc, char **argv)
             opt.users = atoi(v);
         else if (ARG("--seed"))
             opt.seed = atol(v);
+        else if (ARG("--draw-seed"))
+            rng_seed(strtoull(v, NULL, 10));
         else if (strcmp(a, "--json") == 0)
             opt.json = 1;
         else if (strcmp(a, "--tls") == 0)

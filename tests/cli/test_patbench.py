@@ -73,6 +73,50 @@ try:
     check(r.returncode != 0 and "-P 1" in r.stderr,
           f"revoke changes one token per connection at a time: -P 2 is refused ({r.stderr})")
 
+    # verify-cold draws from a fixed seed: a run repeats the last one's
+    # tokens (no cache miss the second time), unless --draw-seed picks
+    # others. Counted by the server: its cache misses, on /metrics, from a
+    # patd started again on the same store, with its cache empty.
+    patd.terminate()
+    patd.wait(timeout=10)
+    hport_file = os.path.join(work, "hport")
+    cold = subprocess.Popen([os.path.join(bindir, "patd"), "--data-dir", os.path.join(work, "d"),
+                             "--listen", "127.0.0.1:0", "--port-file", os.path.join(work, "port2"),
+                             "--http-listen", "127.0.0.1:0", "--http-port-file", hport_file,
+                             "--drain-grace-ms", "0"], stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(500):
+            if os.path.exists(hport_file) and os.path.exists(os.path.join(work, "port2")):
+                break
+            time.sleep(0.01)
+        cold_server = "127.0.0.1:" + open(os.path.join(work, "port2")).read().strip()
+        hport = open(hport_file).read().strip()
+
+        def misses():
+            import urllib.request
+            page = urllib.request.urlopen(f"http://127.0.0.1:{hport}/metrics", timeout=10).read()
+            for line in page.decode().splitlines():
+                if line.startswith("patd_cache_misses_total "):
+                    return int(line.split()[1])
+            return -1
+
+        def cold_run(*extra):
+            r = subprocess.run([os.path.join(bindir, "patbench"), "--server", cold_server, "--json",
+                                "--scenario", "verify-cold", "--tokens-file", toks, "-c", "1",
+                                "-n", "100", *extra], capture_output=True, text=True, timeout=60)
+            check(r.returncode == 0, f"verify-cold {extra} exits 0: {r.stderr}")
+        cold_run()
+        m0 = misses()
+        cold_run()
+        m1 = misses()
+        cold_run("--draw-seed", "7")
+        m2 = misses()
+        check(m0 > 0 and m1 == m0, f"verify-cold again: the same tokens, all cached ({m1 - m0} misses)")
+        check(m2 > m1, f"--draw-seed 7: other tokens, some not cached ({m2 - m1} misses)")
+    finally:
+        cold.terminate()
+        cold.wait(timeout=10)
+
     # redis-get, the reference make bench also drives with patbench: RESP
     # replies matched to requests in order, pipelined; an error reply counts.
     # redis-server cannot report a port it picked, so take one the kernel
