@@ -796,9 +796,14 @@ int main(int argc, char **argv)
             opt.users = atoi(v);
         else if (ARG("--seed"))
             opt.seed = atol(v);
-        else if (ARG("--draw-seed"))
-            rng_seed(strtoull(v, NULL, 10));
-        else if (strcmp(a, "--json") == 0)
+        else if (ARG("--draw-seed")) {
+            char *end;
+            errno = 0;
+            unsigned long long n = strtoull(v, &end, 10);
+            if (errno || end == v || *end || *v == '-')
+                die("--draw-seed takes a number, not '%s'", v);
+            rng_seed(n);
+        } else if (strcmp(a, "--json") == 0)
             opt.json = 1;
         else if (strcmp(a, "--tls") == 0)
             opt.tls = 1;

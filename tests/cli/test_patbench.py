@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 bindir = os.path.abspath(sys.argv[1])
 passed = failed = 0
@@ -93,7 +94,6 @@ try:
         hport = open(hport_file).read().strip()
 
         def misses():
-            import urllib.request
             page = urllib.request.urlopen(f"http://127.0.0.1:{hport}/metrics", timeout=10).read()
             for line in page.decode().splitlines():
                 if line.startswith("patd_cache_misses_total "):
@@ -113,6 +113,11 @@ try:
         m2 = misses()
         check(m0 > 0 and m1 == m0, f"verify-cold again: the same tokens, all cached ({m1 - m0} misses)")
         check(m2 > m1, f"--draw-seed 7: other tokens, some not cached ({m2 - m1} misses)")
+        r = subprocess.run([os.path.join(bindir, "patbench"), "--server", cold_server,
+                            "--scenario", "verify-cold", "--tokens-file", toks, "--draw-seed", "x7"],
+                           capture_output=True, text=True, timeout=60)
+        check(r.returncode == 2 and "--draw-seed takes a number" in r.stderr,
+              f"--draw-seed x7 is refused with a reason ({r.returncode}, {r.stderr})")
     finally:
         cold.terminate()
         cold.wait(timeout=10)
