@@ -57,9 +57,10 @@ typedef struct {
     rocksdb_block_based_table_options_t *table_opts[CF__COUNT];
     rocksdb_cache_t *cache;
     rocksdb_column_family_handle_t *cf[CF__COUNT];
-    rocksdb_readoptions_t *ropts;
-    rocksdb_readoptions_t *ropts_mem; /* block-cache tier: never does I/O */
-    rocksdb_writeoptions_t *wsync;    /* unsynced when opened with `bulk` */
+    rocksdb_readoptions_t *ropts;       /* iterators: total order, every key */
+    rocksdb_readoptions_t *ropts_point; /* point reads: through the hash index */
+    rocksdb_readoptions_t *ropts_mem;   /* the same, block-cache tier: never does I/O */
+    rocksdb_writeoptions_t *wsync;      /* unsynced when opened with `bulk` */
     rocksdb_writeoptions_t *wnosync;
     pthread_mutex_t id_lock;
     uint64_t id_next; /* next id to hand out */
