@@ -558,7 +558,7 @@ static int rdb_load_meta(rdb_t *r, const char *dir, char **errmsg)
 
     char *err = NULL;
     size_t len = 0;
-    char *key = rocksdb_get_cf(r->db, r->ropts, r->cf[CF_META], "page_key", 8, &len, &err);
+    char *key = rocksdb_get_cf(r->db, r->ropts_point, r->cf[CF_META], "page_key", 8, &len, &err);
     if (err == NULL && key == NULL) {
         uint8_t fresh[STORE_PAGE_KEY];
         if (store_random_key(fresh) != 0 ||

@@ -25,17 +25,22 @@ def check(cond, what):
         print("FAIL:", what, file=sys.stderr)
 
 
+def wait_for(*files):
+    """The contents of the port files a starting patd writes, once all exist."""
+    for _ in range(500):
+        if all(os.path.exists(f) for f in files):
+            break
+        time.sleep(0.01)
+    return [open(f).read().strip() for f in files]
+
+
 work = tempfile.mkdtemp(prefix="patd-pb-")
 port_file = os.path.join(work, "port")
 patd = subprocess.Popen([os.path.join(bindir, "patd"), "--data-dir", os.path.join(work, "d"),
                          "--listen", "127.0.0.1:0", "--port-file", port_file, "--drain-grace-ms", "0", "--http-listen", "127.0.0.1:0"],
                         stderr=subprocess.DEVNULL)
 try:
-    for _ in range(500):
-        if os.path.exists(port_file):
-            break
-        time.sleep(0.01)
-    server = "127.0.0.1:" + open(port_file).read().strip()
+    server = "127.0.0.1:" + wait_for(port_file)[0]
     key = os.path.join(work, "d", "platform.key")
     toks = os.path.join(work, "tokens.txt")
 
@@ -86,12 +91,8 @@ try:
                              "--http-listen", "127.0.0.1:0", "--http-port-file", hport_file,
                              "--drain-grace-ms", "0"], stderr=subprocess.DEVNULL)
     try:
-        for _ in range(500):
-            if os.path.exists(hport_file) and os.path.exists(os.path.join(work, "port2")):
-                break
-            time.sleep(0.01)
-        cold_server = "127.0.0.1:" + open(os.path.join(work, "port2")).read().strip()
-        hport = open(hport_file).read().strip()
+        port2, hport = wait_for(os.path.join(work, "port2"), hport_file)
+        cold_server = "127.0.0.1:" + port2
 
         def misses():
             page = urllib.request.urlopen(f"http://127.0.0.1:{hport}/metrics", timeout=10).read()
