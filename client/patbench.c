@@ -117,7 +117,25 @@ static struct {
          .duration = 5,
          .hot = 10000};
 
+/* The scenario, decoded once from --scenario: the request loop asks which
+ * one it runs on every request and answer. */
+typedef enum {
+    SC_VERIFY,
+    SC_VERIFY_COLD,
+    SC_CREATE,
+    SC_MIXED,
+    SC_REVOKE,
+    SC_CONNECT,
+    SC_REDIS_GET,
+    SC_HTTP,
+    SC_COUNT
+} scenario_t;
+static const char *const scenario_names[SC_COUNT] = {"verify", "verify-cold", "create",    "mixed",
+                                                     "revoke", "connect",     "redis-get", "http"};
+static scenario_t scen;
+
 static char **tokens;
+static uint8_t *token_len; /* strlen of each, at most 255 (load_tokens' line) */
 static long ntokens;
 static char *platform_key;
 
@@ -179,15 +197,19 @@ static size_t put_bytes(uint8_t *p, unsigned field, const void *data, size_t len
     return n + len;
 }
 
+/* A method name and its length, for encode_request. */
+#define METHOD(name) "pat.v1.TokenService/" name, sizeof("pat.v1.TokenService/" name) - 1
+
 /* A whole frame: length prefix + Request{id, method, payload, metadata}. */
-static size_t encode_request(uint8_t *out, uint64_t id, const char *method, const uint8_t *payload,
-                             size_t plen, int with_platform, const char *act_as)
+static size_t encode_request(uint8_t *out, uint64_t id, const char *method, size_t mlen,
+                             const uint8_t *payload, size_t plen, int with_platform,
+                             const char *act_as)
 {
     uint8_t *p = out + 4;
     size_t n = 0;
     n += put_varint(p + n, 1 << 3 | 0);
     n += put_varint(p + n, id);
-    n += put_bytes(p + n, 2, method, strlen(method));
+    n += put_bytes(p + n, 2, method, mlen);
     n += put_bytes(p + n, 3, payload, plen);
     if (with_platform) {
         uint8_t entry[512];
@@ -209,12 +231,12 @@ static size_t encode_request(uint8_t *out, uint64_t id, const char *method, cons
     return n + 4;
 }
 
-static size_t encode_verify(uint8_t *out, uint64_t id, const char *token)
+static size_t encode_verify(uint8_t *out, uint64_t id, long t)
 {
-    uint8_t payload[256];
-    size_t pl = put_bytes(payload, 1, token, strlen(token));
+    uint8_t payload[256 + 32];
+    size_t pl = put_bytes(payload, 1, tokens[t], token_len[t]);
     pl += put_bytes(payload + pl, 2, "/api/v1/bench", 13);
-    return encode_request(out, id, "pat.v1.TokenService/Verify", payload, pl, 0, NULL);
+    return encode_request(out, id, METHOD("Verify"), payload, pl, 0, NULL);
 }
 
 static size_t encode_create(uint8_t *out, uint64_t id, const char *user, uint64_t seq)
@@ -226,7 +248,7 @@ static size_t encode_create(uint8_t *out, uint64_t id, const char *user, uint64_
     size_t pl = put_bytes(payload, 1, name, strlen(name));
     pl += put_varint(payload + pl, 2 << 3 | 0);
     pl += put_varint(payload + pl, 30);
-    return encode_request(out, id, "pat.v1.TokenService/CreateToken", payload, pl, 1, user);
+    return encode_request(out, id, METHOD("CreateToken"), payload, pl, 1, user);
 }
 
 static size_t encode_list(uint8_t *out, uint64_t id, const char *user)
@@ -234,7 +256,7 @@ static size_t encode_list(uint8_t *out, uint64_t id, const char *user)
     uint8_t payload[8];
     size_t pl = put_varint(payload, 3 << 3 | 0);
     pl += put_varint(payload + pl, 20);
-    return encode_request(out, id, "pat.v1.TokenService/ListTokens", payload, pl, 1, user);
+    return encode_request(out, id, METHOD("ListTokens"), payload, pl, 1, user);
 }
 
 static size_t encode_update(uint8_t *out, uint64_t id, const char *user, uint64_t token_id,
@@ -245,7 +267,7 @@ static size_t encode_update(uint8_t *out, uint64_t id, const char *user, uint64_
     pl += put_varint(payload + pl, token_id);
     pl += put_varint(payload + pl, 2 << 3 | 0);
     pl += put_varint(payload + pl, (uint64_t)revoke);
-    return encode_request(out, id, "pat.v1.TokenService/UpdateToken", payload, pl, 1, user);
+    return encode_request(out, id, METHOD("UpdateToken"), payload, pl, 1, user);
 }
 
 static int get_varint(const uint8_t *p, size_t len, size_t *i, uint64_t *v)
@@ -408,14 +430,13 @@ static void queue_one(conn_t *c)
     uint64_t id = ((uint64_t)c->idx << 20) | (uint64_t)slot;
     uint8_t *out = c->wbuf + c->wlen;
     size_t n;
-    const char *sc = opt.scenario;
     c->slot_create[slot] = 0;
-    if (strcmp(sc, "create") == 0) {
+    if (scen == SC_CREATE) {
         n = encode_create(out, id, user_of(c->idx), c->seq++);
-    } else if (strcmp(sc, "mixed") == 0) {
+    } else if (scen == SC_MIXED) {
         unsigned r = (unsigned)(rng() % 100);
         if (r < 95)
-            n = encode_verify(out, id, tokens[rng() % (uint64_t)opt.hot]);
+            n = encode_verify(out, id, (long)(rng() % (uint64_t)opt.hot));
         else if (r < 99)
             n = encode_list(out, id, user_of(c->idx));
         else if (c->last_token_id && (rng() & 1))
@@ -424,20 +445,20 @@ static void queue_one(conn_t *c)
             n = encode_create(out, id, user_of(c->idx), c->seq++);
             c->slot_create[slot] = 1;
         }
-    } else if (strcmp(sc, "revoke") == 0) {
+    } else if (scen == SC_REVOKE) {
         if (c->last_token_id) { /* -P 1: its one token is made before any change of it */
             n = encode_update(out, id, user_of(c->idx), c->last_token_id, (c->revoke_next ^= 1));
         } else {
             n = encode_create(out, id, user_of(c->idx), c->seq++);
             c->slot_create[slot] = 1;
         }
-    } else if (strcmp(sc, "redis-get") == 0) {
+    } else if (scen == SC_REDIS_GET) {
         static const char get[] = "*2\r\n$3\r\nGET\r\n$16\r\nkey:__rand_int__\r\n";
         memcpy(out, get, sizeof(get) - 1);
         n = sizeof(get) - 1;
         c->fifo[c->ftail] = slot;
         c->ftail = (c->ftail + 1) % MAX_DEPTH;
-    } else if (strcmp(sc, "http") == 0) {
+    } else if (scen == SC_HTTP) {
         /* What a gateway sends: keep-alive, the token in Authorization. */
         const char *tok = tokens[(c->hot_start + c->seq++) % (uint64_t)opt.hot];
         n = (size_t)snprintf((char *)out, sizeof(c->wbuf) - c->wlen,
@@ -445,10 +466,10 @@ static void queue_one(conn_t *c)
                              opt.path, tok);
         c->fifo[c->ftail] = slot;
         c->ftail = (c->ftail + 1) % MAX_DEPTH;
-    } else if (strcmp(sc, "verify-cold") == 0) {
-        n = encode_verify(out, id, tokens[rng() % (uint64_t)ntokens]);
+    } else if (scen == SC_VERIFY_COLD) {
+        n = encode_verify(out, id, (long)(rng() % (uint64_t)ntokens));
     } else {
-        n = encode_verify(out, id, tokens[(c->hot_start + c->seq++) % (uint64_t)opt.hot]);
+        n = encode_verify(out, id, (long)((c->hot_start + c->seq++) % (uint64_t)opt.hot));
     }
     c->wlen += n;
     c->sent_at[slot] = now_ns();
@@ -525,8 +546,7 @@ static void on_response(conn_t *c, const uint8_t *p, size_t len)
         die("response to an unknown id %llu", (unsigned long long)id);
     record_answer(c, slot, code);
     /* mixed: remember the id of a token we created to revoke/restore it. */
-    if (code == 0 && c->slot_create[slot] &&
-        (strcmp(opt.scenario, "mixed") == 0 || strcmp(opt.scenario, "revoke") == 0)) {
+    if (code == 0 && c->slot_create[slot] && (scen == SC_MIXED || scen == SC_REVOKE)) {
         Pat__V1__Response *r = pat__v1__response__unpack(NULL, len, p);
         if (r && r->payload.len) {
             Pat__V1__CreateTokenResponse *cr =
@@ -602,8 +622,8 @@ static size_t on_http_answer(conn_t *c, const uint8_t *p, size_t len)
 
 static void on_readable(conn_t *c)
 {
-    int resp = strcmp(opt.scenario, "redis-get") == 0;
-    int http = strcmp(opt.scenario, "http") == 0;
+    int resp = scen == SC_REDIS_GET;
+    int http = scen == SC_HTTP;
     for (;;) {
         ssize_t r;
         if (c->ssl) {
@@ -635,7 +655,7 @@ static void on_readable(conn_t *c)
         memmove(c->rbuf, c->rbuf + off, c->rlen - off);
         c->rlen -= off;
     }
-    if ((strcmp(opt.scenario, "connect") == 0 || opt.one_per_conn) && c->inflight == 0) {
+    if ((scen == SC_CONNECT || opt.one_per_conn) && c->inflight == 0) {
         epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
         close_conn(c);
         if (budget_left())
@@ -654,11 +674,17 @@ static void load_tokens(void)
     if (f == NULL) die("cannot read --tokens-file %s", opt.tokens_file);
     long cap = 1024;
     tokens = malloc((size_t)cap * sizeof(*tokens));
+    token_len = malloc((size_t)cap);
     char line[256];
     while (fgets(line, sizeof(line), f)) {
         line[strcspn(line, "\r\n")] = '\0';
         if (!line[0]) continue;
-        if (ntokens == cap) tokens = realloc(tokens, (size_t)(cap *= 2) * sizeof(*tokens));
+        if (ntokens == cap) {
+            cap *= 2;
+            tokens = realloc(tokens, (size_t)cap * sizeof(*tokens));
+            token_len = realloc(token_len, (size_t)cap);
+        }
+        token_len[ntokens] = (uint8_t)strlen(line);
         tokens[ntokens++] = strdup(line);
     }
     fclose(f);
@@ -818,17 +844,13 @@ int main(int argc, char **argv)
     if (opt.conns < 1 || opt.conns > 10000 || opt.depth < 1 || opt.depth > MAX_DEPTH)
         die("--connections is 1..10000 and --pipeline 1..%d", MAX_DEPTH);
     const char *sc = opt.scenario;
-    int needs_tokens =
-        strcmp(sc, "create") != 0 && strcmp(sc, "redis-get") != 0 && strcmp(sc, "revoke") != 0;
-    if (strcmp(sc, "revoke") == 0 && opt.depth != 1)
+    for (scen = 0; scen < SC_COUNT && strcmp(sc, scenario_names[scen]) != 0; scen++)
+        ;
+    if (scen == SC_COUNT) die("unknown scenario '%s'", sc);
+    int needs_tokens = scen != SC_CREATE && scen != SC_REDIS_GET && scen != SC_REVOKE;
+    if (scen == SC_REVOKE && opt.depth != 1)
         die("revoke changes one token per connection, one change at a time: -P 1");
-    int needs_key = strcmp(sc, "create") == 0 || strcmp(sc, "mixed") == 0 ||
-                    strcmp(sc, "revoke") == 0 || opt.seed > 0;
-    if (!strcmp(sc, "verify") + !strcmp(sc, "verify-cold") + !strcmp(sc, "create") +
-            !strcmp(sc, "mixed") + !strcmp(sc, "revoke") + !strcmp(sc, "connect") +
-            !strcmp(sc, "redis-get") + !strcmp(sc, "http") !=
-        1)
-        die("unknown scenario '%s'", sc);
+    int needs_key = scen == SC_CREATE || scen == SC_MIXED || scen == SC_REVOKE || opt.seed > 0;
     if (needs_key) {
         char err[256];
         if (!opt.key_file) die("%s needs --platform-key-file", opt.seed ? "--seed" : sc);
@@ -911,7 +933,7 @@ int main(int argc, char **argv)
             if (err_counts[i])
                 printf("  errors      %s: %llu\n", pat_code_name(i),
                        (unsigned long long)err_counts[i]);
-        if (strcmp(sc, "connect") == 0) printf("  connections/s %.0f\n", (double)connects / secs);
+        if (scen == SC_CONNECT) printf("  connections/s %.0f\n", (double)connects / secs);
     }
     return errors && done_count == errors ? 1 : 0;
 }
