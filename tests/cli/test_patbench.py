@@ -34,6 +34,26 @@ def wait_for(*files):
     return [open(f).read().strip() for f in files]
 
 
+def start_patd(data_dir, name):
+    """A patd on data_dir with both ports picked by the kernel:
+    (process, framed port, HTTP port)."""
+    pf, hf = os.path.join(work, name + ".port"), os.path.join(work, name + ".hport")
+    p = subprocess.Popen([os.path.join(bindir, "patd"), "--data-dir", data_dir,
+                          "--listen", "127.0.0.1:0", "--port-file", pf,
+                          "--http-listen", "127.0.0.1:0", "--http-port-file", hf,
+                          "--drain-grace-ms", "0"], stderr=subprocess.DEVNULL)
+    return (p, *wait_for(pf, hf))
+
+
+def metric(hport, name):
+    """The value of an unlabelled counter on a patd's /metrics, or -1."""
+    page = urllib.request.urlopen(f"http://127.0.0.1:{hport}/metrics", timeout=10).read()
+    for line in page.decode().splitlines():
+        if line.startswith(name + " "):
+            return int(line.split()[1])
+    return -1
+
+
 work = tempfile.mkdtemp(prefix="patd-pb-")
 port_file = os.path.join(work, "port")
 patd = subprocess.Popen([os.path.join(bindir, "patd"), "--data-dir", os.path.join(work, "d"),
@@ -85,21 +105,12 @@ try:
     # patd started again on the same store, with its cache empty.
     patd.terminate()
     patd.wait(timeout=10)
-    hport_file = os.path.join(work, "hport")
-    cold = subprocess.Popen([os.path.join(bindir, "patd"), "--data-dir", os.path.join(work, "d"),
-                             "--listen", "127.0.0.1:0", "--port-file", os.path.join(work, "port2"),
-                             "--http-listen", "127.0.0.1:0", "--http-port-file", hport_file,
-                             "--drain-grace-ms", "0"], stderr=subprocess.DEVNULL)
+    cold, port2, hport = start_patd(os.path.join(work, "d"), "cold")
     try:
-        port2, hport = wait_for(os.path.join(work, "port2"), hport_file)
         cold_server = "127.0.0.1:" + port2
 
         def misses():
-            page = urllib.request.urlopen(f"http://127.0.0.1:{hport}/metrics", timeout=10).read()
-            for line in page.decode().splitlines():
-                if line.startswith("patd_cache_misses_total "):
-                    return int(line.split()[1])
-            return -1
+            return metric(hport, "patd_cache_misses_total")
 
         def cold_run(*extra):
             r = subprocess.run([os.path.join(bindir, "patbench"), "--server", cold_server, "--json",
@@ -135,30 +146,17 @@ try:
                         "--users", "1000", "--out", stoks], capture_output=True, text=True,
                        timeout=120)
     check(r.returncode == 0, f"patseed 10k tokens: {r.stderr}")
-    hot_hport = os.path.join(work, "hport3")
-    hot = subprocess.Popen([os.path.join(bindir, "patd"), "--data-dir", seeded,
-                            "--listen", "127.0.0.1:0", "--port-file", os.path.join(work, "port3"),
-                            "--http-listen", "127.0.0.1:0", "--http-port-file", hot_hport,
-                            "--drain-grace-ms", "0"], stderr=subprocess.DEVNULL)
+    hot, port3, hport3 = start_patd(seeded, "hot")
     try:
-        port3, hport3 = wait_for(os.path.join(work, "port3"), hot_hport)
-
-        def counter(name):
-            page = urllib.request.urlopen(f"http://127.0.0.1:{hport3}/metrics", timeout=10).read()
-            for line in page.decode().splitlines():
-                if line.startswith(name + " "):
-                    return int(line.split()[1])
-            return -1
-
         def walk():
             r = subprocess.run([os.path.join(bindir, "patbench"), "--server", "127.0.0.1:" + port3,
                                 "--json", "--scenario", "verify", "--tokens-file", stoks, "-c", "50",
                                 "-n", "30000"], capture_output=True, text=True, timeout=120)
             check(r.returncode == 0, f"hot walk exits 0: {r.stderr}")
         walk()  # every token read once, then prepared
-        p0 = counter("patd_verify_prepared_total")
+        p0 = metric(hport3, "patd_verify_prepared_total")
         walk()
-        share = (counter("patd_verify_prepared_total") - p0) / 30000
+        share = (metric(hport3, "patd_verify_prepared_total") - p0) / 30000
         check(share >= 0.9, f"10k hot tokens walked in turn: {share:.1%} of Verifies prepared (>= 90%)")
     finally:
         hot.terminate()
