@@ -3,7 +3,9 @@
 # valgrind's callgrind, which do not drift with the machine's load the way
 # timings do. Each figure is (I(N2) - I(N1)) / (N2 - N1): the server run
 # under callgrind for N1 and for N2 requests, each time on a fresh copy of
-# its store, so start-up and shutdown cancel out. Background work is
+# its store, so start-up and shutdown cancel out; the steady-state cold
+# row instead counts N requests between callgrind_control -z and -d, after
+# a warm-up (run_patd_steady). Background work is
 # counted apart (--separate-threads, and each thread's inclusive costs, in
 # thread_totals): the requests, and applying the uses they leave, are
 # counted; the usage flusher's writes and RocksDB's background threads run
