@@ -44,22 +44,30 @@ thread_totals() {
   echo "$((all - bg)) $bg"
 }
 
-# run_patd NAME STORE N patbench-args... -> "served background" instructions
-run_patd() {
-  local name=$1 store=$2 n=$3; shift 3
-  rm -rf "$CG/store" "$CG/port" "$CG/hport" "$CG/$name.$n" "$CG/$name.$n"-*
+# start_patd_cg OUT STORE: patd under callgrind on a fresh copy of STORE,
+# its profile in OUT; sets CG_PID, and CG_PORT (the HTTP port with HTTP=1).
+start_patd_cg() {
+  local out=$1 store=$2
+  rm -rf "$CG/store" "$CG/port" "$CG/hport" "$out" "$out"-* "$out".*
   cp -r "$store" "$CG/store"
-  valgrind --tool=callgrind --separate-threads=yes --compress-strings=no --callgrind-out-file="$CG/$name.$n" \
+  valgrind --tool=callgrind --separate-threads=yes --compress-strings=no --callgrind-out-file="$out" \
     "$B/patd" --data-dir "$CG/store" \
     --listen 127.0.0.1:0 --port-file "$CG/port" --http-listen 127.0.0.1:0 \
     --http-port-file "$CG/hport" --log-level warn --drain-grace-ms 0 --workers 4 \
     ${PATD_FLAGS:-} 2>/dev/null &
-  local pid=$!
+  CG_PID=$!
   for _ in $(seq 1 1200); do [ -s "$CG/port" ] && [ -s "$CG/hport" ] && break; sleep 0.05; done
-  local port; port=$(cat "$CG/port")
-  [ "${HTTP:-0}" = 1 ] && port=$(cat "$CG/hport")
-  "$B/patbench" --server 127.0.0.1:"$port" -c 4 -P 16 -n "$n" "$@" >/dev/null 2>&1
-  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+  CG_PORT=$(cat "$CG/port")
+  [ "${HTTP:-0}" = 1 ] && CG_PORT=$(cat "$CG/hport")
+  return 0
+}
+
+# run_patd NAME STORE N patbench-args... -> "served background" instructions
+run_patd() {
+  local name=$1 store=$2 n=$3; shift 3
+  start_patd_cg "$CG/$name.$n" "$store"
+  "$B/patbench" --server 127.0.0.1:"$CG_PORT" -c 4 -P 16 -n "$n" "$@" >/dev/null 2>&1
+  kill -TERM "$CG_PID"; wait "$CG_PID" 2>/dev/null || true
   thread_totals "$CG/$name.$n"
 }
 
@@ -71,22 +79,13 @@ run_patd() {
 # state the timed cold figure measures (bench/run.sh warms it for 8 s).
 run_patd_steady() {
   local name=$1 store=$2 warm=$3 n=$4; shift 4
-  rm -rf "$CG/store" "$CG/port" "$CG/hport" "$CG/$name.$n" "$CG/$name.$n"-* "$CG/$name.$n".*
-  cp -r "$store" "$CG/store"
-  valgrind --tool=callgrind --separate-threads=yes --compress-strings=no --callgrind-out-file="$CG/$name.$n" \
-    "$B/patd" --data-dir "$CG/store" \
-    --listen 127.0.0.1:0 --port-file "$CG/port" --http-listen 127.0.0.1:0 \
-    --http-port-file "$CG/hport" --log-level warn --drain-grace-ms 0 --workers 4 \
-    ${PATD_FLAGS:-} 2>/dev/null &
-  local pid=$!
-  for _ in $(seq 1 1200); do [ -s "$CG/port" ] && [ -s "$CG/hport" ] && break; sleep 0.05; done
-  local port; port=$(cat "$CG/port")
-  "$B/patbench" --server 127.0.0.1:"$port" -c 4 -P 16 -n "$warm" --draw-seed 7 "$@" >/dev/null 2>&1
+  start_patd_cg "$CG/$name.$n" "$store"
+  "$B/patbench" --server 127.0.0.1:"$CG_PORT" -c 4 -P 16 -n "$warm" --draw-seed 7 "$@" >/dev/null 2>&1
   sleep 2 # the warm-up's last uses applied and flushed
-  callgrind_control -z "$pid" >/dev/null
-  "$B/patbench" --server 127.0.0.1:"$port" -c 4 -P 16 -n "$n" --draw-seed 9 "$@" >/dev/null 2>&1
-  callgrind_control -d "$pid" >/dev/null
-  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+  callgrind_control -z "$CG_PID" >/dev/null
+  "$B/patbench" --server 127.0.0.1:"$CG_PORT" -c 4 -P 16 -n "$n" --draw-seed 9 "$@" >/dev/null 2>&1
+  callgrind_control -d "$CG_PID" >/dev/null
+  kill -TERM "$CG_PID"; wait "$CG_PID" 2>/dev/null || true
   thread_totals "$CG/$name.$n.1"
 }
 
