@@ -158,20 +158,28 @@ print(", ".join(f"{fn} {pct:.2f}%" for fn, pct in rows.items()))'
 }
 
 declare -A IR BG
+# wanted NAME: whether IR_ONLY (if set) names this row.
+wanted() { [ -z "${IR_ONLY:-}" ] || [[ " $IR_ONLY " == *" $1 "* ]]; }
+# keep_served NAME PROFILE: the profile's per-thread files of the threads
+# that serve (not the flusher, not RocksDB's own), as NAME.top-* for top().
+keep_served() {
+  local f
+  rm -f "$CG/$1.top"-*
+  for f in "$2"-[0-9]*; do
+    grep -q -E '^fn=(usage_flusher|rocksdb::ThreadPoolImpl::Impl::BGThreadWrapper\(void\*\))$' "$f" || cp "$f" "$CG/$1.top-${f##*-}"
+  done
+}
 # NAME STORE patbench-args...; SMALL_N=1 measures with a fifth of the
 # requests (cold Verify and CreateToken cost 25-80 times a hot Verify, and
 # under callgrind each run would take minutes).
 measure() {
   local name=$1 store=$2; shift 2
   local n1=$N1 n2=$N2 a b abg bbg
-  if [ -n "${IR_ONLY:-}" ] && [[ " $IR_ONLY " != *" $name "* ]]; then return; fi
+  wanted "$name" || return 0
   if [ "${SMALL_N:-0}" = 1 ]; then n1=$((N1 / 5)); n2=$((N2 / 5)); fi
   read -r a abg < <(run_patd "$name" "$store" "$n1" "$@")
   read -r b bbg < <(run_patd "$name" "$store" "$n2" "$@")
-  rm -f "$CG/$name.top"-*
-  for f in "$CG/$name.$n2"-[0-9]*; do
-    grep -q -E '^fn=(usage_flusher|rocksdb::ThreadPoolImpl::Impl::BGThreadWrapper\(void\*\))$' "$f" || cp "$f" "$CG/$name.top-${f##*-}"
-  done
+  keep_served "$name" "$CG/$name.$n2"
   IR[$name]=$(( (b - a) / (n2 - n1) ))
   BG[$name]=$(( (bbg - abg) / (n2 - n1) ))
 }
@@ -179,12 +187,9 @@ measure() {
 # NAME STORE WARM N patbench-args...: one run, counted after a warm-up.
 measure_steady() {
   local name=$1 store=$2 warm=$3 n=$4 a abg; shift 4
-  if [ -n "${IR_ONLY:-}" ] && [[ " $IR_ONLY " != *" $name "* ]]; then return; fi
+  wanted "$name" || return 0
   read -r a abg < <(run_patd_steady "$name" "$store" "$warm" "$n" "$@")
-  rm -f "$CG/$name.top"-*
-  for f in "$CG/$name.$n.1"-[0-9]*; do
-    grep -q -E '^fn=(usage_flusher|rocksdb::ThreadPoolImpl::Impl::BGThreadWrapper\(void\*\))$' "$f" || cp "$f" "$CG/$name.top-${f##*-}"
-  done
+  keep_served "$name" "$CG/$name.$n.1"
   IR[$name]=$((a / n))
   BG[$name]=$((abg / n))
 }
@@ -209,8 +214,7 @@ SMALL_N=1 measure create "$SMALL" --scenario create --platform-key-file "$CG/sto
 echo "== instructions: redis GET" >&2
 read -r ra rabg < <(run_redis "$N1"); read -r rb rbbg < <(run_redis "$N2")
 IR[redis]=$(( (rb - ra) / (N2 - N1) )); BG[redis]=$(( (rbbg - rabg) / (N2 - N1) ))
-rm -f "$CG/redis.top"-*
-for f in "$CG/redis.$N2"-[0-9]*; do cp "$f" "$CG/redis.top-${f##*-}"; done
+keep_served redis "$CG/redis.$N2"
 
 echo "| request | instructions per request | ÷ redis GET | background threads, not counted | where the busiest serving thread's go (own instructions, the larger run) |"
 echo "|---|---|---|---|---|"
