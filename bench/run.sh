@@ -185,9 +185,10 @@ declare -A R
 # this VM's phase (hot Verify alone ranges from 55k to 110k req/s between
 # phases that last tens of seconds), and where it can the figure is measured
 # between two runs of its reference and compared with their mean, which
-# cancels a phase that drifts during the pair: redis GET, hot, redis GET
-# again; hot, cold, hot again; that hot, hot at 1M tokens, hot again;
-# redis GET -P 16 then pipelined.
+# cancels a phase that drifts during the pair: redis GET (patbench, then
+# redis-benchmark), hot, redis GET again (redis-benchmark, then patbench);
+# hot, cold, hot again; that hot, hot at 1M tokens, hot again; redis GET
+# -P 16 then pipelined.
 for rep in $(seq 1 "$REPS"); do
   say "== repetition $rep/$REPS"
   j=$(redis_pb 1); R[redis_pb_p1]+="$(echo "$j" | jget '["rps"]') "
@@ -195,6 +196,8 @@ for rep in $(seq 1 "$REPS"); do
   read -r rps p99 < <(redis_get 1 150000); R[redis_p1]+="$rps "; R[redis_p1_p99]+="$p99 "
   hot_small hot_p1
   read -r rps p99 < <(redis_get 1 150000); R[redis_p1b]+="$rps "; R[redis_p1b_p99]+="$p99 "
+  j=$(redis_pb 1); R[redis_pb_p1b]+="$(echo "$j" | jget '["rps"]') "
+  R[redis_pb_p1b_p99]+="$(echo "$j" | jget '["latency_us"]["p99"]') "
 
   start_patd "$W/big" --workers 32 --cache-entries 10000
   # Steady state: the verification cache (10k) stays far smaller than the
@@ -281,7 +284,8 @@ dbfill=$(med dbfill); big_hot=$(med big_hot); startup=$(med startup)
 r1=$(pratio hot_p1 redis_p1 redis_p1b); r2=$(pratio hot_p16 redis_p16)
 r3=$(pratio hot_p1_p99 redis_p1_p99 redis_p1b_p99); r4=$(pratio cold hot_p1 hot_p1b)
 r5=$(pratio create dbfill); r6=$(pratio big_hot hot_p1b hot_p1c)
-s1=$(pratio hot_p1 redis_pb_p1); s2=$(pratio hot_p16 redis_pb_p16); s3=$(pratio hot_p1_p99 redis_pb_p1_p99)
+s1=$(pratio hot_p1 redis_pb_p1 redis_pb_p1b); s2=$(pratio hot_p16 redis_pb_p16)
+s3=$(pratio hot_p1_p99 redis_pb_p1_p99 redis_pb_p1b_p99)
 h1=$(pratio http_verify nginx_ret nginx_retb); h2=$(pratio nginx_auth nginx_plain nginx_plainb)
 h3=$(pratio http_pb nginx_pb)
 t1=$(pratio tls_hot redis_tls); t2=$(pratio tls_hot clear_hot); t3=$(pratio tls_connect redis_tls_connect)
@@ -294,7 +298,7 @@ mkdir -p bench/results
   echo "# patd benchmark"
   echo
   echo "Run: $(date -u +%Y-%m-%dT%H:%MZ) by \`make bench\` ($REPS repetitions; ${DUR}s per run after 1s warm-up)."
-  echo "Figures are medians of the repetitions; each ratio is the median of the per-repetition ratios, each measured within seconds, in the same phase of this noisy VM. Where a key ends in b or c it is its reference measured again: the hot, p99, cold and 1M-token ratios compare the figure with the mean of its reference measured just before and just after it."
+  echo "Figures are medians of the repetitions; each ratio is the median of the per-repetition ratios, each measured within seconds, in the same phase of this noisy VM. Where a key ends in b or c it is its reference measured again: the hot and p99 ratios (against either client of redis), the cold and the 1M-token ratios compare the figure with the mean of its reference measured just before and just after it."
   echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(free -g | awk '/Mem:/ {print $2}') GiB, $(. /etc/os-release; echo "$PRETTY_NAME"), kernel $(uname -r)."
   echo "Client and server share the same cores, for patd (patbench) and for the references (redis-benchmark, db_bench) alike."
   echo
@@ -321,9 +325,9 @@ mkdir -p bench/results
   echo
   echo "| figure | patd | redis GET, patbench | ratio | target | met |"
   echo "|---|---|---|---|---|---|"
-  echo "| hot, 50 conns, 1 in flight (req/s) | $hot_p1 | $(med redis_pb_p1) | $s1 | >= 1.0 | $(pass "$s1" 1.0 '>=') |"
+  echo "| hot, 50 conns, 1 in flight (req/s) | $hot_p1 | $(med redis_pb_p1), $(med redis_pb_p1b) | $s1 | >= 1.0 | $(pass "$s1" 1.0 '>=') |"
   echo "| hot, 50 conns, pipeline 16 (req/s) | $hot_p16 | $(med redis_pb_p16) | $s2 | — | — |"
-  echo "| p99 at 50 conns (us) | $hot_p99 | $(med redis_pb_p1_p99) | $s3 | — | — |"
+  echo "| p99 at 50 conns (us) | $hot_p99 | $(med redis_pb_p1_p99), $(med redis_pb_p1b_p99) | $s3 | — | — |"
   echo "| HTTP /v1/verify, 10k hot tokens, 50 conns (req/s), against nginx \`return 200\` | $(med http_pb) | $(med nginx_pb) (nginx) | $h3 | — | — |"
   echo "| hot over TLS, 50 conns, 1 in flight (req/s) | $(med tls_hot) | $(med redis_tls_pb) | $t4 | — | — |"
   echo
@@ -333,7 +337,7 @@ mkdir -p bench/results
   echo
   echo "All repetitions (req/s unless noted):"
   echo
-  for k in hot_p1 hot_p1b hot_p1c redis_p1 redis_p1b redis_pb_p1 hot_p16 redis_p16 redis_pb_p16 hot_p1_p99 redis_p1_p99 redis_p1b_p99 redis_pb_p1_p99 cold big_hot create dbfill startup http_verify nginx_ret nginx_retb nginx_plain nginx_auth nginx_plainb http_pb nginx_pb tls_hot redis_tls redis_tls_pb clear_hot tls_connect redis_tls_connect pg_cold pgbench_S pgbench_Sb pg_create pgbench_N pgbench_Nb pg_hot rdb_hot rdb_hotb; do
+  for k in hot_p1 hot_p1b hot_p1c redis_p1 redis_p1b redis_pb_p1 redis_pb_p1b hot_p16 redis_p16 redis_pb_p16 hot_p1_p99 redis_p1_p99 redis_p1b_p99 redis_pb_p1_p99 cold big_hot create dbfill startup http_verify nginx_ret nginx_retb nginx_plain nginx_auth nginx_plainb http_pb nginx_pb tls_hot redis_tls redis_tls_pb clear_hot tls_connect redis_tls_connect pg_cold pgbench_S pgbench_Sb pg_create pgbench_N pgbench_Nb pg_hot rdb_hot rdb_hotb; do
     echo "- $k: ${R[$k]}"
   done
   echo
